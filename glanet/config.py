@@ -1,0 +1,285 @@
+"""Configuration: frozen dataclasses per subsystem, loaded from `configs/*.toml`.
+
+Unknown keys are an error that names the key; values are type-checked against the fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BACKBONES = ("resnet18", "resnet34", "resnet50")
+FUSIONS = ("early", "late")
+FEATURE_FUSIONS = ("concat", "max", "multiply", "average")
+SA_MAPS = ("sum_sq", "mean_sq_affine")
+SRU_VARIANTS = ("v2", "paper")
+SCORE_FUSIONS = ("probs", "logits")
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that cannot be used."""
+
+
+def _choice(name: str, value: str, allowed: Iterable[str]) -> None:
+    allowed = tuple(allowed)
+    if value not in allowed:
+        raise ConfigError(f"{name} = {value!r} is not one of {', '.join(allowed)}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The network. Defaults are the paper's; `preset = "reference"` selects the published code's choices."""
+
+    arch: str = "glanet"
+    preset: str = "paper"
+    backbone: str = "resnet34"
+    num_classes: int = 51
+    fusion: str = "early"  # early: GS, GL, GP streams (eq. 19); late: GP, SA, LA (eq. 20)
+    feature_fusion: str = "concat"  # the composite-feature layer of eqs. 9-10 (Tables II-III ablations)
+    sa_map: str = "sum_sq"  # eq. 3: sum_c F_c^2; reference: mean_c F_c^2 then a learnable a*M+b
+    la_hidden: int = 128  # rows of W0 in eq. 6
+    la_out_bias: bool = False  # reference: bias b1 on W1
+    la_out_tanh: bool = False  # reference: tanh on the LA score before the softmax
+    sru_hidden: int = 1024
+    sru_layers: int = 3
+    sru_dropout: float = 0.6
+    sru_variant: str = "v2"  # v2: the `sru` package recurrence; paper: eqs. 11-15
+    sru_rescale: bool = True
+    sru_use_tanh: bool = False
+    head_dropout: float = 0.0  # reference: Dropout(0.5) before each per-step classifier
+    score_fusion: str = "probs"  # probs: eq. 19 (mean of softmaxes); logits: reference (softmax of mean)
+
+    def __post_init__(self) -> None:
+        if self.arch != "glanet":
+            raise ConfigError(f"model.arch = {self.arch!r}: only 'glanet' is built by this version")
+        _choice("model.preset", self.preset, PRESETS)
+        _choice("model.backbone", self.backbone, BACKBONES)
+        _choice("model.fusion", self.fusion, FUSIONS)
+        _choice("model.feature_fusion", self.feature_fusion, FEATURE_FUSIONS)
+        _choice("model.sa_map", self.sa_map, SA_MAPS)
+        _choice("model.sru_variant", self.sru_variant, SRU_VARIANTS)
+        _choice("model.score_fusion", self.score_fusion, SCORE_FUSIONS)
+        for name in ("num_classes", "la_hidden", "sru_hidden", "sru_layers"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.{name} = {getattr(self, name)} must be at least 1")
+        for name in ("sru_dropout", "head_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"model.{name} = {getattr(self, name)} must be in [0, 1)")
+
+    @property
+    def stream_names(self) -> tuple[str, ...]:
+        return ("GS", "GL", "GP") if self.fusion == "early" else ("GP", "SA", "LA")
+
+
+# The published code's choices (notes/reference.md); applied before a file's own keys.
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "reference": {
+        "sa_map": "mean_sq_affine",
+        "la_out_bias": True,
+        "la_out_tanh": True,
+        "sru_dropout": 0.5,
+        "head_dropout": 0.5,
+        "score_fusion": "logits",
+    },
+}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the videos are, how clips are sampled and how frames are preprocessed."""
+
+    dataset: str = "hmdb51"
+    root: str = ""
+    train_list: str = ""
+    val_list: str = ""
+    class_names: tuple[str, ...] = ()
+    sampling: str = "clips"  # clips: W consecutive frames every S (the paper); tsn: segments
+    fps: float = 30.0  # the frame rate the frames were extracted at, and the model's rate when streaming
+    window: int = 30  # W frames per clip
+    stride: int = 15  # S frames between clip starts
+    max_clips: int = 20  # clips per video in training (the paper: at most 20)
+    segments: int = 3  # tsn
+    frames_per_segment: int = 4  # tsn
+    resize: tuple[int, ...] = (256, 256)  # (h, w); a single value resizes the short side
+    crop: int = 224
+    train_crop: str = "random_resized"  # random_resized (the paper) | random (reference)
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    crop_ratio: tuple[float, float] = (0.75, 4.0 / 3.0)
+    flip: float = 0.5
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+    def __post_init__(self) -> None:
+        _choice("data.sampling", self.sampling, ("clips", "tsn"))
+        _choice("data.train_crop", self.train_crop, ("random_resized", "random"))
+        if self.window < 1 or self.stride < 1:
+            raise ConfigError(f"data.window ({self.window}) and data.stride ({self.stride}) must be >= 1")
+        if self.window % self.stride:
+            raise ConfigError(
+                f"data.window ({self.window}) must be a multiple of data.stride ({self.stride})"
+            )
+        if self.fps <= 0:
+            raise ConfigError(f"data.fps = {self.fps} must be positive")
+        if len(self.resize) not in (1, 2) or min(self.resize) < self.crop:
+            raise ConfigError(
+                f"data.resize = {list(self.resize)} must be 1 or 2 sizes, each >= crop ({self.crop})"
+            )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation. Defaults: the paper's HMDB51/UCF101 recipe."""
+
+    optimizer: str = "adam"  # adam | sgd
+    lr: float = 1e-5
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "step"  # step | cosine | constant
+    milestones: tuple[int, ...] = (8,)
+    gamma: float = 0.1
+    epochs: int = 16
+    batch_size: int = 28
+    grad_clip: float = 0.0  # max global grad norm; 0 = off
+    ga: bool = True  # eq. 17 regularisation
+    ga_margin: float = 0.1
+    stage: str = "joint"  # joint | spatial (backbone + attention) | temporal (frozen spatial part)
+    amp: str = "bf16"  # bf16 | none (GPU only)
+    seed: int = 0
+    workers: int = 4
+
+    def __post_init__(self) -> None:
+        _choice("train.optimizer", self.optimizer, ("adam", "sgd"))
+        _choice("train.schedule", self.schedule, ("step", "cosine", "constant"))
+        _choice("train.stage", self.stage, ("joint", "spatial", "temporal"))
+        _choice("train.amp", self.amp, ("bf16", "none"))
+        if self.lr <= 0 or self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError("train.lr, train.epochs and train.batch_size must be positive")
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if self.data.class_names and len(self.data.class_names) != self.model.num_classes:
+            raise ConfigError(
+                f"data.class_names has {len(self.data.class_names)} names "
+                f"but model.num_classes = {self.model.num_classes}"
+            )
+
+
+_SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+
+
+def _coerce(where: str, value: Any, hint: Any) -> Any:
+    """Check a TOML value against a field's type; lists become tuples, ints may stand for floats."""
+    origin = typing.get_origin(hint)
+    if origin in (tuple,):
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where} = {value!r} must be a list")
+        args = typing.get_args(hint)
+        item = args[0] if len(args) == 2 and args[1] is Ellipsis else None
+        if item is None and len(args) != len(value):
+            raise ConfigError(f"{where} = {value!r} must have {len(args)} items")
+        return tuple(_coerce(where, v, item or args[i]) for i, v in enumerate(value))
+    if origin in (typing.Union, types.UnionType):
+        raise TypeError(f"unsupported field type {hint} for {where}")  # a bug, not a user error
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} = {value!r} must be true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} = {value!r} must be an integer")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where} = {value!r} must be a number")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} = {value!r} must be a string")
+        return value
+    raise TypeError(f"unsupported field type {hint} for {where}")
+
+
+def build_section(cls: type, table: Mapping[str, Any], section: str) -> Any:
+    """Make dataclass `cls` from a TOML table, refusing keys it does not have."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    if cls is ModelConfig:
+        preset = table.get("preset", "paper")
+        if preset not in PRESETS:
+            raise ConfigError(f"model.preset = {preset!r} is not one of {', '.join(PRESETS)}")
+        values.update(PRESETS[preset])
+    for key, value in table.items():
+        if key not in names:
+            raise ConfigError(f"unknown key '{section}.{key}' (known: {', '.join(sorted(names))})")
+        values[key] = _coerce(f"{section}.{key}", value, hints[key])
+    return cls(**values)
+
+
+def config_from_dict(raw: Mapping[str, Any]) -> Config:
+    for section, table in raw.items():
+        if section not in _SECTIONS:
+            raise ConfigError(f"unknown section [{section}] (known: {', '.join(_SECTIONS)})")
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"[{section}] must be a table")
+    parts = {name: build_section(cls, raw.get(name, {}), name) for name, cls in _SECTIONS.items()}
+    return Config(**parts)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # a bare word is a string: --set data.root=/data/hmdb
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply `section.key=value` strings (TOML values; bare words are strings) to a raw config dict."""
+    raw = {k: dict(v) if isinstance(v, Mapping) else v for k, v in raw.items()}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not name:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        raw.setdefault(section, {})[name] = _parse_value(text.strip())
+    return raw
+
+
+def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    try:
+        return config_from_dict(apply_overrides(raw, overrides))
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain dict (lists for tuples) of a config dataclass, for checkpoints and logs."""
+
+    def plain(v: Any) -> Any:
+        if dataclasses.is_dataclass(v):
+            return config_to_dict(v)
+        if isinstance(v, tuple):
+            return [plain(x) for x in v]
+        return v
+
+    return {f.name: plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}

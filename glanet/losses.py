@@ -1,0 +1,59 @@
+"""Training objective: cross-entropy on the fused prediction plus global-attention (GA)
+regularisation of the attention streams (paper eqs. 17-18).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from glanet.models.glanet import fused_log_probs
+
+
+class LossParts(NamedTuple):
+    total: Tensor
+    ce: Tensor
+    ga: Tensor  # sum of the GA terms (0 when there are none)
+
+
+def ga_regularisation(
+    global_probs: Tensor, attention_probs: Tensor, target: Tensor, margin: float = 0.1
+) -> Tensor:
+    """Eq. 17: mean over the batch of max(0, P_GP(y) - P_att(y) + margin).
+
+    The probabilities are of the ground-truth class y; zero when the attention stream leads GP by
+    at least `margin`. Nothing is detached, as in the published code.
+    """
+    p_global = global_probs.gather(1, target[:, None]).squeeze(1)
+    p_att = attention_probs.gather(1, target[:, None]).squeeze(1)
+    return torch.clamp(p_global - p_att + margin, min=0).mean()
+
+
+def glanet_loss(
+    logits: Tensor,
+    target: Tensor,
+    stream_names: tuple[str, ...],
+    score_fusion: str = "probs",
+    ga: bool = True,
+    margin: float = 0.1,
+) -> LossParts:
+    """Eq. 18: CE(fused) + GA(GS) + GA(GL). `logits` (B, S, K) per stream, `target` (B,) class ids.
+
+    With `score_fusion="probs"` the fused prediction is the mean of the streams' softmaxes (eq. 19)
+    and the CE is its negative log; with "logits" it is the softmax of the mean logits (reference).
+    GA applies where there is a GP stream and composite streams GS/GL (early fusion); late fusion has none.
+    """
+    ce = F.nll_loss(fused_log_probs(logits, score_fusion), target)
+    ga_total = logits.new_zeros(())
+    if ga and "GP" in stream_names:
+        probs = torch.softmax(logits, dim=-1)
+        gp = probs[:, stream_names.index("GP")]
+        for name in ("GS", "GL"):
+            if name in stream_names:
+                ga_total = ga_total + ga_regularisation(
+                    gp, probs[:, stream_names.index(name)], target, margin
+                )
+    return LossParts(ce + ga_total, ce, ga_total)

@@ -1,0 +1,71 @@
+"""The three frame representations of GLANet: global pooling (GP), statistic-based attention (SA)
+and learning-based attention (LA), paper eqs. 2-8.
+
+Each takes the conv5_x activation F (N, C, H, W); SA and LA also return their attention map T (N, H, W).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def attend(fmap: Tensor, scores: Tensor) -> tuple[Tensor, Tensor]:
+    """Softmax `scores` (N, H*W) over the positions and pool F with it -> R (N, C), T (N, H, W)."""
+    n, c, h, w = fmap.shape
+    weights = torch.softmax(scores, dim=-1)  # eqs. 4 / 7
+    pooled = torch.bmm(fmap.reshape(n, c, h * w), weights.unsqueeze(-1)).squeeze(-1)  # eqs. 5 / 8
+    return pooled, weights.view(n, h, w)
+
+
+class GlobalPooling(nn.Module):
+    """Eq. 2: R_GP = (1 / HW) sum_ij F_ij."""
+
+    def forward(self, fmap: Tensor) -> Tensor:
+        return fmap.mean(dim=(2, 3))  # (N, C)
+
+
+class StatisticAttention(nn.Module):
+    """Eqs. 3-5: M = sum_c |F_c|^2, T = softmax(M), R_SA = sum T * F. No parameters.
+
+    `map_kind="mean_sq_affine"` is the published code's variant: M = a * mean_c F_c^2 + b, with a
+    learnable 1x1 convolution (a, b).
+    """
+
+    def __init__(self, map_kind: str = "sum_sq") -> None:
+        super().__init__()
+        if map_kind not in ("sum_sq", "mean_sq_affine"):
+            raise ValueError(f"SA map {map_kind!r} is not one of sum_sq, mean_sq_affine")
+        self.map_kind = map_kind
+        self.conv = nn.Conv2d(1, 1, kernel_size=1) if map_kind == "mean_sq_affine" else None
+
+    def forward(self, fmap: Tensor) -> tuple[Tensor, Tensor]:
+        n = fmap.shape[0]
+        if self.conv is None:
+            scores = fmap.pow(2).sum(dim=1)  # eq. 3, (N, H, W)
+        else:
+            scores = self.conv(fmap.pow(2).mean(dim=1, keepdim=True)).squeeze(1)
+        return attend(fmap, scores.reshape(n, -1))
+
+
+class LearnedAttention(nn.Module):
+    """Eqs. 6-8: M_ij = W1 tanh(W0 f_ij + b0), T = softmax(M), R_LA = sum T * F. W0 is (hidden, C).
+
+    `out_bias` adds b1 and `out_tanh` a tanh on M: the published code's variant.
+    """
+
+    def __init__(
+        self, channels: int, hidden: int = 128, out_bias: bool = False, out_tanh: bool = False
+    ) -> None:
+        super().__init__()
+        self.w0 = nn.Linear(channels, hidden)
+        self.w1 = nn.Linear(hidden, 1, bias=out_bias)
+        self.out_tanh = out_tanh
+
+    def forward(self, fmap: Tensor) -> tuple[Tensor, Tensor]:
+        n, c = fmap.shape[:2]
+        positions = fmap.reshape(n, c, -1).transpose(1, 2)  # (N, HW, C)
+        scores = self.w1(torch.tanh(self.w0(positions))).squeeze(-1)  # eq. 6, (N, HW)
+        if self.out_tanh:
+            scores = torch.tanh(scores)
+        return attend(fmap, scores)

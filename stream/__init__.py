@@ -1,0 +1,1 @@
+"""Streaming runtime: sources, capture threads, ring buffer, recognizer loop, overlays, sinks."""

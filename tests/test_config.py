@@ -1,0 +1,104 @@
+"""Config files: the shipped ones load; unknown keys and bad values name themselves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from glanet.config import Config, ConfigError, ModelConfig, config_to_dict, load_config
+
+CONFIG_DIR = Path(__file__).parent.parent / "configs"
+CONFIGS = sorted(CONFIG_DIR.glob("*.toml"))
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_load(path):
+    cfg = load_config(path)
+    assert isinstance(cfg, Config)
+
+
+def test_paper_settings():
+    hmdb = load_config(CONFIG_DIR / "glanet_r34_hmdb51.toml")
+    assert (hmdb.model.backbone, hmdb.model.num_classes, hmdb.model.sru_hidden, hmdb.model.sru_layers) == (
+        "resnet34",
+        51,
+        1024,
+        3,
+    )
+    assert (hmdb.data.window, hmdb.data.stride, hmdb.data.max_clips, hmdb.data.crop) == (30, 15, 20, 224)
+    assert (hmdb.train.optimizer, hmdb.train.lr, hmdb.train.milestones, hmdb.train.epochs) == (
+        "adam",
+        1e-5,
+        (8,),
+        16,
+    )
+    assert hmdb.train.batch_size == 28 and hmdb.model.sru_dropout == 0.6
+    assert load_config(CONFIG_DIR / "glanet_r34_ucf101.toml").model.num_classes == 101
+    kinetics = load_config(CONFIG_DIR / "glanet_r34_kinetics600.toml")
+    assert (kinetics.model.num_classes, kinetics.data.segments, kinetics.data.frames_per_segment) == (
+        600,
+        3,
+        4,
+    )
+    assert (kinetics.train.batch_size, kinetics.train.lr, kinetics.train.epochs) == (64, 1e-3, 25)
+
+
+def test_reference_preset_applies_and_file_keys_win(tmp_path):
+    cfg = load_config(write(tmp_path, '[model]\npreset = "reference"\nhead_dropout = 0.1\n'))
+    assert cfg.model.sa_map == "mean_sq_affine" and cfg.model.score_fusion == "logits"
+    assert cfg.model.head_dropout == 0.1
+
+
+def test_unknown_key_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown key 'model\.sru_hiden'"):
+        load_config(write(tmp_path, "[model]\nsru_hiden = 12\n"))
+    with pytest.raises(ConfigError, match=r"unknown section \[modle\]"):
+        load_config(write(tmp_path, "[modle]\nnum_classes = 3\n"))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[model]\nnum_classes = "ten"\n', "model.num_classes = 'ten' must be an integer"),
+        ("[model]\nbackbone = 'vgg16'\n", "model.backbone = 'vgg16' is not one of"),
+        ("[data]\nwindow = 30\nstride = 7\n", r"data.window \(30\) must be a multiple of data.stride \(7\)"),
+        ("[data]\nmean = [0.5, 0.5]\n", "must have 3 items"),
+        ("[model]\nsru_dropout = 1.0\n", r"must be in \[0, 1\)"),
+        ("[model]\nnum_classes = 3\n[data]\nclass_names = ['a', 'b']\n", "2 names but model.num_classes = 3"),
+        ("[model\n", "not valid TOML"),
+    ],
+)
+def test_bad_values_are_named(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_overrides(tmp_path):
+    path = write(tmp_path, "[model]\nnum_classes = 4\n")
+    cfg = load_config(path, ["model.sru_hidden=256", "data.root=/data/hmdb", "train.milestones=[3, 6]"])
+    assert cfg.model.sru_hidden == 256 and cfg.data.root == "/data/hmdb" and cfg.train.milestones == (3, 6)
+    with pytest.raises(ConfigError, match=r"section\.key=value"):
+        load_config(path, ["sru_hidden=3"])
+    with pytest.raises(ConfigError, match=r"unknown key 'model\.nope'"):
+        load_config(path, ["model.nope=1"])
+
+
+def test_ints_stand_for_floats_and_dict_round_trip():
+    cfg = load_config(CONFIG_DIR / "glanet_r18_synth_cpu.toml")
+    d = config_to_dict(cfg)
+    assert d["model"]["backbone"] == "resnet18" and d["data"]["resize"] == [128, 128]
+    assert (
+        ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["model"].items()}) == cfg.model
+    )
