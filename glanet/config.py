@@ -34,7 +34,11 @@ def _choice(name: str, value: str, allowed: Iterable[str]) -> None:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The network. Defaults are the paper's; `preset = "reference"` selects the published code's choices."""
+    """The network. Defaults are the paper's; the "reference" preset is the published code's choices.
+
+    `preset` records which preset a config started from; `from_preset` (and config files) apply it,
+    then explicit keys win. Constructing `ModelConfig(preset="reference")` directly applies nothing.
+    """
 
     arch: str = "glanet"
     preset: str = "paper"
@@ -71,6 +75,12 @@ class ModelConfig:
         for name in ("sru_dropout", "head_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"model.{name} = {getattr(self, name)} must be in [0, 1)")
+
+    @classmethod
+    def from_preset(cls, preset: str = "paper", **overrides: Any) -> ModelConfig:
+        if preset not in PRESETS:
+            raise ConfigError(f"model.preset = {preset!r} is not one of {', '.join(PRESETS)}")
+        return cls(**{**PRESETS[preset], "preset": preset, **overrides})
 
     @property
     def stream_names(self) -> tuple[str, ...]:
@@ -217,15 +227,12 @@ def build_section(cls: type, table: Mapping[str, Any], section: str) -> Any:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     values: dict[str, Any] = {}
-    if cls is ModelConfig:
-        preset = table.get("preset", "paper")
-        if preset not in PRESETS:
-            raise ConfigError(f"model.preset = {preset!r} is not one of {', '.join(PRESETS)}")
-        values.update(PRESETS[preset])
     for key, value in table.items():
         if key not in names:
             raise ConfigError(f"unknown key '{section}.{key}' (known: {', '.join(sorted(names))})")
         values[key] = _coerce(f"{section}.{key}", value, hints[key])
+    if cls is ModelConfig:
+        return ModelConfig.from_preset(values.pop("preset", "paper"), **values)
     return cls(**values)
 
 

@@ -102,3 +102,10 @@ def test_ints_stand_for_floats_and_dict_round_trip():
     assert (
         ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["model"].items()}) == cfg.model
     )
+
+
+def test_from_preset():
+    ref = ModelConfig.from_preset("reference", num_classes=7)
+    assert ref.preset == "reference" and ref.la_out_tanh and ref.num_classes == 7
+    with pytest.raises(ConfigError, match="is not one of"):
+        ModelConfig.from_preset("authors")

@@ -67,9 +67,11 @@ def fused_log_probs(logits: Tensor, score_fusion: str) -> Tensor:
 
 def reset_state(state: State, rows: Tensor) -> State:
     """Zero the rows (B,) bool of `state`: those sequences start again."""
-    keep = (~rows).to(state.c.dtype)
+    # torch.where, not a multiply by 0: a row whose state went NaN/inf must recover too.
     return State(
-        state.c * keep[:, None, None, None], state.logit_sum * keep[:, None, None], state.steps * keep
+        torch.where(rows[:, None, None, None], 0.0, state.c),
+        torch.where(rows[:, None, None], 0.0, state.logit_sum),
+        torch.where(rows, 0.0, state.steps),
     )
 
 

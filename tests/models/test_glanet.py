@@ -175,3 +175,11 @@ def test_config_is_kept_and_frozen():
     model = GLANet(small())
     with pytest.raises(dataclasses.FrozenInstanceError):
         model.cfg.num_classes = 3  # type: ignore[misc]
+
+
+def test_reset_state_recovers_a_non_finite_row():
+    model = GLANet(small()).eval()
+    state = model.init_state(2)
+    state = state._replace(c=torch.full_like(state.c, float("nan")))
+    state = reset_state(state, torch.tensor([True, False]))
+    assert torch.isfinite(state.c[0]).all() and torch.isnan(state.c[1]).all()

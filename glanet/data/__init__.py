@@ -1,0 +1,1 @@
+"""Data: list files, split converters, video and frame-folder readers, sampling, transforms, SynthActions."""
