@@ -25,6 +25,8 @@ from torch import Tensor
 
 import glanet
 from glanet.config import ConfigError, DataConfig, ModelConfig, build_section, config_to_dict
+from glanet.data.sampling import Sampling
+from glanet.data.transforms import preprocessing_dict
 from glanet.models.glanet import GLANet
 
 log = logging.getLogger(__name__)
@@ -125,21 +127,7 @@ def _plain(value: Any, where: str) -> Any:
 
 
 def _from_data(data: DataConfig) -> tuple[dict[str, Any], dict[str, Any]]:
-    preprocessing = {
-        "resize": list(data.resize),
-        "crop": data.crop,
-        "mean": list(data.mean),
-        "std": list(data.std),
-    }
-    sampling = {
-        "fps": data.fps,
-        "window": data.window,
-        "stride": data.stride,
-        "mode": data.sampling,
-        "segments": data.segments,
-        "frames_per_segment": data.frames_per_segment,
-    }
-    return preprocessing, sampling
+    return preprocessing_dict(data), Sampling.from_config(data).to_dict()
 
 
 def _section(

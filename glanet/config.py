@@ -117,6 +117,7 @@ class DataConfig:
     max_clips: int = 20  # clips per video in training (the paper: at most 20)
     segments: int = 3  # tsn
     frames_per_segment: int = 4  # tsn
+    test_clips: int = 1  # tsn: evenly spaced clips per video at test time
     resize: tuple[int, ...] = (256, 256)  # (h, w); a single value resizes the short side
     crop: int = 224
     train_crop: str = "random_resized"  # random_resized (the paper) | random (reference)
@@ -129,8 +130,9 @@ class DataConfig:
     def __post_init__(self) -> None:
         _choice("data.sampling", self.sampling, ("clips", "tsn"))
         _choice("data.train_crop", self.train_crop, ("random_resized", "random"))
-        if self.window < 1 or self.stride < 1:
-            raise ConfigError(f"data.window ({self.window}) and data.stride ({self.stride}) must be >= 1")
+        for name in ("window", "stride", "max_clips", "segments", "frames_per_segment", "test_clips", "crop"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"data.{name} = {getattr(self, name)} must be at least 1")
         if self.window % self.stride:
             raise ConfigError(
                 f"data.window ({self.window}) must be a multiple of data.stride ({self.stride})"

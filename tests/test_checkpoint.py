@@ -23,6 +23,7 @@ from glanet.checkpoint import (
     weights_digest,
 )
 from glanet.config import DataConfig, ModelConfig, build_section
+from glanet.data.transforms import preprocessing_dict
 from glanet.models.glanet import GLANet
 
 NAMES = ("run", "jump", "sit", "wave", "clap")
@@ -99,7 +100,10 @@ def test_round_trip_keeps_weights_outputs_and_metadata(tmp_path: Path, preset: s
     torch.testing.assert_close(a.fused, b.fused, rtol=0, atol=0)
 
     assert ck.class_names == NAMES
-    assert ck.preprocessing == {"resize": [256], "crop": 224, "mean": list(data.mean), "std": list(data.std)}
+    assert ck.preprocessing == {
+        "resize": [256], "crop": 224, "mean": list(data.mean), "std": list(data.std),
+        "color": "rgb", "interpolation": "bilinear",
+    }  # fmt: skip
     assert ck.sampling == {
         "fps": 25.0,
         "window": 8,
@@ -107,6 +111,8 @@ def test_round_trip_keeps_weights_outputs_and_metadata(tmp_path: Path, preset: s
         "mode": "clips",
         "segments": data.segments,
         "frames_per_segment": data.frames_per_segment,
+        "max_clips": data.max_clips,
+        "test_clips": data.test_clips,
     }
     for key, value in provenance.items():
         assert ck.provenance[key] == value
@@ -126,12 +132,7 @@ def test_round_trip_keeps_weights_outputs_and_metadata(tmp_path: Path, preset: s
 def test_defaults_and_dicts_for_preprocessing_and_sampling(tmp_path: Path, model: GLANet) -> None:
     d = DataConfig()
     ck = load_checkpoint(save_checkpoint(tmp_path / "a.pt", model, class_names=NAMES))
-    assert ck.preprocessing == {
-        "resize": list(d.resize),
-        "crop": d.crop,
-        "mean": list(d.mean),
-        "std": list(d.std),
-    }
+    assert ck.preprocessing == preprocessing_dict(d)
     assert ck.sampling["fps"] == d.fps and ck.sampling["mode"] == d.sampling
 
     pre = {"resize": [128], "crop": 112, "mean": [0.5] * 3, "std": [0.5] * 3, "interpolation": "bilinear"}

@@ -288,8 +288,12 @@ def test_cli_writes_a_checkpoint_that_loads(
         "crop": 224,
         "mean": [0.485, 0.456, 0.406],
         "std": [0.229, 0.224, 0.225],
+        "color": "rgb",
+        "interpolation": "bilinear",
     }
-    assert ck.sampling == {
+    assert {
+        k: ck.sampling[k] for k in ("fps", "window", "stride", "mode", "segments", "frames_per_segment")
+    } == {
         "fps": 30.0,
         "window": 12,
         "stride": 12,
