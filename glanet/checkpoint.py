@@ -189,11 +189,13 @@ def save_checkpoint(
     provenance: Mapping[str, Any] | None = None,
     metrics: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
+    weights_dtype: torch.dtype | None = None,
 ) -> Path:
     """Write `model` and its metadata to `path` atomically; returns the path.
 
     preprocessing and sampling come from `data` when given, else from the dicts passed, else from
     DataConfig's defaults. `extra` (e.g. optimizer state for resuming) must be tensors and plain data.
+    `weights_dtype` (e.g. torch.float16) stores the floating-point weights in that type; they load as float32.
     """
     path = Path(path)
     model = _unwrap(model)  # so the keys never carry a wrapper's `module.` / `_orig_mod.` prefix
@@ -217,6 +219,8 @@ def save_checkpoint(
         samp = _section("sampling", sampling, default_samp, SAMPLING_KEYS)
 
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    if weights_dtype is not None:  # e.g. float16 to halve a shipped model; loading casts back
+        state = {k: v.to(weights_dtype) if v.is_floating_point() else v for k, v in state.items()}
     prov: dict[str, Any] = {
         "glanet_version": glanet.__version__,
         "torch_version": str.__str__(torch.__version__),
@@ -409,7 +413,9 @@ def load_checkpoint(
         )
     if num_classes is not None and cfg.num_classes != num_classes:
         raise CheckpointError(path, f"has {cfg.num_classes} classes, expected {num_classes}")
-    model = _build_with_weights(cfg, raw["state_dict"], path)
+    # Weights stored in a smaller float type (save_checkpoint(weights_dtype=...)) run in float32.
+    state = {k: v.float() if v.is_floating_point() else v for k, v in raw["state_dict"].items()}
+    model = _build_with_weights(cfg, state, path)
     model.to(map_location).eval()
     log.info("loaded checkpoint %s (%s, %d classes)", path, cfg.backbone, cfg.num_classes)
     return LoadedCheckpoint(

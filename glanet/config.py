@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-BACKBONES = ("resnet18", "resnet34", "resnet50")
+BACKBONES = ("resnet10", "resnet18", "resnet34", "resnet50")  # resnet10: one block per stage
 FUSIONS = ("early", "late")
 FEATURE_FUSIONS = ("concat", "max", "multiply", "average")
 SA_MAPS = ("sum_sq", "mean_sq_affine")
@@ -162,7 +162,7 @@ class TrainConfig:
     ga: bool = True  # eq. 17 regularisation
     ga_margin: float = 0.1
     stage: str = "joint"  # joint | spatial (backbone + attention) | temporal (frozen spatial part)
-    amp: str = "bf16"  # bf16 | none (GPU only)
+    amp: str = "bf16"  # bf16 autocast (CUDA, or a CPU with bf16 support) | none
     seed: int = 0
     workers: int = 4
 

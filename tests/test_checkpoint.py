@@ -419,3 +419,14 @@ def test_a_wrapped_model_is_saved_without_the_wrapper_prefix(tmp_path: Path, mod
     assert list(read_checkpoint(path)["state_dict"]) == list(model.state_dict())
     with pytest.raises(TypeError, match="needs a GLANet, got a Linear"):
         save_checkpoint(tmp_path / "x.pt", torch.nn.Linear(2, 2), class_names=NAMES)
+
+
+def test_half_precision_storage_loads_as_float32(tmp_path: Path, model: GLANet) -> None:
+    full = save_checkpoint(tmp_path / "full.pt", model, class_names=NAMES)
+    half = save_checkpoint(tmp_path / "half.pt", model, class_names=NAMES, weights_dtype=torch.float16)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    ck = load_checkpoint(half)
+    assert all(p.dtype == torch.float32 for p in ck.model.parameters())
+    for key, value in model.state_dict().items():
+        if value.is_floating_point():
+            torch.testing.assert_close(ck.model.state_dict()[key], value.half().float())

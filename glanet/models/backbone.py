@@ -23,7 +23,7 @@ _WEIGHTS = {
         torchvision.models.ResNet50_Weights.IMAGENET1K_V2,
     ),
 }
-_CHANNELS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}
+_CHANNELS = {"resnet10": 512, "resnet18": 512, "resnet34": 512, "resnet50": 2048}
 TRUNK = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
 
 
@@ -37,7 +37,10 @@ class ResNetTrunk(nn.Module):
         super().__init__()
         if name not in _CHANNELS:
             raise ValueError(f"backbone {name!r} is not one of {', '.join(_CHANNELS)}")
-        net = getattr(torchvision.models, name)(weights=None)
+        if name == "resnet10":  # torchvision's ResNet with one BasicBlock per stage: small CPU models
+            net = torchvision.models.resnet.ResNet(torchvision.models.resnet.BasicBlock, [1, 1, 1, 1])
+        else:
+            net = getattr(torchvision.models, name)(weights=None)
         for part in TRUNK:
             setattr(self, part, getattr(net, part))
         self.name = name
@@ -57,6 +60,8 @@ def torchvision_cache_files(name: str) -> list[Path]:
 
 def resolve_imagenet_weights(name: str, path: str | os.PathLike[str] | None) -> Path:
     """The ImageNet weights file to use: `path` if given, else the first one in torchvision's cache."""
+    if name not in _WEIGHTS:
+        raise FileNotFoundError(f"there are no ImageNet weights for {name}: it trains from scratch")
     if path is not None:
         p = Path(path).expanduser()
         if not p.is_file():

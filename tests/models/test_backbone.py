@@ -75,3 +75,11 @@ def test_a_corrupt_weights_file_is_refused(tmp_path):
     path.write_bytes(b"not a torch file")
     with pytest.raises(ValueError, match="not a readable torchvision weights file"):
         load_imagenet_weights(ResNetTrunk("resnet18"), path)
+
+
+def test_resnet10_is_torchvisions_resnet_with_one_block_per_stage():
+    trunk = ResNetTrunk("resnet10")
+    assert [len(getattr(trunk, f"layer{i}")) for i in range(1, 5)] == [1, 1, 1, 1]
+    assert trunk(torch.randn(1, 3, 112, 112)).shape == (1, 512, 4, 4)
+    with pytest.raises(FileNotFoundError, match="no ImageNet weights for resnet10"):
+        resolve_imagenet_weights("resnet10", None)

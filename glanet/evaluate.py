@@ -1,0 +1,642 @@
+"""Evaluate checkpoints on a frame-folder list: video-level accuracy, confusion, attention examples.
+
+    python -m glanet.evaluate --checkpoint runs/s1/best.pt --root data/hmdb51 --list lists/s1_test.txt \
+        --out reports/s1 [--batch-size 8 --workers 2 --device auto --examples 8 --max-videos N]
+    python -m glanet.evaluate --checkpoint a.pt --list s1.txt --checkpoint b.pt --list s2.txt ... \
+        --root R --out D
+
+The checkpoint is the source of truth for the preprocessing and the clip sampling. Writes
+`report.json`, `confusion.png` and `attention.png` (frame | SA | LA, as the paper's Fig. 8); with
+several pairs each goes to `<out>/<n>_<checkpoint stem>/` and `<out>/report.json` holds them all and
+their mean. On SynthActions (a `<split>_gt/` beside the frames) the SA/LA localisation is scored too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from glanet.checkpoint import LoadedCheckpoint, load_checkpoint
+from glanet.data.datasets import FrameFolderDataset, video_level_accuracy
+from glanet.data.lists import VideoRecord, read_list, write_text_atomic
+from glanet.data.sampling import Sampling
+from glanet.data.transforms import ClipTransform
+from glanet.localisation import (
+    GroundTruthCache,
+    LocalisationStats,
+    add_clip,
+    has_ground_truth,
+    upsample_map,
+)
+
+log = logging.getLogger("glanet.evaluate")
+
+METRICS = ("top1", "top5", "mean_class")
+
+
+# -- the eval data, from the checkpoint's own metadata --------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvalTransform:
+    """The eval clip transform of a checkpoint's `preprocessing` dict: resize, centre crop, normalise."""
+
+    resize: tuple[int, ...]
+    crop: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    color: str = "rgb"
+
+    @classmethod
+    def from_preprocessing(cls, pre: Mapping[str, Any]) -> EvalTransform:
+        missing = [k for k in ("resize", "crop", "mean", "std") if k not in pre]
+        if missing:
+            raise ValueError(f"preprocessing lacks {', '.join(missing)} (needs resize, crop, mean, std)")
+        if pre.get("interpolation", "bilinear") != "bilinear":
+            raise ValueError(
+                f"preprocessing interpolation {pre['interpolation']!r}: only 'bilinear' is implemented"
+            )
+        color = pre.get("color", "rgb")
+        if color not in ("rgb", "bgr"):
+            raise ValueError(f"preprocessing color {color!r} must be 'rgb' or 'bgr'")
+        return cls(
+            tuple(int(v) for v in pre["resize"]),
+            int(pre["crop"]),
+            tuple(float(v) for v in pre["mean"]),  # type: ignore[arg-type]
+            tuple(float(v) for v in pre["std"]),  # type: ignore[arg-type]
+            color,
+        )
+
+    def __call__(self, frames: Sequence[np.ndarray], rng: np.random.Generator | None = None) -> Tensor:
+        if self.color == "rgb":
+            return ClipTransform(False, self.resize, self.crop, mean=self.mean, std=self.std)(frames)
+        # mean/std are in BGR order: normalise as RGB with them reversed, then put the channels back.
+        rgb = ClipTransform(False, self.resize, self.crop, mean=self.mean[::-1], std=self.std[::-1])(frames)
+        return rgb.flip(1)
+
+    def denormalise(self, frame: Tensor) -> np.ndarray:
+        """(3, H, W) model input -> (H, W, 3) uint8 BGR for drawing."""
+        m = torch.tensor(self.mean).view(3, 1, 1)
+        s = torch.tensor(self.std).view(3, 1, 1)
+        x = (frame.float().cpu() * s + m).clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
+        return np.ascontiguousarray(x[..., ::-1] if self.color == "rgb" else x)
+
+
+def sampling_from_dict(raw: Mapping[str, Any]) -> Sampling:
+    """A checkpoint's `sampling` dict -> Sampling (keys it does not know are left out)."""
+    known = {f.name for f in fields(Sampling)}
+    return Sampling(**{k: v for k, v in raw.items() if k in known})
+
+
+def build_eval_dataset_from(
+    root: str | os.PathLike[str],
+    records: Sequence[VideoRecord],
+    preprocessing: Mapping[str, Any],
+    sampling: Sampling | Mapping[str, Any],
+    max_videos: int | None = None,
+) -> FrameFolderDataset:
+    if max_videos is not None:
+        if max_videos < 1:
+            raise ValueError(f"max_videos = {max_videos} must be at least 1")
+        records = list(records)[:max_videos]
+    samp = sampling if isinstance(sampling, Sampling) else sampling_from_dict(sampling)
+    return FrameFolderDataset(
+        root, records, samp, EvalTransform.from_preprocessing(preprocessing), train=False
+    )
+
+
+def build_eval_dataset(
+    ck: LoadedCheckpoint,
+    root: str | os.PathLike[str],
+    list_file: str | os.PathLike[str],
+    max_videos: int | None = None,
+) -> FrameFolderDataset:
+    """Every test clip of every video of `list_file`, preprocessed and sampled as `ck` was trained."""
+    records = read_list(list_file)
+    if not records:
+        raise ValueError(f"{list_file}: no videos")
+    k = len(ck.class_names)
+    bad = [r for r in records if r.label >= k]
+    if bad:
+        raise ValueError(
+            f"{list_file}: {bad[0].path} has label {bad[0].label}, but {ck.path.name} has {k} classes; "
+            "is this the list the checkpoint was trained for?"
+        )
+    return build_eval_dataset_from(root, records, ck.preprocessing, ck.sampling, max_videos)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: no CUDA device on this machine")
+    return torch.device(device)
+
+
+# -- metrics --------------------------------------------------------------------------------------
+
+
+def video_scores(clip_scores: np.ndarray, video_index: np.ndarray, num_videos: int) -> np.ndarray:
+    """Mean of each video's clip scores: (N, K) -> (V, K)."""
+    sums = np.zeros((num_videos, clip_scores.shape[1]))
+    np.add.at(sums, video_index, clip_scores)
+    counts = np.bincount(video_index, minlength=num_videos)
+    if (counts == 0).any():
+        raise ValueError(f"video {int(np.argmin(counts))} has no clips")
+    return sums / counts[:, None]
+
+
+def accuracy_summary(
+    clip_scores: np.ndarray, video_index: np.ndarray, clip_labels: np.ndarray, num_classes: int
+) -> dict[str, Any]:
+    """Video-level top1/top5, mean class accuracy, per-class top-1, confusion (rows true, cols predicted)."""
+    acc = video_level_accuracy(clip_scores, video_index, clip_labels)
+    num_videos = int(video_index.max()) + 1
+    scores = video_scores(clip_scores, video_index, num_videos)
+    labels = np.zeros(num_videos, np.int64)
+    labels[video_index] = clip_labels
+    pred = scores.argmax(axis=1)
+    confusion = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(confusion, (labels, pred), 1)
+    support = confusion.sum(axis=1)
+    per_class = [float(confusion[c, c] / support[c]) if support[c] else None for c in range(num_classes)]
+    present = [a for a in per_class if a is not None]
+    return {
+        "top1": acc["top1"],
+        "top5": acc["top5"],
+        "mean_class": float(np.mean(present)),
+        "per_class": per_class,
+        "confusion": confusion,
+        "pred": pred,
+        "labels": labels,
+        "confidence": scores[np.arange(num_videos), pred],
+    }
+
+
+@torch.no_grad()
+def evaluate_checkpoint(
+    ck: LoadedCheckpoint,
+    root: str | os.PathLike[str],
+    list_file: str | os.PathLike[str],
+    *,
+    batch_size: int = 8,
+    workers: int = 2,
+    device: str | torch.device = "auto",
+    max_videos: int | None = None,
+) -> dict[str, Any]:
+    """Video-level accuracy of `ck` on `list_file` (clip predictions averaged per video), as plain data.
+
+    Keys: checkpoint, list, videos, clips, class_names, streams, fused {top1, top5, mean_class},
+    per_stream {name: {...}}, per_class {name: {videos, top1}} (fused; top1 None for absent classes),
+    confusion (K x K list, rows true, columns predicted, fused), predictions (per video), and
+    localisation (SA/LA against the boxes) where the root has SynthActions ground truth.
+    """
+    dev = resolve_device(device)
+    dataset = build_eval_dataset(ck, root, list_file, max_videos)
+    model = ck.model.to(dev).eval()
+    names = model.stream_names
+    loader = DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=dev.type == "cuda"
+    )
+    localise = has_ground_truth(root, dataset.records)
+    stats = LocalisationStats(ck.preprocessing) if localise else None
+    cache = GroundTruthCache(root) if localise else None
+    fused, probs, videos, labels = [], [], [], []
+    seen = 0
+    for clips, y, v in loader:
+        out = model(clips.to(dev, non_blocking=True))
+        fused.append(out.fused.float().cpu())
+        probs.append(out.probs.float().cpu())
+        videos.append(v)
+        labels.append(y)
+        if stats is not None and cache is not None:
+            sa, la = out.sa_map.float().cpu(), out.la_map.float().cpu()  # one device sync per batch
+            for b in range(clips.shape[0]):
+                video, indices = dataset.items[seen + b]
+                add_clip(stats, cache, dataset.records[video], indices, sa[b], la[b])
+        seen += clips.shape[0]
+    video_index = torch.cat(videos).numpy()
+    clip_labels = torch.cat(labels).numpy()
+    k = len(ck.class_names)
+    main = accuracy_summary(torch.cat(fused).double().numpy(), video_index, clip_labels, k)
+    stream_probs = torch.cat(probs).double().numpy()  # (N, S, K)
+    per_stream = {}
+    for s, name in enumerate(names):
+        acc = accuracy_summary(stream_probs[:, s], video_index, clip_labels, k)
+        per_stream[name] = {m: acc[m] for m in METRICS}
+    support = main["confusion"].sum(axis=1)
+    result: dict[str, Any] = {
+        "checkpoint": str(ck.path),
+        "checkpoint_name": ck.path.name,
+        "weights_sha256": ck.weights_sha256,
+        "root": str(root),
+        "list": str(list_file),
+        "videos": dataset.num_videos,
+        "clips": len(dataset),
+        "class_names": list(ck.class_names),
+        "streams": list(names),
+        "fused": {m: main[m] for m in METRICS},
+        "per_stream": per_stream,
+        "per_class": {
+            name: {"videos": int(support[c]), "top1": main["per_class"][c]}
+            for c, name in enumerate(ck.class_names)
+        },
+        "confusion": main["confusion"].tolist(),
+        "predictions": [
+            {
+                "path": r.path,
+                "label": int(main["labels"][i]),
+                "pred": int(main["pred"][i]),
+                "confidence": float(main["confidence"][i]),
+            }
+            for i, r in enumerate(dataset.records)
+        ],
+    }
+    if stats is not None:
+        result["localisation"] = stats.report()
+    log.info(
+        "%s on %s: %d videos, %d clips, top-1 %.4f",
+        ck.path.name,
+        Path(list_file).name,
+        dataset.num_videos,
+        len(dataset),
+        main["top1"],
+    )
+    return result
+
+
+def mean_over_runs(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The mean of each accuracy (fused, per stream) and localisation figure over several evaluations."""
+    out: dict[str, Any] = {
+        "runs": len(results),
+        "fused": {m: float(np.mean([r["fused"][m] for r in results])) for m in METRICS},
+    }
+    streams = [s for s in results[0]["streams"] if all(s in r["per_stream"] for r in results)]
+    out["per_stream"] = {
+        s: {m: float(np.mean([r["per_stream"][s][m] for r in results])) for m in METRICS} for s in streams
+    }
+    if all("SA" in r.get("localisation", {}) for r in results):
+        out["localisation"] = {
+            part: {key: float(np.mean([r["localisation"][part][key] for r in results])) for key in values}
+            for part, values in results[0]["localisation"].items()
+            if isinstance(values, dict)
+        }
+    return out
+
+
+# -- pictures -------------------------------------------------------------------------------------
+
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+_INK = (30, 30, 30)
+
+
+def _text_width(text: str, scale: float) -> int:
+    return cv2.getTextSize(text, _FONT, scale, 1)[0][0]
+
+
+def _heat_colour(v: float) -> tuple[int, int, int]:
+    """White (0) to dark blue (1), BGR."""
+    lo, hi = np.array([255.0, 255.0, 255.0]), np.array([120.0, 45.0, 8.0])
+    c = lo + (hi - lo) * float(np.clip(v, 0.0, 1.0))
+    return int(c[0]), int(c[1]), int(c[2])
+
+
+def confusion_image(
+    confusion: np.ndarray | Sequence[Sequence[int]], class_names: Sequence[str], title: str = ""
+) -> np.ndarray:
+    """A K x K heat grid (BGR uint8): colour = share of the row, counts written where the cells are big."""
+    cm = np.asarray(confusion, dtype=np.int64)
+    k = cm.shape[0]
+    cell = int(np.clip(1000 // max(k, 1), 10, 40))
+    scale = float(np.clip(cell / 30.0, 0.3, 0.45))
+    label_w = max(_text_width(n, scale) for n in class_names) + 8
+    title_h, caption = 46, 18
+    left, top = label_w + caption, title_h + label_w + caption
+    width = max(left + k * cell + 12, _text_width(title, 0.5) + 20)
+    img = np.full((top + k * cell + 12, width, 3), 255, np.uint8)
+    rows = cm.sum(axis=1, keepdims=True)
+    share = np.where(rows > 0, cm / np.maximum(rows, 1), 0.0)
+    for i in range(k):
+        for j in range(k):
+            y, x = top + i * cell, left + j * cell
+            v = float(share[i, j])
+            cv2.rectangle(img, (x, y), (x + cell - 1, y + cell - 1), _heat_colour(v), -1)
+            if cell >= 20 and cm[i, j]:
+                text = str(cm[i, j])
+                s = min(scale, 0.4)
+                (tw, th), _ = cv2.getTextSize(text, _FONT, s, 1)
+                ink = (255, 255, 255) if v > 0.5 else _INK
+                cv2.putText(
+                    img, text, (x + (cell - tw) // 2, y + (cell + th) // 2), _FONT, s, ink, 1, cv2.LINE_AA
+                )
+    grid = (200, 200, 200) if cell >= 16 else (235, 235, 235)  # faint where cells are small
+    for i in range(k + 1):
+        cv2.line(img, (left, top + i * cell), (left + k * cell, top + i * cell), grid, 1)
+        cv2.line(img, (left + i * cell, top), (left + i * cell, top + k * cell), grid, 1)
+    # Row labels right-aligned against the grid; column labels the same, drawn on a strip then turned.
+    strip = np.full((k * cell, label_w, 3), 255, np.uint8)
+    th = cv2.getTextSize("Ag", _FONT, scale, 1)[0][1]
+    for i, name in enumerate(class_names):
+        x = label_w - 4 - _text_width(name, scale)
+        y = top + i * cell + (cell + th) // 2
+        cv2.putText(img, name, (caption + x, y), _FONT, scale, _INK, 1, cv2.LINE_AA)
+        cv2.putText(strip, name, (x, i * cell + (cell + th) // 2), _FONT, scale, _INK, 1, cv2.LINE_AA)
+    img[title_h + caption : title_h + caption + label_w, left : left + k * cell] = cv2.rotate(
+        strip, cv2.ROTATE_90_COUNTERCLOCKWISE
+    )
+    cv2.putText(img, title, (10, 22), _FONT, 0.5, _INK, 1, cv2.LINE_AA)
+    cv2.putText(
+        img, "colour: share of the row (true class)", (10, 40), _FONT, 0.4, (90, 90, 90), 1, cv2.LINE_AA
+    )
+    cv2.putText(img, "predicted", (left, title_h + 13), _FONT, 0.4, (90, 90, 90), 1, cv2.LINE_AA)
+    vertical = np.full((caption, 60, 3), 255, np.uint8)
+    cv2.putText(vertical, "true", (2, 13), _FONT, 0.4, (90, 90, 90), 1, cv2.LINE_AA)
+    turned = cv2.rotate(vertical, cv2.ROTATE_90_COUNTERCLOCKWISE)  # (60, caption)
+    h = min(60, img.shape[0] - top)
+    img[top : top + h, 0:caption] = turned[60 - h :]
+    return img
+
+
+def overlay(frame_bgr: np.ndarray, att_map: np.ndarray | Tensor, alpha: float = 0.5) -> np.ndarray:
+    """Blend a JET heat map of `att_map` (bilinear up-sampled, scaled to its maximum) over the frame."""
+    size = frame_bgr.shape[0]
+    up = upsample_map(att_map, size)
+    heat = cv2.applyColorMap(np.round(255 * up / up.max()).astype(np.uint8), cv2.COLORMAP_JET)
+    if heat.shape[:2] != frame_bgr.shape[:2]:
+        heat = cv2.resize(heat, (frame_bgr.shape[1], frame_bgr.shape[0]), interpolation=cv2.INTER_LINEAR)
+    return cv2.addWeighted(frame_bgr, 1.0 - alpha, heat, alpha, 0.0)
+
+
+@dataclass(frozen=True)
+class Example:
+    frame: np.ndarray  # (H, W, 3) uint8 BGR at the crop size
+    sa_map: np.ndarray  # (h, w)
+    la_map: np.ndarray
+    true: str
+    pred: str
+    confidence: float
+
+
+def attention_image(examples: Sequence[Example], tile: int = 192) -> np.ndarray:
+    """Rows "frame | SA overlay | LA overlay" with the true class and the clip's prediction (Fig. 8)."""
+    caption, header, gap = 24, 26, 4
+    width = 3 * tile + 4 * gap
+    img = np.full((header + len(examples) * (caption + tile + gap), width, 3), 255, np.uint8)
+    for c, name in enumerate(("frame", "SA (statistic)", "LA (learned)")):
+        x = gap + c * (tile + gap) + (tile - _text_width(name, 0.55)) // 2
+        cv2.putText(img, name, (x, 19), _FONT, 0.55, _INK, 1, cv2.LINE_AA)
+    for r, ex in enumerate(examples):
+        y = header + r * (caption + tile + gap)
+        ok = ex.true == ex.pred
+        colour = (40, 140, 40) if ok else (30, 30, 200)
+        text = f"true {ex.true}  pred {ex.pred} ({ex.confidence:.2f})"
+        cv2.putText(img, text, (gap, y + 17), _FONT, 0.5, colour, 1, cv2.LINE_AA)
+        frame = cv2.resize(ex.frame, (tile, tile), interpolation=cv2.INTER_CUBIC)
+        tiles = (frame, overlay(frame, ex.sa_map), overlay(frame, ex.la_map))
+        for c, t in enumerate(tiles):
+            x = gap + c * (tile + gap)
+            img[y + caption : y + caption + tile, x : x + tile] = t
+    return img
+
+
+@torch.no_grad()
+def collect_examples(ck: LoadedCheckpoint, dataset: FrameFolderDataset, count: int) -> list[Example]:
+    """The middle frame of the middle clip of `count` videos spread evenly over the dataset."""
+    if count < 1:
+        return []
+    model = ck.model.eval()
+    device = next(model.parameters()).device
+    transform = EvalTransform.from_preprocessing(ck.preprocessing)
+    clips_of: dict[int, list[int]] = {}
+    for i, (video, _) in enumerate(dataset.items):
+        clips_of.setdefault(video, []).append(i)
+    videos = sorted(
+        {int(v) for v in np.linspace(0, dataset.num_videos - 1, min(count, dataset.num_videos)).round()}
+    )
+    examples = []
+    for video in videos:
+        items = clips_of[video]
+        clip, label, _ = dataset[items[len(items) // 2]]
+        out = model(clip[None].to(device))
+        t = clip.shape[0] // 2
+        pred = int(out.fused[0].argmax())
+        examples.append(
+            Example(
+                transform.denormalise(clip[t]),
+                out.sa_map[0, t].float().cpu().numpy(),
+                out.la_map[0, t].float().cpu().numpy(),
+                ck.class_names[label],
+                ck.class_names[pred],
+                float(out.fused[0, pred]),
+            )
+        )
+    return examples
+
+
+def _write_png(file: Path, image: np.ndarray) -> None:
+    if not cv2.imwrite(str(file), image):
+        raise OSError(f"cv2.imwrite could not write {file}")
+
+
+def write_report(
+    result: Mapping[str, Any],
+    out_dir: str | os.PathLike[str],
+    ck: LoadedCheckpoint,
+    dataset: FrameFolderDataset,
+    *,
+    examples: int = 8,
+) -> Path:
+    """confusion.png, attention.png (with `examples` rows) and report.json (written last) in `out_dir`."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    title = (
+        f"{result['checkpoint_name']}: {result['videos']} videos, top-1 {100 * result['fused']['top1']:.1f}%"
+    )
+    _write_png(out / "confusion.png", confusion_image(result["confusion"], result["class_names"], title))
+    picked = collect_examples(ck, dataset, examples)
+    if picked:
+        _write_png(
+            out / "attention.png", attention_image(picked, tile=max(192, int(ck.preprocessing["crop"])))
+        )
+    report = out / "report.json"
+    write_text_atomic(report, json.dumps(result, indent=1) + "\n")
+    return report
+
+
+# -- printing -------------------------------------------------------------------------------------
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{100 * v:.1f}"
+
+
+def results_table(results: Sequence[Mapping[str, Any]], mean: Mapping[str, Any] | None = None) -> Table:
+    streams = list(dict.fromkeys(s for r in results for s in r["streams"]))
+    table = Table(title="video-level accuracy (%)")
+    for col in (
+        "checkpoint",
+        "list",
+        "videos",
+        "clips",
+        "top-1",
+        "top-5",
+        "mean class",
+        *(f"{s} top-1" for s in streams),
+    ):
+        table.add_column(col, justify="left" if col in ("checkpoint", "list") else "right")
+    for r in results:
+        table.add_row(
+            r["checkpoint_name"],
+            Path(r["list"]).name,
+            str(r["videos"]),
+            str(r["clips"]),
+            *(_pct(r["fused"][m]) for m in METRICS),
+            *(_pct(r["per_stream"][s]["top1"]) if s in r["per_stream"] else "–" for s in streams),
+        )
+    if mean is not None:
+        table.add_row(
+            f"mean of {mean['runs']}",
+            "",
+            "",
+            "",
+            *(_pct(mean["fused"][m]) for m in METRICS),
+            *(_pct(mean["per_stream"][s]["top1"]) if s in mean["per_stream"] else "–" for s in streams),
+            style="bold",
+        )
+    return table
+
+
+def localisation_table(name: str, loc: Mapping[str, Any]) -> Table:
+    table = Table(title=f"attention localisation, {name} ({loc.get('frames', 0)} frames)")
+    for col in ("map", "mass in box", "box share", "ratio (mean per frame)", "ratio of means", "pointing"):
+        table.add_column(col, justify="left" if col == "map" else "right")
+    for part in ("SA", "LA", "uniform"):
+        if part in loc:
+            v = loc[part]
+            table.add_row(
+                part,
+                f"{v['mass_in_box']:.3f}",
+                f"{v['box_share']:.3f}",
+                f"{v['ratio_mean_per_frame']:.2f}",
+                f"{v['ratio_of_means']:.2f}",
+                f"{v['pointing']:.3f}" if "pointing" in v else "–",
+            )
+    if "centre_point" in loc:
+        table.add_row("centre point", "", "", "", "", f"{loc['centre_point']['pointing']:.3f}")
+    return table
+
+
+# -- command line ---------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")  # one line, no usage block
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = _Parser(
+        prog="python -m glanet.evaluate", description="Evaluate GLANet checkpoints on frame-folder lists."
+    )
+    p.add_argument(
+        "--checkpoint", action="append", required=True, help="a checkpoint; repeat, paired with --list"
+    )
+    p.add_argument(
+        "--list", action="append", required=True, help="a `path nframes label` list; one per --checkpoint"
+    )
+    p.add_argument("--root", required=True, help="frames are <root>/<path>/<i>.jpg")
+    p.add_argument("--out", required=True, help="report folder")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--examples", type=int, default=8, help="rows of attention.png (0: none)")
+    p.add_argument("--max-videos", type=int, help="only the first N videos of each list")
+    args = p.parse_args(argv)
+    if len(args.checkpoint) != len(args.list):
+        p.error(f"{len(args.checkpoint)} --checkpoint but {len(args.list)} --list: give them in pairs")
+    for name in ("batch_size", "max_videos"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            p.error(f"--{name.replace('_', '-')} = {value} must be at least 1")
+    if args.workers < 0 or args.examples < 0:
+        p.error("--workers and --examples must be >= 0")
+    return args
+
+
+def run(args: argparse.Namespace, console: Console | None = None) -> dict[str, Any]:
+    """Evaluate each (checkpoint, list) pair, write the reports, print the tables; returns report.json."""
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # a log file: no reason to squeeze the table into 80 columns
+            console = Console(width=160)
+    device = resolve_device(args.device)
+    out = Path(args.out)
+    pairs = list(zip(args.checkpoint, args.list, strict=True))
+    results = []
+    for n, (ckpt, list_file) in enumerate(pairs, start=1):
+        ck = load_checkpoint(ckpt, map_location=device)
+        result = evaluate_checkpoint(
+            ck,
+            args.root,
+            list_file,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            device=device,
+            max_videos=args.max_videos,
+        )
+        folder = out if len(pairs) == 1 else out / f"{n}_{Path(ckpt).stem}"
+        dataset = build_eval_dataset(ck, args.root, list_file, args.max_videos)
+        log.info("wrote %s", write_report(result, folder, ck, dataset, examples=args.examples))
+        results.append(result)
+    summary: dict[str, Any] = dict(results[0])
+    mean = None
+    if len(results) > 1:
+        mean = mean_over_runs(results)
+        summary = {"runs": results, "mean": mean}
+        write_text_atomic(out / "report.json", json.dumps(summary, indent=1) + "\n")
+        log.info("wrote %s", out / "report.json")
+    console.print(results_table(results, mean))
+    for r in results:
+        if "localisation" in r and "SA" in r["localisation"]:
+            console.print(localisation_table(r["checkpoint_name"], r["localisation"]))
+    if mean is not None and "localisation" in mean:
+        console.print(localisation_table(f"mean of {len(results)}", mean["localisation"]))
+    return summary
+
+
+def error_line(error: BaseException) -> str:
+    """One line for the command line: the error itself, also when it was raised in a DataLoader worker."""
+    text = str(error).strip()
+    if "Original Traceback" in text:  # raised in a DataLoader worker: its last line is the error itself
+        text = text.splitlines()[-1]
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = parse_args(argv)
+    try:
+        run(args)
+    except (ValueError, OSError) as e:  # CheckpointError, ListError, FrameError, missing files, bad values
+        print(f"glanet.evaluate: {error_line(e)}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,425 @@
+"""Training, torchvision-references style:
+
+    python -m glanet.train --config configs/glanet_r34_hmdb51.toml --out runs/hmdb51 [--set train.lr=1e-4]
+    torchrun --nproc_per_node 2 -m glanet.train --config ... --out ...      # DDP (gloo on CPU, nccl on GPU)
+    python -m glanet.train --config ... --out runs/hmdb51 --resume runs/hmdb51/last.pt
+
+Writes `last.pt` after every epoch and `best.pt` at the best validation accuracy (atomic checkpoints
+with the optimiser state), and one JSON line per epoch to `metrics.jsonl`. Resuming continues
+exactly: the learning rate is a function of the epoch, and every random stream (data order,
+augmentation, dropout) is seeded from (seed, epoch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from glanet.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from glanet.config import Config, ConfigError, TrainConfig, config_to_dict, load_config
+from glanet.data.datasets import FrameError, FrameFolderDataset, video_level_accuracy
+from glanet.data.lists import ListError, read_class_names
+from glanet.data.sampling import Sampling
+from glanet.data.transforms import build_transforms, preprocessing_dict
+from glanet.losses import glanet_loss
+from glanet.models import GLANet, build_model
+
+log = logging.getLogger("glanet.train")
+
+
+# -- schedule and parameters ----------------------------------------------------------------------
+
+
+def lr_at(epoch: int, cfg: TrainConfig) -> float:
+    """The learning rate for a (0-based) epoch: a pure function, so resuming needs no scheduler state."""
+    if cfg.schedule == "step":
+        return cfg.lr * cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
+    if cfg.schedule == "cosine":
+        return 0.5 * cfg.lr * (1.0 + math.cos(math.pi * epoch / cfg.epochs))
+    return cfg.lr
+
+
+def apply_stage(model: GLANet, stage: str) -> None:
+    """Freeze what the training stage keeps fixed (paper sections IV-B-D).
+
+    joint: everything trains. spatial: the backbone, attention and classifiers train, the SRUs are
+    fixed. temporal: the backbone and attention are fixed (BatchNorm statistics included), the
+    recurrent streams train.
+    """
+    for p in model.parameters():
+        p.requires_grad_(True)
+    if stage == "spatial":
+        for head in model.heads.values():
+            head.sru.requires_grad_(False)
+    elif stage == "temporal":
+        for part in (model.backbone, model.sa, model.la):
+            part.requires_grad_(False)
+    for cell in (c for head in model.heads.values() for c in head.sru.rnn_lst):
+        if cell.variant == "paper":  # eqs. 12-13 never use weight_c
+            cell.weight_c.requires_grad_(False)
+
+
+def set_train_mode(model: GLANet, stage: str) -> None:
+    model.train()
+    if stage == "temporal":  # a frozen trunk keeps its BatchNorm statistics too
+        model.backbone.eval()
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+# -- data -----------------------------------------------------------------------------------------
+
+
+def class_names_for(cfg: Config) -> list[str]:
+    """Class names from the config, else `classes.txt` in the data root, else class_000, ..."""
+    if cfg.data.class_names:
+        return list(cfg.data.class_names)
+    file = Path(cfg.data.root) / "classes.txt"
+    if file.is_file():
+        names = read_class_names(file)
+        if len(names) != cfg.model.num_classes:
+            raise ConfigError(
+                f"{file} has {len(names)} names but model.num_classes = {cfg.model.num_classes}"
+            )
+        return names
+    return [f"class_{i:03d}" for i in range(cfg.model.num_classes)]
+
+
+def build_dataset(cfg: Config, train: bool) -> FrameFolderDataset:
+    list_file = cfg.data.train_list if train else cfg.data.val_list
+    if not list_file:
+        raise ConfigError(f"data.{'train' if train else 'val'}_list is not set")
+    if not Path(list_file).is_file():
+        raise FileNotFoundError(f"list file not found: {list_file}")
+    return FrameFolderDataset(
+        cfg.data.root,
+        list_file,
+        Sampling.from_config(cfg.data),
+        build_transforms(cfg.data, train=train),
+        train=train,
+        seed=cfg.train.seed,
+    )
+
+
+def make_loader(dataset: FrameFolderDataset, cfg: Config, train: bool, epoch: int) -> DataLoader:
+    """A loader whose order is a function of (seed, epoch) only; DDP ranks each get their share."""
+    dataset.set_epoch(epoch)
+    sampler = None
+    generator = torch.Generator().manual_seed(cfg.train.seed * 100_003 + epoch)
+    if dist.is_initialized() and train:
+        sampler = DistributedSampler(dataset, shuffle=True, seed=cfg.train.seed, drop_last=True)
+        sampler.set_epoch(epoch)
+    return DataLoader(
+        dataset,
+        batch_size=cfg.train.batch_size,
+        shuffle=train and sampler is None,
+        sampler=sampler,
+        num_workers=cfg.train.workers,
+        drop_last=train,
+        generator=generator,
+        pin_memory=torch.cuda.is_available(),
+    )
+
+
+# -- one epoch ------------------------------------------------------------------------------------
+
+
+@dataclass
+class EpochStats:
+    loss: float = 0.0
+    ce: float = 0.0
+    ga: float = 0.0
+    clips: int = 0
+    seconds: float = 0.0
+
+    @property
+    def clips_per_s(self) -> float:
+        return self.clips / max(self.seconds, 1e-9)
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("loss {task.fields[loss]:.3f}  lr {task.fields[lr]:.2e}  {task.fields[rate]:.1f} clips/s"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    )
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    optimizer: torch.optim.Optimizer,
+    cfg: Config,
+    device: torch.device,
+    epoch: int,
+    limit_batches: int = 0,
+    console: Console | None = None,
+) -> EpochStats:
+    """One pass over `loader`; `model` may be wrapped in DDP. Returns the mean losses and the rate."""
+    inner: GLANet = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    set_train_mode(inner, cfg.train.stage)
+    stats = EpochStats()
+    total = len(loader) if limit_batches <= 0 else min(limit_batches, len(loader))  # type: ignore[arg-type]
+    autocast = cfg.train.amp == "bf16"  # bf16 autocast: CUDA, and CPUs with AVX512-BF16 / AMX
+    start = time.perf_counter()
+    with _progress(console or Console()) as progress:
+        task = progress.add_task(
+            f"epoch {epoch + 1}", total=total, loss=0.0, lr=optimizer.param_groups[0]["lr"], rate=0.0
+        )
+        for i, (clips, labels, _) in enumerate(loader):
+            if i >= total:
+                break
+            clips = clips.to(device, non_blocking=True)
+            labels = labels.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                out = model(clips)
+            parts = glanet_loss(
+                out.logits.float(),
+                labels,
+                inner.stream_names,
+                score_fusion=inner.cfg.score_fusion,
+                ga=cfg.train.ga,
+                margin=cfg.train.ga_margin,
+            )
+            optimizer.zero_grad(set_to_none=True)
+            parts.total.backward()
+            if cfg.train.grad_clip > 0:
+                nn.utils.clip_grad_norm_(inner.parameters(), cfg.train.grad_clip)
+            optimizer.step()
+            n = labels.shape[0]
+            stats.loss += parts.total.item() * n
+            stats.ce += parts.ce.item() * n
+            stats.ga += parts.ga.item() * n
+            stats.clips += n
+            stats.seconds = time.perf_counter() - start
+            progress.update(task, advance=1, loss=stats.loss / stats.clips, rate=stats.clips_per_s)
+    if stats.clips:
+        stats.loss /= stats.clips
+        stats.ce /= stats.clips
+        stats.ga /= stats.clips
+    return stats
+
+
+@torch.no_grad()
+def evaluate(model: GLANet, loader: Iterable, device: torch.device, limit_batches: int = 0) -> dict[str, Any]:
+    """Video-level accuracy (clip predictions averaged per video) for the fused prediction and each stream."""
+    model.eval()
+    fused, streams, videos, labels = [], [], [], []
+    for i, (clips, y, v) in enumerate(loader):
+        if limit_batches and i >= limit_batches:
+            break
+        out = model(clips.to(device))
+        fused.append(out.fused.float().cpu())
+        streams.append(out.probs.float().cpu())
+        videos.append(v)
+        labels.append(y)
+    if not fused:
+        raise ValueError("the validation set gave no clips")
+    video_index, y_all = torch.cat(videos), torch.cat(labels)
+    result: dict[str, Any] = {"fused": video_level_accuracy(torch.cat(fused), video_index, y_all)}
+    probs = torch.cat(streams)
+    for s, name in enumerate(model.stream_names):
+        result[name] = video_level_accuracy(probs[:, s], video_index, y_all)
+    return result
+
+
+# -- main -----------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description="Train GLANet.", formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    p.add_argument("--config", required=True, help="a configs/*.toml file")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config key"
+    )
+    p.add_argument("--out", required=True, help="run folder: last.pt, best.pt, metrics.jsonl")
+    p.add_argument("--resume", help="a last.pt to continue from (model, optimiser, epoch)")
+    p.add_argument("--init-from", help="start from this checkpoint's weights (a later training stage)")
+    p.add_argument("--imagenet-weights", metavar="PATH|cache", help="start the trunk from ImageNet weights")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument(
+        "--limit-batches", type=int, default=0, help="at most this many batches per epoch (smoke runs)"
+    )
+    p.add_argument("--no-eval", action="store_true", help="skip validation (best.pt is then the last epoch)")
+    return p.parse_args(argv)
+
+
+def _setup_distributed(device_arg: str) -> tuple[torch.device, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    use_cuda = device_arg == "cuda" or (device_arg == "auto" and torch.cuda.is_available())
+    if device_arg == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device on this machine")
+    if world > 1:
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+        rank = dist.get_rank()
+        if use_cuda:
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            torch.cuda.set_device(local)
+            return torch.device("cuda", local), rank, world
+        return torch.device("cpu"), rank, world
+    return torch.device("cuda" if use_cuda else "cpu"), 0, 1
+
+
+def run(args: argparse.Namespace) -> tuple[GLANet, dict[str, Any]]:
+    """Train as `args` say; returns the trained model and the last epoch's metrics (rank 0)."""
+    cfg = load_config(args.config, args.set)
+    device, rank, world = _setup_distributed(args.device)
+    out = Path(args.out)
+    console = Console(stderr=True)
+    class_names = class_names_for(cfg)
+    torch.manual_seed(cfg.train.seed)
+
+    start_epoch, best = 0, -1.0
+    extra: dict[str, Any] = {}
+    if args.resume:
+        loaded = load_checkpoint(args.resume, num_classes=cfg.model.num_classes)
+        if loaded.cfg != cfg.model:
+            raise ConfigError(f"{args.resume} was trained with another model config than {args.config}")
+        model = loaded.model
+        extra = loaded.extra
+        start_epoch = int(extra.get("epoch", -1)) + 1
+        best = float(extra.get("best_top1", -1.0))
+    elif args.init_from:
+        model = load_checkpoint(args.init_from, num_classes=cfg.model.num_classes).model
+        if model.cfg != cfg.model:
+            raise ConfigError(f"{args.init_from} has another model config than {args.config}")
+    else:
+        weights = None if args.imagenet_weights in (None, "cache") else args.imagenet_weights
+        model = build_model(cfg.model, imagenet_weights=weights, pretrained=args.imagenet_weights is not None)
+    model.to(device)
+    apply_stage(model, cfg.train.stage)
+    optimizer = build_optimizer(model, cfg.train)
+    if "optimizer" in extra:
+        optimizer.load_state_dict(extra["optimizer"])
+    train_model: nn.Module = model
+    if world > 1:
+        train_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+
+    train_set = build_dataset(cfg, train=True)
+    val_set = None if args.no_eval else build_dataset(cfg, train=False)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        log.info(
+            "training %s on %d videos (%d clips/epoch), %s, %d process(es)",
+            cfg.model.backbone,
+            train_set.num_videos,
+            len(train_set),
+            device,
+            world,
+        )
+    provenance = {
+        "config": config_to_dict(cfg),
+        "config_file": Path(args.config).name,
+        "command": "glanet.train",
+    }
+    summary: dict[str, Any] = {}
+    for epoch in range(start_epoch, cfg.train.epochs):
+        lr = lr_at(epoch, cfg.train)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        torch.manual_seed(cfg.train.seed * 1_000_003 + epoch)  # dropout etc.: exact on resume
+        loader = make_loader(train_set, cfg, train=True, epoch=epoch)
+        stats = train_one_epoch(
+            train_model, loader, optimizer, cfg, device, epoch, args.limit_batches, console
+        )
+        if rank != 0:
+            if world > 1:
+                dist.barrier()
+            continue
+        metrics: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "lr": lr,
+            "loss": stats.loss,
+            "ce": stats.ce,
+            "ga": stats.ga,
+            "clips": stats.clips,
+            "clips_per_s": round(stats.clips_per_s, 2),
+            "seconds": round(stats.seconds, 1),
+        }
+        if val_set is not None:
+            metrics["val"] = evaluate(
+                model, make_loader(val_set, cfg, train=False, epoch=0), device, args.limit_batches
+            )
+            top1 = metrics["val"]["fused"]["top1"]
+        else:
+            top1 = float(epoch)
+        is_best = top1 > best
+        best = max(best, top1)
+        extra = {"epoch": epoch, "best_top1": best, "optimizer": optimizer.state_dict()}
+        ckpt = dict(
+            class_names=class_names,
+            preprocessing=preprocessing_dict(cfg.data),
+            sampling=Sampling.from_config(cfg.data).to_dict(),
+            provenance=provenance,
+            metrics=metrics,
+        )
+        save_checkpoint(out / "last.pt", model, extra=extra, **ckpt)
+        if is_best:
+            save_checkpoint(out / "best.pt", model, **ckpt)
+        with open(out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(metrics) + "\n")
+        val = f"  val top-1 {metrics['val']['fused']['top1']:.3f}" if "val" in metrics else ""
+        log.info(
+            "epoch %d/%d  loss %.4f (ce %.4f, ga %.4f)  lr %.2e  %.1f clips/s%s",
+            epoch + 1,
+            cfg.train.epochs,
+            stats.loss,
+            stats.ce,
+            stats.ga,
+            lr,
+            stats.clips_per_s,
+            val,
+        )
+        summary = metrics
+        if world > 1:
+            dist.barrier()
+    if world > 1:
+        dist.destroy_process_group()
+    return model, summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = parse_args(argv)
+    try:
+        run(args)
+    except (ConfigError, CheckpointError, FileNotFoundError, FrameError, ListError) as e:
+        print(f"glanet.train: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("glanet.train: interrupted; resume with --resume <out>/last.pt", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

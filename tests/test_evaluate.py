@@ -1,0 +1,226 @@
+"""glanet.evaluate: video-level metrics against a hand computation, report files, many splits, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from glanet.checkpoint import load_checkpoint, save_checkpoint
+from glanet.config import DataConfig, ModelConfig
+from glanet.data.sampling import Sampling
+from glanet.data.synth import CLASSES, write_dataset
+from glanet.data.transforms import preprocessing_dict
+from glanet.evaluate import (
+    EvalTransform,
+    build_eval_dataset,
+    confusion_image,
+    evaluate_checkpoint,
+    main,
+    write_report,
+)
+from glanet.models.glanet import GLANet
+
+PRE = preprocessing_dict(DataConfig(resize=(48, 48), crop=40))
+SAMPLING = Sampling(window=4, stride=4).to_dict()
+SHOWN = CLASSES[:4]  # the classes written; labels stay indices into all 12 CLASSES
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # The 2 cores are shared: two torch threads fighting other work cost 50x on these tiny tensors.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("synth")
+    write_dataset(root, videos_per_class=2, seed=7, split="val", num_frames=8, size=48, classes=SHOWN)
+    return root
+
+
+def make_checkpoint(path: Path, seed: int, fusion: str = "early") -> Path:
+    torch.manual_seed(seed)
+    cfg = ModelConfig(backbone="resnet18", num_classes=len(CLASSES), sru_hidden=16, fusion=fusion)
+    return save_checkpoint(path, GLANet(cfg), class_names=CLASSES, preprocessing=PRE, sampling=SAMPLING)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("ckpt")
+    return [make_checkpoint(folder / f"m{i}.pt", seed=i) for i in range(3)]
+
+
+@pytest.fixture(scope="module")
+def result(checkpoints: list[Path], synth: Path) -> dict:
+    ck = load_checkpoint(checkpoints[0])
+    return evaluate_checkpoint(ck, synth, synth / "val.txt", batch_size=5, workers=0, device="cpu")
+
+
+def test_metrics_match_a_hand_computation(result: dict, checkpoints: list[Path], synth: Path) -> None:
+    ck = load_checkpoint(checkpoints[0])
+    dataset = build_eval_dataset(ck, synth, synth / "val.txt")
+    assert result["videos"] == 8 and result["clips"] == len(dataset) == 16
+    sums = np.zeros((8, len(CLASSES)))
+    counts = np.zeros(8)
+    with torch.no_grad():
+        for clip, _, video in (dataset[i] for i in range(len(dataset))):
+            sums[video] += ck.model(clip[None]).fused[0].double().numpy()
+            counts[video] += 1
+    labels = np.array([r.label for r in dataset.records])
+    scores = sums / counts[:, None]
+    pred = scores.argmax(axis=1)
+    assert [p["pred"] for p in result["predictions"]] == pred.tolist()
+    assert result["fused"]["top1"] == pytest.approx(np.mean(pred == labels))
+    top5 = np.argsort(-scores, axis=1)[:, :5]
+    assert result["fused"]["top5"] == pytest.approx(
+        np.mean([lab in row for lab, row in zip(labels, top5, strict=True)])
+    )
+    per_class = [np.mean(pred[labels == c] == c) for c in range(4)]
+    assert result["fused"]["mean_class"] == pytest.approx(np.mean(per_class))
+
+
+def test_report_contents(result: dict) -> None:
+    assert result["streams"] == ["GS", "GL", "GP"]
+    assert set(result["per_stream"]) == {"GS", "GL", "GP"}
+    for acc in (result["fused"], *result["per_stream"].values()):
+        assert set(acc) == {"top1", "top5", "mean_class"}
+        assert 0.0 <= acc["top1"] <= acc["top5"] <= 1.0
+    cm = np.array(result["confusion"])
+    assert cm.shape == (12, 12)
+    assert cm.sum(axis=1).tolist() == [2] * 4 + [0] * 8  # rows: videos per true class
+    assert [result["per_class"][c]["videos"] for c in CLASSES] == [2] * 4 + [0] * 8
+    assert result["per_class"]["spin"]["top1"] is None  # not in this split
+    assert result["per_class"]["walk"]["top1"] == cm[0, 0] / 2
+    loc = result["localisation"]  # the root has val_gt/: SynthActions
+    assert loc["frames"] + loc["skipped_frames"] == 16 * 4
+    assert set(loc) >= {"SA", "LA", "uniform", "centre_point"}
+    assert set(loc["SA"]) == {
+        "mass_in_box",
+        "box_share",
+        "ratio_mean_per_frame",
+        "ratio_of_means",
+        "pointing",
+    }
+
+
+def test_write_report_files(result: dict, checkpoints: list[Path], synth: Path, tmp_path: Path) -> None:
+    ck = load_checkpoint(checkpoints[0])
+    dataset = build_eval_dataset(ck, synth, synth / "val.txt")
+    write_report(result, tmp_path, ck, dataset, examples=3)
+    assert json.loads((tmp_path / "report.json").read_text()) == json.loads(json.dumps(result))
+    cm = cv2.imread(str(tmp_path / "confusion.png"))
+    att = cv2.imread(str(tmp_path / "attention.png"))
+    assert cm is not None and cm.shape[0] >= 12 * 10 and cm.shape[1] >= 12 * 10
+    assert att is not None and att.shape[1] == 3 * 192 + 4 * 4  # frame | SA | LA tiles
+    assert 3 * 192 < att.shape[0] < 4 * 260  # three example rows
+    assert att.std() > 10  # not blank
+
+
+def test_confusion_image_for_many_classes() -> None:
+    k = 100
+    names = [f"class_name_{i:03d}" for i in range(k)]
+    img = confusion_image(np.eye(k, dtype=int) * 3, names, "100 classes")
+    assert img.shape[0] >= k * 10 and img.shape[1] >= k * 10 and img.dtype == np.uint8
+
+
+def test_eval_transform_bgr_order_matches_rgb() -> None:
+    frame = np.random.default_rng(0).integers(0, 256, (50, 60, 3), dtype=np.uint8)
+    rgb = EvalTransform.from_preprocessing(PRE)
+    bgr = EvalTransform.from_preprocessing(
+        {**PRE, "color": "bgr", "mean": PRE["mean"][::-1], "std": PRE["std"][::-1]}
+    )
+    assert torch.allclose(rgb([frame]), bgr([frame]).flip(1), atol=1e-6)
+    back = rgb.denormalise(rgb([frame])[0])
+    assert back.shape == (40, 40, 3) and back.dtype == np.uint8
+
+
+def test_three_splits_give_a_mean(checkpoints: list[Path], synth: Path, tmp_path: Path, capsys) -> None:
+    lists = []
+    lines = (synth / "val.txt").read_text().splitlines()
+    for i in range(3):  # three "splits": different subsets of the videos
+        file = tmp_path / f"split{i}.txt"
+        file.write_text("\n".join(lines[i : i + 5]) + "\n")
+        lists.append(file)
+    argv = ["--root", str(synth), "--out", str(tmp_path / "out"), "--workers", "0", "--examples", "1"]
+    for ck, lst in zip(checkpoints, lists, strict=True):
+        argv += ["--checkpoint", str(ck), "--list", str(lst)]
+    assert main(argv) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert len(report["runs"]) == 3 and [r["videos"] for r in report["runs"]] == [5, 5, 5]
+    for key in ("top1", "top5", "mean_class"):
+        assert report["mean"]["fused"][key] == pytest.approx(
+            np.mean([r["fused"][key] for r in report["runs"]])
+        )
+    assert report["mean"]["per_stream"]["GL"]["top1"] == pytest.approx(
+        np.mean([r["per_stream"]["GL"]["top1"] for r in report["runs"]])
+    )
+    assert "SA" in report["mean"]["localisation"]
+    for i, ck in enumerate(checkpoints, start=1):
+        folder = tmp_path / "out" / f"{i}_{ck.stem}"
+        assert (folder / "report.json").is_file() and cv2.imread(str(folder / "confusion.png")) is not None
+    out = capsys.readouterr().out
+    assert "mean of 3" in out and "video-level accuracy" in out
+
+
+def test_late_fusion_streams_and_max_videos(synth: Path, tmp_path: Path) -> None:
+    ck = load_checkpoint(make_checkpoint(tmp_path / "late.pt", seed=3, fusion="late"))
+    res = evaluate_checkpoint(ck, synth, synth / "val.txt", workers=0, device="cpu", max_videos=3)
+    assert res["streams"] == ["GP", "SA", "LA"] and res["videos"] == 3
+    assert np.array(res["confusion"]).sum() == 3
+
+
+def _run_cli(argv: list[str], capsys) -> tuple[int, list[str]]:
+    code = main(argv)
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+@pytest.mark.parametrize(
+    "case", ["missing_checkpoint", "not_a_checkpoint", "bad_list", "label_too_big", "unpaired"]
+)
+def test_cli_bad_input_is_one_line_and_exit_2(
+    case: str, checkpoints: list[Path], synth: Path, tmp_path: Path, capsys
+):
+    ckpt, lst = str(checkpoints[0]), str(synth / "val.txt")
+    extra: list[str] = []
+    if case == "missing_checkpoint":
+        ckpt = str(tmp_path / "nope.pt")
+    elif case == "not_a_checkpoint":
+        (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+        ckpt = str(tmp_path / "junk.pt")
+    elif case == "bad_list":
+        (tmp_path / "bad.txt").write_text("val/walk/walk_000000 eight 0\n")
+        lst = str(tmp_path / "bad.txt")
+    elif case == "label_too_big":
+        (tmp_path / "big.txt").write_text("val/walk/walk_000000 8 40\n")
+        lst = str(tmp_path / "big.txt")
+    else:
+        extra = ["--checkpoint", ckpt]
+    argv = ["--checkpoint", ckpt, "--list", lst, *extra, "--root", str(synth), "--out", str(tmp_path / "o")]
+    argv += ["--workers", "0"]
+    if case == "unpaired":
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+    else:
+        code, err = _run_cli(argv, capsys)
+        assert code == 2
+    assert len(err) == 1, err
+    assert "Traceback" not in err[0]
+
+
+def test_cli_missing_frame_in_a_worker_is_one_line(
+    checkpoints: list[Path], synth: Path, tmp_path: Path, capsys
+):
+    (tmp_path / "short.txt").write_text("val/walk/walk_000000 99 0\n")  # frames 8..98 are not there
+    argv = ["--checkpoint", str(checkpoints[0]), "--list", str(tmp_path / "short.txt"), "--root", str(synth)]
+    code, err = _run_cli([*argv, "--out", str(tmp_path / "o"), "--workers", "1"], capsys)
+    assert code == 2 and len(err) == 1 and "frame missing" in err[0], err

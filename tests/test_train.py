@@ -1,0 +1,131 @@
+"""Training: a tiny run whose loss falls, exact resume, a 2-process DDP run on CPU, bad input."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from glanet.checkpoint import load_checkpoint, read_checkpoint
+from glanet.config import TrainConfig
+from glanet.data.synth import CLASSES, write_dataset
+from glanet.train import lr_at, main, parse_args, run
+
+CONFIG = str(Path(__file__).parent.parent / "configs" / "glanet_r18_synth_cpu.toml")
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("synth")
+    write_dataset(root, videos_per_class=1, seed=1, split="train", num_frames=8, size=48)
+    write_dataset(root, videos_per_class=1, seed=2, split="val", num_frames=8, size=48)
+    return root
+
+
+def overrides(root: Path, **extra: object) -> list[str]:
+    values = {
+        "model.num_classes": len(CLASSES),
+        "model.sru_hidden": 32,
+        "data.root": f'"{root}"',
+        "data.train_list": f'"{root / "train.txt"}"',
+        "data.val_list": f'"{root / "val.txt"}"',
+        "data.resize": "[48, 48]",
+        "data.crop": 40,
+        "data.window": 4,
+        "data.stride": 4,
+        "data.max_clips": 2,
+        "train.batch_size": 8,
+        "train.workers": 0,
+        "train.epochs": 2,
+        **extra,
+    }
+    args = []
+    for k, v in values.items():
+        args += ["--set", f"{k}={v}"]
+    return args
+
+
+def train(out: Path, root: Path, *more: str, **extra: object) -> int:
+    return main(["--config", CONFIG, "--out", str(out), *overrides(root, **extra), *more])
+
+
+def metrics(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_lr_schedules():
+    step = TrainConfig(lr=1e-5, schedule="step", milestones=(8,), gamma=0.1, epochs=16)
+    assert [lr_at(e, step) for e in (0, 7, 8, 15)] == pytest.approx([1e-5, 1e-5, 1e-6, 1e-6])
+    cos = TrainConfig(lr=1e-3, schedule="cosine", epochs=4)
+    assert [lr_at(e, cos) for e in range(4)] == pytest.approx(
+        [1e-3, 0.853553e-3, 0.5e-3, 0.146447e-3], rel=1e-4
+    )
+    assert lr_at(3, TrainConfig(lr=2e-3, schedule="constant")) == 2e-3
+
+
+def test_tiny_run_loss_falls_and_writes_checkpoints(tmp_path, synth):
+    out = tmp_path / "run"
+    assert train(out, synth, **{"train.epochs": 6, "train.schedule": '"constant"'}) == 0
+    rows = metrics(out)
+    assert [r["epoch"] for r in rows] == list(range(1, 7))
+    assert min(r["loss"] for r in rows[-2:]) < 0.85 * rows[0]["loss"]
+    assert set(rows[-1]["val"]) == {"fused", "GS", "GL", "GP"}
+    ck = load_checkpoint(out / "best.pt")
+    assert ck.class_names == CLASSES
+    assert ck.sampling["window"] == 4 and ck.preprocessing["crop"] == 40
+    assert ck.provenance["config"]["data"]["window"] == 4
+    assert "optimizer" in read_checkpoint(out / "last.pt")["extra"]
+
+
+def test_resume_continues_exactly(tmp_path, synth):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert train(straight, synth, "--no-eval") == 0
+    assert train(split, synth, "--no-eval", **{"train.epochs": 1}) == 0
+    assert train(split, synth, "--no-eval", "--resume", str(split / "last.pt")) == 0
+    a = read_checkpoint(straight / "last.pt")["state_dict"]
+    b = read_checkpoint(split / "last.pt")["state_dict"]
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["loss"] for r in metrics(straight)] == [r["loss"] for r in metrics(split)]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, out: str, root: str) -> None:
+    import os
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank))
+    torch.set_num_threads(1)
+    args = ["--config", CONFIG, "--out", out, "--no-eval", *overrides(Path(root), **{"train.epochs": 1})]
+    model, _ = run(parse_args(args))
+    # Every rank must end with the same parameters: DDP averaged the gradients of both ranks' batches.
+    # (BatchNorm buffers are broadcast from rank 0 at the start of each forward, so they may differ.)
+    torch.save(dict(model.named_parameters()), Path(out) / f"rank{rank}.pt")
+
+
+def test_two_process_ddp_on_cpu(tmp_path, synth):
+    out = tmp_path / "ddp"
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(out), str(synth)), nprocs=2, join=True)
+    r0, r1 = (torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert all(torch.equal(r0[k], r1[k]) for k in r0)
+    assert (out / "last.pt").is_file()
+    row = metrics(out)[0]
+    assert row["clips"] > 0
+
+
+def test_bad_inputs_exit_2_with_one_line(tmp_path, synth, capsys):
+    assert main(["--config", CONFIG, "--out", str(tmp_path / "x"), "--set", "model.nope=1"]) == 2
+    assert "unknown key 'model.nope'" in capsys.readouterr().err
+    missing = overrides(synth, **{"data.train_list": f'"{tmp_path / "none.txt"}"'})
+    assert main(["--config", CONFIG, "--out", str(tmp_path / "y"), *missing]) == 2
+    assert "list file not found" in capsys.readouterr().err
+    assert train(tmp_path / "z", synth, "--resume", str(tmp_path / "nothing.pt")) == 2
+    assert "checkpoint file not found" in capsys.readouterr().err
