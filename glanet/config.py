@@ -17,7 +17,7 @@ from typing import Any
 BACKBONES = ("resnet10", "resnet18", "resnet34", "resnet50")  # resnet10: one block per stage
 FUSIONS = ("early", "late")
 FEATURE_FUSIONS = ("concat", "max", "multiply", "average")
-SA_MAPS = ("sum_sq", "mean_sq_affine")
+SA_MAPS = ("sum_sq", "mean_sq", "mean_sq_affine")
 SRU_VARIANTS = ("v2", "paper")
 SCORE_FUSIONS = ("probs", "logits")
 
@@ -46,7 +46,7 @@ class ModelConfig:
     num_classes: int = 51
     fusion: str = "early"  # early: GS, GL, GP streams (eq. 19); late: GP, SA, LA (eq. 20)
     feature_fusion: str = "concat"  # the composite-feature layer of eqs. 9-10 (Tables II-III ablations)
-    sa_map: str = "sum_sq"  # eq. 3: sum_c F_c^2; reference: mean_c F_c^2 then a learnable a*M+b
+    sa_map: str = "sum_sq"  # eq. 3: sum_c F_c^2; mean_sq: /C; reference: mean_c F_c^2 then a learnable a*M+b
     la_hidden: int = 128  # rows of W0 in eq. 6
     la_out_bias: bool = False  # reference: bias b1 on W1
     la_out_tanh: bool = False  # reference: tanh on the LA score before the softmax
@@ -161,6 +161,7 @@ class TrainConfig:
     grad_clip: float = 0.0  # max global grad norm; 0 = off
     ga: bool = True  # eq. 17 regularisation
     ga_margin: float = 0.1
+    ga_detach_global: bool = False  # True: GA lifts the attention streams without pushing GP down
     stage: str = "joint"  # joint | spatial (backbone + attention) | temporal (frozen spatial part)
     amp: str = "bf16"  # bf16 autocast (CUDA, or a CPU with bf16 support) | none
     seed: int = 0

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from glanet.checkpoint import FORMAT, CheckpointError, save_checkpoint
 from glanet.config import ConfigError, DataConfig, ModelConfig, build_section
+from glanet.data.lists import read_class_names
 from glanet.models.backbone import TRUNK
 from glanet.models.glanet import GLANet
 
@@ -227,23 +228,6 @@ def load_authors_file(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     if not isinstance(raw, Mapping):
         raise ValueError(f"{path}: holds a {type(raw).__name__}, not a state_dict")
     return dict(raw)
-
-
-def read_class_names(path: str | os.PathLike[str]) -> list[str]:
-    """One class name a line, in label order (blank lines skipped); names must be distinct."""
-    path = Path(path)
-    try:
-        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: class names file not found") from None
-    if not names:
-        raise ValueError(f"{path}: no class names in it")
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise ValueError(f"{path}: class name {name!r} appears twice")
-        seen.add(name)
-    return names
 
 
 def _file_sha256(path: Path) -> str:

@@ -20,14 +20,23 @@ class LossParts(NamedTuple):
 
 
 def ga_regularisation(
-    global_probs: Tensor, attention_probs: Tensor, target: Tensor, margin: float = 0.1
+    global_probs: Tensor,
+    attention_probs: Tensor,
+    target: Tensor,
+    margin: float = 0.1,
+    detach_global: bool = False,
 ) -> Tensor:
     """Eq. 17: mean over the batch of max(0, P_GP(y) - P_att(y) + margin).
 
     The probabilities are of the ground-truth class y; zero when the attention stream leads GP by
-    at least `margin`. Nothing is detached, as in the published code.
+    at least `margin`. Nothing is detached by default, as in the published code: the hinge can then
+    also be met by pushing GP's probability of the right class down, which the fused loss does not
+    prevent (seen on SynthActions: a GP stream at 0% while the fused prediction was at 95%).
+    `detach_global` stops that: GA then only lifts the attention stream.
     """
     p_global = global_probs.gather(1, target[:, None]).squeeze(1)
+    if detach_global:
+        p_global = p_global.detach()
     p_att = attention_probs.gather(1, target[:, None]).squeeze(1)
     return torch.clamp(p_global - p_att + margin, min=0).mean()
 
@@ -39,6 +48,7 @@ def glanet_loss(
     score_fusion: str = "probs",
     ga: bool = True,
     margin: float = 0.1,
+    detach_global: bool = False,
 ) -> LossParts:
     """Eq. 18: CE(fused) + GA(GS) + GA(GL). `logits` (B, S, K) per stream, `target` (B,) class ids.
 
@@ -54,6 +64,6 @@ def glanet_loss(
         for name in ("GS", "GL"):
             if name in stream_names:
                 ga_total = ga_total + ga_regularisation(
-                    gp, probs[:, stream_names.index(name)], target, margin
+                    gp, probs[:, stream_names.index(name)], target, margin, detach_global
                 )
     return LossParts(ce + ga_total, ce, ga_total)

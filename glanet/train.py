@@ -33,8 +33,14 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from glanet.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from glanet.config import Config, ConfigError, TrainConfig, config_to_dict, load_config
-from glanet.data.datasets import FrameError, FrameFolderDataset, video_level_accuracy
-from glanet.data.lists import ListError, read_class_names
+from glanet.data.datasets import (
+    FrameError,
+    FrameFolderDataset,
+    VideoFileDataset,
+    open_dataset,
+    video_level_accuracy,
+)
+from glanet.data.lists import ListError, read_class_names, read_video_csv, scan_video_folder
 from glanet.data.sampling import Sampling
 from glanet.data.transforms import build_transforms, preprocessing_dict
 from glanet.losses import glanet_loss
@@ -92,37 +98,44 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
 
 
 def class_names_for(cfg: Config) -> list[str]:
-    """Class names from the config, else `classes.txt` in the data root, else class_000, ..."""
-    if cfg.data.class_names:
-        return list(cfg.data.class_names)
-    file = Path(cfg.data.root) / "classes.txt"
-    if file.is_file():
-        names = read_class_names(file)
-        if len(names) != cfg.model.num_classes:
-            raise ConfigError(
-                f"{file} has {len(names)} names but model.num_classes = {cfg.model.num_classes}"
-            )
-        return names
-    return [f"class_{i:03d}" for i in range(cfg.model.num_classes)]
+    """Class names from the config, else `classes.txt` in the data root, else those a CSV or a video
+    folder names (sorted), else class_000, ..."""
+    names: list[str] = list(cfg.data.class_names)
+    where = "data.class_names"
+    source = Path(cfg.data.train_list)
+    if not names and (Path(cfg.data.root) / "classes.txt").is_file():
+        where = str(Path(cfg.data.root) / "classes.txt")
+        names = read_class_names(where)
+    elif not names and source.is_dir():
+        where, names = str(source), list(scan_video_folder(source)[1])
+    elif not names and source.suffix.lower() == ".csv" and source.is_file():
+        where, names = str(source), list(read_video_csv(source, root=cfg.data.root or None)[1])
+    if not names:
+        return [f"class_{i:03d}" for i in range(cfg.model.num_classes)]
+    if len(names) != cfg.model.num_classes:
+        raise ConfigError(f"{where} has {len(names)} classes but model.num_classes = {cfg.model.num_classes}")
+    return names
 
 
-def build_dataset(cfg: Config, train: bool) -> FrameFolderDataset:
-    list_file = cfg.data.train_list if train else cfg.data.val_list
-    if not list_file:
+def build_dataset(cfg: Config, train: bool, class_names: list[str]) -> FrameFolderDataset | VideoFileDataset:
+    """Frame folders from a list file, or video files from a CSV or a class-per-folder tree."""
+    source = cfg.data.train_list if train else cfg.data.val_list
+    if not source:
         raise ConfigError(f"data.{'train' if train else 'val'}_list is not set")
-    if not Path(list_file).is_file():
-        raise FileNotFoundError(f"list file not found: {list_file}")
-    return FrameFolderDataset(
+    return open_dataset(
         cfg.data.root,
-        list_file,
+        source,
         Sampling.from_config(cfg.data),
         build_transforms(cfg.data, train=train),
         train=train,
         seed=cfg.train.seed,
+        class_names=class_names,
     )
 
 
-def make_loader(dataset: FrameFolderDataset, cfg: Config, train: bool, epoch: int) -> DataLoader:
+def make_loader(
+    dataset: FrameFolderDataset | VideoFileDataset, cfg: Config, train: bool, epoch: int
+) -> DataLoader:
     """A loader whose order is a function of (seed, epoch) only; DDP ranks each get their share."""
     dataset.set_epoch(epoch)
     sampler = None
@@ -205,6 +218,7 @@ def train_one_epoch(
                 score_fusion=inner.cfg.score_fusion,
                 ga=cfg.train.ga,
                 margin=cfg.train.ga_margin,
+                detach_global=cfg.train.ga_detach_global,
             )
             optimizer.zero_grad(set_to_none=True)
             parts.total.backward()
@@ -253,7 +267,9 @@ def evaluate(model: GLANet, loader: Iterable, device: torch.device, limit_batche
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        description="Train GLANet.", formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        prog="python -m glanet.train",
+        description="Train GLANet.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--config", required=True, help="a configs/*.toml file")
     p.add_argument(
@@ -324,8 +340,8 @@ def run(args: argparse.Namespace) -> tuple[GLANet, dict[str, Any]]:
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
 
-    train_set = build_dataset(cfg, train=True)
-    val_set = None if args.no_eval else build_dataset(cfg, train=False)
+    train_set = build_dataset(cfg, True, class_names)
+    val_set = None if args.no_eval else build_dataset(cfg, False, class_names)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         log.info(
@@ -348,6 +364,11 @@ def run(args: argparse.Namespace) -> tuple[GLANet, dict[str, Any]]:
             group["lr"] = lr
         torch.manual_seed(cfg.train.seed * 1_000_003 + epoch)  # dropout etc.: exact on resume
         loader = make_loader(train_set, cfg, train=True, epoch=epoch)
+        if len(loader) == 0:
+            raise ConfigError(
+                f"train.batch_size ({cfg.train.batch_size}) is more than the {len(train_set)} clips of an "
+                "epoch (per process): no batch to train on"
+            )
         stats = train_one_epoch(
             train_model, loader, optimizer, cfg, device, epoch, args.limit_batches, console
         )

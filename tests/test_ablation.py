@@ -6,22 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from glanet.ablation import RUNS, main, plan, table_rows
 from glanet.config import load_config
 from glanet.data.synth import CLASSES, write_dataset
 
 CONFIG = str(Path(__file__).parent.parent / "configs" / "glanet_r18_synth_cpu.toml")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # The 2 cores are shared: two torch threads fighting other work cost 50x on these tiny tensors.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_every_table_plans_its_rows() -> None:

@@ -348,7 +348,7 @@ def test_cli_errors_are_one_line(
     assert "2 class names given, but theirs.pth has 7 classes" in _cli_error(
         ["--src", str(src), "--out", str(out), "--class-names", str(few)], capsys
     )
-    assert "class names file not found" in _cli_error(
+    assert "class file not found" in _cli_error(
         ["--src", str(src), "--out", str(out), "--class-names", str(tmp_path / "nope.txt")], capsys
     )
     assert "--out must differ from --src" in _cli_error(["--src", str(src), "--out", str(src)], capsys)

@@ -30,15 +30,6 @@ SAMPLING = Sampling(window=4, stride=4).to_dict()
 SHOWN = CLASSES[:4]  # the classes written; labels stay indices into all 12 CLASSES
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # The 2 cores are shared: two torch threads fighting other work cost 50x on these tiny tensors.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synth")

@@ -29,15 +29,6 @@ PRE = preprocessing_dict(DataConfig(resize=(48, 48), crop=40))
 SHORT = preprocessing_dict(DataConfig(resize=(48,), crop=40))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # The 2 cores are shared: two torch threads fighting other work cost 50x on these tiny tensors.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def delta_map(i: int, j: int, size: int = 4) -> np.ndarray:
     m = np.zeros((size, size), np.float32)
     m[i, j] = 1.0

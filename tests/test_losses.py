@@ -75,3 +75,17 @@ def test_ga_switch_and_gradients():
     assert on.ga.item() > 0
     on.total.backward()
     assert logits.grad is not None and logits.grad.abs().sum(dim=(0, 2)).gt(0).all()  # every stream
+
+
+def test_ga_detach_global_only_lifts_the_attention_stream():
+    gp = torch.tensor([[0.7, 0.3]], dtype=torch.float64, requires_grad=True)
+    att = torch.tensor([[0.6, 0.4]], dtype=torch.float64, requires_grad=True)
+    target = torch.tensor([0])
+    kept = ga_regularisation(gp, att, target)
+    kept.backward()
+    assert gp.grad[0, 0] == 1.0 and att.grad[0, 0] == -1.0  # published code: GP is pushed down too
+    gp.grad = att.grad = None
+    detached = ga_regularisation(gp, att, target, detach_global=True)
+    assert detached.item() == pytest.approx(kept.item())
+    detached.backward()
+    assert gp.grad is None and att.grad[0, 0] == -1.0

@@ -129,3 +129,25 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, synth, capsys):
     assert "list file not found" in capsys.readouterr().err
     assert train(tmp_path / "z", synth, "--resume", str(tmp_path / "nothing.pt")) == 2
     assert "checkpoint file not found" in capsys.readouterr().err
+    assert train(tmp_path / "w", synth, **{"train.batch_size": 1000}) == 2
+    assert "no batch to train on" in capsys.readouterr().err
+
+
+def test_trains_from_video_files_in_a_csv(tmp_path):
+    root = tmp_path / "videos"
+    write_dataset(root, videos_per_class=1, seed=3, split="train", num_frames=8, size=48, mp4=True,
+                  classes=["walk", "sit_down"])  # fmt: skip
+    mp4s = sorted((root / "train_mp4").rglob("*.mp4"))
+    csv = tmp_path / "train.csv"
+    csv.write_text("path,label\n" + "".join(f"{p},{p.parent.name}\n" for p in mp4s))
+    out = tmp_path / "run"
+    extra = {
+        "model.num_classes": 2,
+        "data.train_list": f'"{csv}"',
+        "data.root": f'"{tmp_path}"',
+        "train.epochs": 1,
+        "train.batch_size": 2,
+    }
+    assert train(out, root, "--no-eval", **extra) == 0
+    ck = load_checkpoint(out / "last.pt")
+    assert ck.class_names == ("sit_down", "walk") and metrics(out)[0]["clips"] > 0

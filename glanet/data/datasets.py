@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from glanet.data.lists import VideoFileRecord, VideoRecord, read_list
+from glanet.data.lists import VideoFileRecord, VideoRecord, read_list, read_video_csv, scan_video_folder
 from glanet.data.sampling import Sampling
 from glanet.data.video import VideoError, VideoInfo, probe, read_frames, resample_indices
 
@@ -212,3 +212,26 @@ def video_level_accuracy(
         "top5": float(hit.any(dim=1).double().mean()),
         "videos": num,
     }
+
+
+def open_dataset(
+    root: str | os.PathLike[str],
+    source: str | os.PathLike[str],
+    sampling: Sampling,
+    transform: Transform,
+    train: bool,
+    seed: int = 0,
+    class_names: Sequence[str] | None = None,
+) -> FrameFolderDataset | VideoFileDataset:
+    """The dataset a data source names: a `path nframes label` list of frame folders under `root`,
+    a CSV of video files (`path,label[,start,end]`, Kinetics style) or a folder `<class>/<video>.mp4`."""
+    source = Path(source)
+    if source.is_dir():
+        records, _ = scan_video_folder(source)
+        return VideoFileDataset(records, sampling, transform, train, seed)
+    if not source.is_file():
+        raise FileNotFoundError(f"list file not found: {source}")
+    if source.suffix.lower() == ".csv":
+        records, _ = read_video_csv(source, class_names or None, root=root or None)
+        return VideoFileDataset(records, sampling, transform, train, seed)
+    return FrameFolderDataset(root, source, sampling, transform, train, seed)

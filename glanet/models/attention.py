@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+SA_MAPS = ("sum_sq", "mean_sq", "mean_sq_affine")
+
 
 def attend(fmap: Tensor, scores: Tensor) -> tuple[Tensor, Tensor]:
     """Softmax `scores` (N, H*W) over the positions and pool F with it -> R (N, C), T (N, H, W)."""
@@ -28,21 +30,25 @@ class GlobalPooling(nn.Module):
 class StatisticAttention(nn.Module):
     """Eqs. 3-5: M = sum_c |F_c|^2, T = softmax(M), R_SA = sum T * F. No parameters.
 
+    `map_kind="mean_sq"` divides M by C: the same ranking with a softmax temperature of C, which keeps
+    the attention soft on unnormalised features (a trunk trained from scratch), still parameter-free.
     `map_kind="mean_sq_affine"` is the published code's variant: M = a * mean_c F_c^2 + b, with a
     learnable 1x1 convolution (a, b).
     """
 
     def __init__(self, map_kind: str = "sum_sq") -> None:
         super().__init__()
-        if map_kind not in ("sum_sq", "mean_sq_affine"):
-            raise ValueError(f"SA map {map_kind!r} is not one of sum_sq, mean_sq_affine")
+        if map_kind not in SA_MAPS:
+            raise ValueError(f"SA map {map_kind!r} is not one of {', '.join(SA_MAPS)}")
         self.map_kind = map_kind
         self.conv = nn.Conv2d(1, 1, kernel_size=1) if map_kind == "mean_sq_affine" else None
 
     def forward(self, fmap: Tensor) -> tuple[Tensor, Tensor]:
         n = fmap.shape[0]
-        if self.conv is None:
+        if self.map_kind == "sum_sq":
             scores = fmap.pow(2).sum(dim=1)  # eq. 3, (N, H, W)
+        elif self.conv is None:
+            scores = fmap.pow(2).mean(dim=1)
         else:
             scores = self.conv(fmap.pow(2).mean(dim=1, keepdim=True)).squeeze(1)
         return attend(fmap, scores.reshape(n, -1))

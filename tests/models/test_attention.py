@@ -55,6 +55,18 @@ def test_statistic_attention_eqs3to5(fmap):
     np.testing.assert_allclose(t.sum(dim=(1, 2)).numpy(), 1.0, atol=1e-12)
 
 
+def test_statistic_attention_mean_sq_is_eq3_over_c(fmap):
+    sa = StatisticAttention("mean_sq")
+    assert not list(sa.parameters())
+    r, t = sa(fmap)
+    f = fmap.numpy()
+    for n in range(f.shape[0]):
+        m = sum(np.abs(f[n, c]) ** 2 for c in range(f.shape[1])) / f.shape[1]
+        r_np, t_np = by_hand_pool(f[n], m)
+        np.testing.assert_allclose(t[n].numpy(), t_np, atol=1e-12)
+        np.testing.assert_allclose(r[n].numpy(), r_np, atol=1e-12)
+
+
 def test_statistic_attention_reference_variant(fmap):
     sa = StatisticAttention("mean_sq_affine").double()
     with torch.no_grad():
