@@ -6,12 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from tiny import CONFIG, tiny_overrides
 
 from glanet.ablation import RUNS, main, plan, table_rows
 from glanet.config import load_config
 from glanet.data.synth import CLASSES, write_dataset
-
-CONFIG = str(Path(__file__).parent.parent / "configs" / "glanet_r18_synth_cpu.toml")
 
 
 def test_every_table_plans_its_rows() -> None:
@@ -75,24 +74,7 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def tiny(root: Path) -> list[str]:
-    values = {
-        "model.num_classes": len(CLASSES),
-        "model.sru_hidden": 16,
-        "data.root": f'"{root}"',
-        "data.train_list": f'"{root / "train.txt"}"',
-        "data.val_list": f'"{root / "val.txt"}"',
-        "data.resize": "[48, 48]",
-        "data.crop": 40,
-        "data.window": 4,
-        "data.stride": 4,
-        "data.max_clips": 2,
-        "train.batch_size": 4,
-        "train.workers": 0,
-    }
-    args = []
-    for k, v in values.items():
-        args += ["--set", f"{k}={v}"]
-    return args
+    return tiny_overrides(root, **{"model.sru_hidden": 16, "train.batch_size": 4, "train.epochs": 1})
 
 
 def test_table_iv_end_to_end_and_resume(synth: Path, tmp_path: Path, capsys) -> None:

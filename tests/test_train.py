@@ -9,13 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
+from tiny import CONFIG, tiny_overrides
 
 from glanet.checkpoint import load_checkpoint, read_checkpoint
 from glanet.config import TrainConfig
 from glanet.data.synth import CLASSES, write_dataset
 from glanet.train import lr_at, main, parse_args, run
-
-CONFIG = str(Path(__file__).parent.parent / "configs" / "glanet_r18_synth_cpu.toml")
 
 
 @pytest.fixture(scope="module")
@@ -27,26 +26,7 @@ def synth(tmp_path_factory) -> Path:
 
 
 def overrides(root: Path, **extra: object) -> list[str]:
-    values = {
-        "model.num_classes": len(CLASSES),
-        "model.sru_hidden": 32,
-        "data.root": f'"{root}"',
-        "data.train_list": f'"{root / "train.txt"}"',
-        "data.val_list": f'"{root / "val.txt"}"',
-        "data.resize": "[48, 48]",
-        "data.crop": 40,
-        "data.window": 4,
-        "data.stride": 4,
-        "data.max_clips": 2,
-        "train.batch_size": 8,
-        "train.workers": 0,
-        "train.epochs": 2,
-        **extra,
-    }
-    args = []
-    for k, v in values.items():
-        args += ["--set", f"{k}={v}"]
-    return args
+    return tiny_overrides(root, **extra)
 
 
 def train(out: Path, root: Path, *more: str, **extra: object) -> int:

@@ -6,31 +6,18 @@ import logging
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
+from marked_frames import index_of, marked
 
 from glanet.data import extract
 from glanet.data.lists import VideoRecord, read_list
-
-
-def _marked(i: int) -> np.ndarray:
-    """64×48, marked with i: left half 35·(i // 7), right half 35·(i % 7), steps no codec blurs."""
-    f = np.empty((48, 64, 3), np.uint8)
-    f[:, :32], f[:, 32:] = 35 * (i // 7), 35 * (i % 7)
-    return f
-
-
-def _index(frame: np.ndarray) -> int:
-    w = frame.shape[1]
-    left, right = frame[:, w // 10 : w * 4 // 10].mean(), frame[:, w * 6 // 10 : w * 9 // 10].mean()
-    return 7 * round(float(left) / 35) + round(float(right) / 35)
 
 
 def _write(path: Path, n: int, fps: float = 25.0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (64, 48))
     for i in range(n):
-        w.write(_marked(i))
+        w.write(marked(i))
     w.release()
     return path
 
@@ -69,7 +56,7 @@ def test_fps_resampling_resize_and_list(videos: Path, tmp_path: Path) -> None:
     assert cv2.imread(str(folder / "0.jpg")).shape == (96, 128, 3)
     # Frame k shows source frame floor(k·25/30): the brightness tells which.
     last = cv2.imread(str(folder / "29.jpg"))
-    assert _index(last) == 24
+    assert index_of(last) == 24
     assert read_list(lst) == [
         VideoRecord("jump/j1", 24, 0),
         VideoRecord("run/r1", 30, 1),
@@ -134,7 +121,7 @@ def test_csv_input_with_trim(tmp_path: Path) -> None:
     assert extract.main(["--videos", str(csv), "--out", str(out), "--short-side", "0"]) == 0
     folder = out / "wave" / "long"
     assert _jpgs(folder) == sorted(f"{i}.jpg" for i in range(15))  # source frames 10..24
-    assert _index(cv2.imread(str(folder / "0.jpg"))) == 10
+    assert index_of(cv2.imread(str(folder / "0.jpg"))) == 10
 
 
 @pytest.mark.parametrize(

@@ -7,22 +7,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from marked_frames import index_of, marked
 
 from glanet.data import video
 from glanet.data.video import VideoError, probe, read_frames, resample_indices, ticks_for_frame
-
-
-def _marked(i: int) -> np.ndarray:
-    """64×48, marked with i: left half 35·(i // 7), right half 35·(i % 7), steps no codec blurs."""
-    f = np.empty((48, 64, 3), np.uint8)
-    f[:, :32], f[:, 32:] = 35 * (i // 7), 35 * (i % 7)
-    return f
-
-
-def _index(frame: np.ndarray) -> int:
-    w = frame.shape[1]
-    left, right = frame[:, w // 10 : w * 4 // 10].mean(), frame[:, w * 6 // 10 : w * 9 // 10].mean()
-    return 7 * round(float(left) / 35) + round(float(right) / 35)
 
 
 def _write(path: Path, n: int, fps: float = 25.0, fourcc: str = "mp4v") -> Path:
@@ -30,7 +18,7 @@ def _write(path: Path, n: int, fps: float = 25.0, fourcc: str = "mp4v") -> Path:
     w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (64, 48))
     assert w.isOpened()
     for i in range(n):
-        w.write(_marked(i))
+        w.write(marked(i))
     w.release()
     return path
 
@@ -41,14 +29,14 @@ def test_probe_and_read_all(tmp_path: Path) -> None:
     assert (info.fps, info.num_frames, info.width, info.height) == (25.0, 20, 64, 48)
     frames = read_frames(p)
     assert frames.shape == (20, 48, 64, 3) and frames.dtype == np.uint8
-    assert [_index(f) for f in frames] == list(range(20))
+    assert [index_of(f) for f in frames] == list(range(20))
 
 
 def test_read_indices_any_order_with_repeats(tmp_path: Path) -> None:
     p = _write(tmp_path / "a.mp4", 20)
     frames = read_frames(p, [5, 2, 2, 19, 0])
-    assert [_index(f) for f in frames] == [5, 2, 2, 19, 0]
-    assert [_index(f) for f in read_frames(p, start=3, end=7)] == [3, 4, 5, 6]
+    assert [index_of(f) for f in frames] == [5, 2, 2, 19, 0]
+    assert [index_of(f) for f in read_frames(p, start=3, end=7)] == [3, 4, 5, 6]
 
 
 def test_seeking_gives_the_same_frames(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
