@@ -40,9 +40,10 @@ from rich.markdown import Markdown
 
 from glanet import train
 from glanet.checkpoint import load_checkpoint
+from glanet.cli import error_line
 from glanet.config import ConfigError, load_config
 from glanet.data.lists import write_text_atomic
-from glanet.evaluate import build_eval_dataset, error_line, evaluate_checkpoint, write_report
+from glanet.evaluate import build_eval_dataset, evaluate_checkpoint, write_report
 
 log = logging.getLogger("glanet.ablation")
 

@@ -32,6 +32,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from glanet.checkpoint import LoadedCheckpoint, load_checkpoint
+from glanet.cli import error_line
 from glanet.data.datasets import FrameFolderDataset, video_level_accuracy
 from glanet.data.lists import VideoRecord, read_list, write_text_atomic
 from glanet.data.sampling import Sampling
@@ -617,14 +618,6 @@ def run(args: argparse.Namespace, console: Console | None = None) -> dict[str, A
     if mean is not None and "localisation" in mean:
         console.print(localisation_table(f"mean of {len(results)}", mean["localisation"]))
     return summary
-
-
-def error_line(error: BaseException) -> str:
-    """One line for the command line: the error itself, also when it was raised in a DataLoader worker."""
-    text = str(error).strip()
-    if "Original Traceback" in text:  # raised in a DataLoader worker: its last line is the error itself
-        text = text.splitlines()[-1]
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def main(argv: Sequence[str] | None = None) -> int:

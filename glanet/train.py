@@ -32,6 +32,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from glanet.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from glanet.cli import error_line
 from glanet.config import Config, ConfigError, TrainConfig, config_to_dict, load_config
 from glanet.data.datasets import (
     FrameError,
@@ -43,6 +44,7 @@ from glanet.data.datasets import (
 from glanet.data.lists import ListError, read_class_names, read_video_csv, scan_video_folder
 from glanet.data.sampling import Sampling
 from glanet.data.transforms import build_transforms, preprocessing_dict
+from glanet.data.video import VideoError
 from glanet.losses import glanet_loss
 from glanet.models import GLANet, build_model
 
@@ -433,8 +435,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         run(args)
-    except (ConfigError, CheckpointError, FileNotFoundError, FrameError, ListError) as e:
-        print(f"glanet.train: {e}", file=sys.stderr)
+    except (ConfigError, CheckpointError, FileNotFoundError, FrameError, ListError, VideoError) as e:
+        print(f"glanet.train: {error_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("glanet.train: interrupted; resume with --resume <out>/last.pt", file=sys.stderr)
