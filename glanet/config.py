@@ -47,6 +47,7 @@ class ModelConfig:
     fusion: str = "early"  # early: GS, GL, GP streams (eq. 19); late: GP, SA, LA (eq. 20)
     feature_fusion: str = "concat"  # the composite-feature layer of eqs. 9-10 (Tables II-III ablations)
     sa_map: str = "sum_sq"  # eq. 3: sum_c F_c^2; mean_sq: /C; reference: mean_c F_c^2 then a learnable a*M+b
+    sa_temperature: float = 1.0  # M / temperature before the softmax of eq. 4 (1: the paper)
     la_hidden: int = 128  # rows of W0 in eq. 6
     la_out_bias: bool = False  # reference: bias b1 on W1
     la_out_tanh: bool = False  # reference: tanh on the LA score before the softmax
@@ -72,6 +73,8 @@ class ModelConfig:
         for name in ("num_classes", "la_hidden", "sru_hidden", "sru_layers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"model.{name} = {getattr(self, name)} must be at least 1")
+        if self.sa_temperature <= 0:
+            raise ConfigError(f"model.sa_temperature = {self.sa_temperature} must be positive")
         for name in ("sru_dropout", "head_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"model.{name} = {getattr(self, name)} must be in [0, 1)")

@@ -32,12 +32,16 @@ class StatisticAttention(nn.Module):
 
     `map_kind="mean_sq"` divides M by C: the same ranking with a softmax temperature of C, which keeps
     the attention soft on unnormalised features (a trunk trained from scratch), still parameter-free.
+    `temperature` divides M before the softmax (1: the paper); `mean_sq` is `sum_sq` at temperature C.
     `map_kind="mean_sq_affine"` is the published code's variant: M = a * mean_c F_c^2 + b, with a
     learnable 1x1 convolution (a, b).
     """
 
-    def __init__(self, map_kind: str = "sum_sq") -> None:
+    def __init__(self, map_kind: str = "sum_sq", temperature: float = 1.0) -> None:
         super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"SA temperature ({temperature}) must be positive")
+        self.temperature = float(temperature)
         if map_kind not in SA_MAPS:
             raise ValueError(f"SA map {map_kind!r} is not one of {', '.join(SA_MAPS)}")
         self.map_kind = map_kind
@@ -51,6 +55,8 @@ class StatisticAttention(nn.Module):
             scores = fmap.pow(2).mean(dim=1)
         else:
             scores = self.conv(fmap.pow(2).mean(dim=1, keepdim=True)).squeeze(1)
+        if self.temperature != 1.0:
+            scores = scores / self.temperature
         return attend(fmap, scores.reshape(n, -1))
 
 

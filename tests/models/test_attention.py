@@ -67,6 +67,21 @@ def test_statistic_attention_mean_sq_is_eq3_over_c(fmap):
         np.testing.assert_allclose(r[n].numpy(), r_np, atol=1e-12)
 
 
+def test_statistic_attention_temperature(fmap):
+    r, t = StatisticAttention("sum_sq", temperature=7.5)(fmap)
+    f = fmap.numpy()
+    for n in range(f.shape[0]):
+        r_np, t_np = by_hand_pool(f[n], (f[n] ** 2).sum(axis=0) / 7.5)
+        np.testing.assert_allclose(t[n].numpy(), t_np, atol=1e-12)
+        np.testing.assert_allclose(r[n].numpy(), r_np, atol=1e-12)
+    # mean_sq is sum_sq at temperature C
+    _, t_mean = StatisticAttention("mean_sq")(fmap)
+    _, t_c = StatisticAttention("sum_sq", temperature=f.shape[1])(fmap)
+    np.testing.assert_allclose(t_mean.numpy(), t_c.numpy(), atol=1e-12)
+    with pytest.raises(ValueError, match="temperature"):
+        StatisticAttention("sum_sq", temperature=0.0)
+
+
 def test_statistic_attention_reference_variant(fmap):
     sa = StatisticAttention("mean_sq_affine").double()
     with torch.no_grad():
