@@ -19,7 +19,7 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from glanet.cli import error_line
 from glanet.data.datasets import FrameFolderDataset, video_level_accuracy
 from glanet.data.lists import VideoRecord, read_list, write_text_atomic
 from glanet.data.sampling import Sampling
-from glanet.data.transforms import ClipTransform
+from glanet.data.transforms import EvalTransform
 from glanet.localisation import (
     GroundTruthCache,
     LocalisationStats,
@@ -53,57 +53,6 @@ METRICS = ("top1", "top5", "mean_class")
 # -- the eval data, from the checkpoint's own metadata --------------------------------------------
 
 
-@dataclass(frozen=True)
-class EvalTransform:
-    """The eval clip transform of a checkpoint's `preprocessing` dict: resize, centre crop, normalise."""
-
-    resize: tuple[int, ...]
-    crop: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    color: str = "rgb"
-
-    @classmethod
-    def from_preprocessing(cls, pre: Mapping[str, Any]) -> EvalTransform:
-        missing = [k for k in ("resize", "crop", "mean", "std") if k not in pre]
-        if missing:
-            raise ValueError(f"preprocessing lacks {', '.join(missing)} (needs resize, crop, mean, std)")
-        if pre.get("interpolation", "bilinear") != "bilinear":
-            raise ValueError(
-                f"preprocessing interpolation {pre['interpolation']!r}: only 'bilinear' is implemented"
-            )
-        color = pre.get("color", "rgb")
-        if color not in ("rgb", "bgr"):
-            raise ValueError(f"preprocessing color {color!r} must be 'rgb' or 'bgr'")
-        return cls(
-            tuple(int(v) for v in pre["resize"]),
-            int(pre["crop"]),
-            tuple(float(v) for v in pre["mean"]),  # type: ignore[arg-type]
-            tuple(float(v) for v in pre["std"]),  # type: ignore[arg-type]
-            color,
-        )
-
-    def __call__(self, frames: Sequence[np.ndarray], rng: np.random.Generator | None = None) -> Tensor:
-        if self.color == "rgb":
-            return ClipTransform(False, self.resize, self.crop, mean=self.mean, std=self.std)(frames)
-        # mean/std are in BGR order: normalise as RGB with them reversed, then put the channels back.
-        rgb = ClipTransform(False, self.resize, self.crop, mean=self.mean[::-1], std=self.std[::-1])(frames)
-        return rgb.flip(1)
-
-    def denormalise(self, frame: Tensor) -> np.ndarray:
-        """(3, H, W) model input -> (H, W, 3) uint8 BGR for drawing."""
-        m = torch.tensor(self.mean).view(3, 1, 1)
-        s = torch.tensor(self.std).view(3, 1, 1)
-        x = (frame.float().cpu() * s + m).clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
-        return np.ascontiguousarray(x[..., ::-1] if self.color == "rgb" else x)
-
-
-def sampling_from_dict(raw: Mapping[str, Any]) -> Sampling:
-    """A checkpoint's `sampling` dict -> Sampling (keys it does not know are left out)."""
-    known = {f.name for f in fields(Sampling)}
-    return Sampling(**{k: v for k, v in raw.items() if k in known})
-
-
 def build_eval_dataset_from(
     root: str | os.PathLike[str],
     records: Sequence[VideoRecord],
@@ -115,7 +64,7 @@ def build_eval_dataset_from(
         if max_videos < 1:
             raise ValueError(f"max_videos = {max_videos} must be at least 1")
         records = list(records)[:max_videos]
-    samp = sampling if isinstance(sampling, Sampling) else sampling_from_dict(sampling)
+    samp = sampling if isinstance(sampling, Sampling) else Sampling.from_dict(sampling)
     return FrameFolderDataset(
         root, records, samp, EvalTransform.from_preprocessing(preprocessing), train=False
     )

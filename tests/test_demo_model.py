@@ -10,7 +10,7 @@ import torch
 from glanet.checkpoint import load_checkpoint
 from glanet.data.sampling import Sampling
 from glanet.data.synth import CLASSES, generate_video
-from glanet.evaluate import EvalTransform
+from glanet.data.transforms import EvalTransform
 
 DEMO = Path(__file__).parent.parent / "models" / "glanet_synthactions_demo.pt"
 
@@ -29,7 +29,7 @@ def test_demo_model_is_small_and_complete():
 def test_demo_model_recognises_new_videos():
     ck = load_checkpoint(DEMO)
     transform = EvalTransform.from_preprocessing(ck.preprocessing)
-    sampling = Sampling(**{k: ck.sampling[k] for k in ("mode", "fps", "window", "stride")})
+    sampling = Sampling.from_dict(ck.sampling)
     right = 0
     with torch.no_grad():
         for label in range(len(CLASSES)):

@@ -14,9 +14,8 @@ from glanet.checkpoint import load_checkpoint, save_checkpoint
 from glanet.config import DataConfig, ModelConfig
 from glanet.data.sampling import Sampling
 from glanet.data.synth import CLASSES, write_dataset
-from glanet.data.transforms import preprocessing_dict
+from glanet.data.transforms import EvalTransform, preprocessing_dict
 from glanet.evaluate import (
-    EvalTransform,
     build_eval_dataset,
     confusion_image,
     evaluate_checkpoint,

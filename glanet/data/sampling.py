@@ -7,7 +7,8 @@ jump cut back to frame 0; it is also what a stream that has just started looks l
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -183,6 +184,12 @@ class Sampling:
             frames_per_segment=cfg.frames_per_segment,
             test_clips=cfg.test_clips,
         )
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Sampling:
+        """A checkpoint's `sampling` entry (`to_dict`) back; keys this version does not know are left out."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
 
     @property
     def clip_length(self) -> int:

@@ -7,7 +7,7 @@ Random choices are drawn once per clip from the rng given, so every frame gets t
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -195,14 +195,52 @@ def preprocessing_dict(cfg: DataConfig) -> dict[str, Any]:
     }
 
 
-def preprocess_frame(frame_bgr: np.ndarray, preprocessing: dict[str, Any]) -> Tensor:
+@dataclass(frozen=True)
+class EvalTransform:
+    """The eval transform a checkpoint's `preprocessing` dict describes: resize, centre crop, normalise.
+
+    The one reader of that dict: evaluation, streaming and the engines all preprocess through it.
+    """
+
+    resize: tuple[int, ...]
+    crop: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    color: str = "rgb"
+
+    @classmethod
+    def from_preprocessing(cls, pre: Mapping[str, Any]) -> EvalTransform:
+        missing = [k for k in ("resize", "crop", "mean", "std") if k not in pre]
+        if missing:
+            raise ValueError(f"preprocessing lacks {', '.join(missing)} (needs resize, crop, mean, std)")
+        if pre.get("interpolation", "bilinear") != "bilinear":
+            raise ValueError(
+                f"preprocessing interpolation {pre['interpolation']!r}: only 'bilinear' is implemented"
+            )
+        color = pre.get("color", "rgb")
+        if color not in ("rgb", "bgr"):
+            raise ValueError(f"preprocessing color {color!r} must be 'rgb' or 'bgr'")
+        return cls(
+            tuple(int(v) for v in pre["resize"]),
+            int(pre["crop"]),
+            tuple(float(v) for v in pre["mean"]),  # type: ignore[arg-type]
+            tuple(float(v) for v in pre["std"]),  # type: ignore[arg-type]
+            color,
+        )
+
+    def __call__(self, frames: Frames, rng: np.random.Generator | None = None) -> Tensor:
+        """BGR uint8 frames -> (T, 3, crop, crop); `rng` is ignored (the dataset contract passes one)."""
+        out = [_eval_geometry(f, self.resize, self.crop) for f in _check_frames(frames)]
+        return to_tensor(out, self.mean, self.std, self.color)
+
+    def denormalise(self, frame: Tensor) -> np.ndarray:
+        """(3, H, W) model input -> (H, W, 3) uint8 BGR for drawing."""
+        m = torch.tensor(self.mean).view(3, 1, 1)
+        s = torch.tensor(self.std).view(3, 1, 1)
+        x = (frame.float().cpu() * s + m).clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
+        return np.ascontiguousarray(x[..., ::-1] if self.color == "rgb" else x)
+
+
+def preprocess_frame(frame_bgr: np.ndarray, preprocessing: Mapping[str, Any]) -> Tensor:
     """One BGR uint8 frame → (3, crop, crop): exactly the eval clip transform, frame by frame."""
-    for key in ("resize", "crop", "mean", "std"):
-        if key not in preprocessing:
-            raise KeyError(f"preprocessing lacks {key!r} (needs resize, crop, mean, std)")
-    interpolation = preprocessing.get("interpolation", "bilinear")
-    if interpolation != "bilinear":
-        raise ValueError(f"preprocessing interpolation {interpolation!r}: only 'bilinear' is implemented")
-    frame = _check_frames([frame_bgr])[0]
-    out = _eval_geometry(frame, preprocessing["resize"], int(preprocessing["crop"]))
-    return to_tensor([out], preprocessing["mean"], preprocessing["std"], preprocessing.get("color", "rgb"))[0]
+    return EvalTransform.from_preprocessing(preprocessing)([frame_bgr])[0]
