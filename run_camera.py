@@ -1,31 +1,161 @@
-"""glanet's main job: recognise actions live from a webcam, an RTSP camera, a video file or the
-built-in demo source, with the SA/LA attention overlaid.
+"""glanet's main job: recognise actions live from a webcam, an RTSP camera, a video file, a folder of frames
+or the built-in demo source, with the SA/LA attention overlaid.
 
     python run_camera.py --source demo
+    python run_camera.py --source rtsp://user:pass@camera/stream --events events.jsonl
+    python run_camera.py --source clip.mp4 --fast --headless --save out.mp4
 
-The streaming runtime (`stream/`) is not built yet: this command says so and exits with code 1.
+A mistake (missing file, corrupt video, no camera, unreachable URL, not a checkpoint) is one line on
+stderr and a non-zero exit code. Ctrl-C or SIGTERM stops at once; the saved video and events are kept.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import signal
 import sys
+from pathlib import Path
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "models" / "glanet_synthactions_demo.pt"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Real-time action recognition with GLANet.")
+    p.add_argument(
+        "--source",
+        default="demo",
+        help="demo | webcam | <device index> | rtsp://... | <video file> | <frame folder>",
+    )
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="a glanet checkpoint (default: the committed demo model)",
+    )
+    p.add_argument(
+        "--backend", default="torch", choices=["torch"], help="inference engine (more come with engines/)"
+    )
+    p.add_argument("--device", default="cpu", help="torch device for the torch backend (cpu, cuda, cuda:1)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument(
+        "--fast", action="store_true", help="files, folders, demo: every frame as fast as possible"
+    )
+    p.add_argument("--headless", action="store_true", help="no window, even where a display exists")
+    p.add_argument("--save", type=Path, help="write every processed frame with the overlay to this .mp4")
+    p.add_argument("--events", type=Path, help="append action events (start/end) to this JSONL file")
+    p.add_argument("--max-frames", type=int, help="stop after this many source frames")
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument(
+        "--attention", default="sa", choices=["sa", "la", "none"], help="heat map shown first (key a cycles)"
+    )
+    p.add_argument(
+        "--smoothing", type=float, default=0.0, help="exponential smoothing of the probabilities, [0, 1)"
+    )
+    p.add_argument("--enter", type=float, default=0.6, help="an event starts at this probability ...")
+    p.add_argument("--exit", type=float, default=0.4, help="... and ends under this one")
+    p.add_argument(
+        "--min-duration", type=float, default=0.5, help="seconds above --enter before an event starts"
+    )
+    p.add_argument(
+        "--watchdog", type=float, default=5.0, help="live: reconnect after this many seconds with no frame"
+    )
+    p.add_argument(
+        "--max-reconnects", type=int, default=None, help="live: give up after this many (default: never)"
+    )
+    p.add_argument("--open-timeout", type=float, default=10.0, help="network: seconds to connect")
+    p.add_argument(
+        "--folder-fps",
+        type=float,
+        default=None,
+        help="frame rate of a folder of frames (default: the model's)",
+    )
+    p.add_argument("--demo-seed", type=int, default=0)
+    p.add_argument("--demo-size", type=int, default=224)
+    p.add_argument("--demo-fps", type=float, default=15.0)
+    p.add_argument(
+        "--no-dashboard", action="store_true", help="no live terminal dashboard (a line every 5 s instead)"
+    )
+    p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Real-time action recognition with GLANet.")
-    parser.add_argument(
-        "--source", default="demo", help="webcam | <device index> | rtsp://... | <video file> | demo"
-    )
-    parser.add_argument("--checkpoint", help="a glanet checkpoint (default: the committed demo model)")
-    parser.add_argument("--headless", action="store_true", help="no window, even where a display exists")
-    parser.parse_args(argv)
-    print(
-        "glanet: live streaming is not available yet: the model, its checkpoints and tests are built; "
-        "sources, the recognizer loop and overlays come next (see README, 'Status').",
-        file=sys.stderr,
-    )
-    return 1
+    args = parse_args(argv)
+    if args.log_level != "DEBUG":
+        # OpenCV's and FFmpeg's own warnings ("moov atom not found") would bury our one line
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
+    # Imported here so that --help and argument errors are instant.
+    import torch
+
+    from engines.torch_backend import TorchBackend
+    from glanet.checkpoint import CheckpointError, load_checkpoint
+    from glanet.cli import error_line
+    from stream.app import StreamApp, StreamOptions
+    from stream.errors import StreamError
+    from stream.events import EventConfig
+    from stream.recognizer import RecognizerConfig
+    from stream.sinks import SinkError
+    from stream.sources import parse_source
+
+    app: StreamApp | None = None
+    try:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        path = args.checkpoint or DEFAULT_CHECKPOINT
+        if not Path(path).exists():
+            raise CheckpointError(path, "checkpoint not found")
+        ck = load_checkpoint(path, map_location="cpu")
+        model_fps = float(ck.sampling.get("fps") or 25.0)
+        spec = parse_source(
+            args.source,
+            folder_fps=args.folder_fps or model_fps,
+            demo_seed=args.demo_seed,
+            demo_size=args.demo_size,
+            demo_fps=args.demo_fps,
+            open_timeout_s=args.open_timeout,
+            read_timeout_s=args.watchdog,
+        )
+        options = StreamOptions(
+            fast=args.fast,
+            headless=True if args.headless else None,
+            save=args.save,
+            events=args.events,
+            max_frames=args.max_frames,
+            duration_s=args.duration,
+            attention=args.attention,
+            dashboard=False if args.no_dashboard else None,
+            recognizer=RecognizerConfig(smoothing=args.smoothing),
+            events_config=EventConfig(args.enter, args.exit, args.min_duration),
+            watchdog_s=args.watchdog,
+            max_reconnects=args.max_reconnects,
+        )
+        backend = TorchBackend(ck.model, args.device)
+        app = StreamApp(spec, ck, backend, options)
+
+        def stop(signum: int, _frame: object) -> None:
+            if app is not None and not app._stop.is_set():
+                app.request_stop(f"stopped by {signal.Signals(signum).name}")
+                return
+            os._exit(130)  # a second Ctrl-C: leave now
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        summary = app.run()
+    except KeyboardInterrupt:
+        print("glanet: interrupted", file=sys.stderr)
+        return 130
+    except (CheckpointError, StreamError, SinkError, ValueError, OSError) as error:
+        print(f"glanet: {error_line(error)}", file=sys.stderr)
+        return 1 if isinstance(error, StreamError | SinkError | OSError) else 2
+    if summary.error is not None:
+        print(f"glanet: {summary.error}", file=sys.stderr)
+        return 1
+    print(f"glanet: {summary.line()}", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":

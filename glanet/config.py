@@ -48,6 +48,7 @@ class ModelConfig:
     feature_fusion: str = "concat"  # the composite-feature layer of eqs. 9-10 (Tables II-III ablations)
     sa_map: str = "sum_sq"  # eq. 3: sum_c F_c^2; mean_sq: /C; reference: mean_c F_c^2 then a learnable a*M+b
     sa_temperature: float = 1.0  # M / temperature before the softmax of eq. 4 (1: the paper)
+    sa_detach_map: bool = False  # stop the gradient through M (the trunk learns from SA's pooling only)
     la_hidden: int = 128  # rows of W0 in eq. 6
     la_out_bias: bool = False  # reference: bias b1 on W1
     la_out_tanh: bool = False  # reference: tanh on the LA score before the softmax

@@ -233,6 +233,13 @@ class EvalTransform:
         out = [_eval_geometry(f, self.resize, self.crop) for f in _check_frames(frames)]
         return to_tensor(out, self.mean, self.std, self.color)
 
+    def crop_box(self, height: int, width: int) -> tuple[float, float, float, float]:
+        """The region (x0, y0, x1, y1) of a height x width source frame that the model sees."""
+        h2, w2 = resized_size(height, width, self.resize)
+        top, left = center_crop_box(h2, w2, self.crop)
+        sx, sy = width / w2, height / h2
+        return left * sx, top * sy, (left + self.crop) * sx, (top + self.crop) * sy
+
     def denormalise(self, frame: Tensor) -> np.ndarray:
         """(3, H, W) model input -> (H, W, 3) uint8 BGR for drawing."""
         m = torch.tensor(self.mean).view(3, 1, 1)

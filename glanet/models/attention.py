@@ -35,13 +35,16 @@ class StatisticAttention(nn.Module):
     `temperature` divides M before the softmax (1: the paper); `mean_sq` is `sum_sq` at temperature C.
     `map_kind="mean_sq_affine"` is the published code's variant: M = a * mean_c F_c^2 + b, with a
     learnable 1x1 convolution (a, b).
+    `detach_map` computes M from F with the gradient stopped: the trunk then learns from what SA pools
+    (the sum of eq. 5) but not from the softmax of its own energy, which is steep at low temperature.
     """
 
-    def __init__(self, map_kind: str = "sum_sq", temperature: float = 1.0) -> None:
+    def __init__(self, map_kind: str = "sum_sq", temperature: float = 1.0, detach_map: bool = False) -> None:
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"SA temperature ({temperature}) must be positive")
         self.temperature = float(temperature)
+        self.detach_map = bool(detach_map)
         if map_kind not in SA_MAPS:
             raise ValueError(f"SA map {map_kind!r} is not one of {', '.join(SA_MAPS)}")
         self.map_kind = map_kind
@@ -49,12 +52,13 @@ class StatisticAttention(nn.Module):
 
     def forward(self, fmap: Tensor) -> tuple[Tensor, Tensor]:
         n = fmap.shape[0]
+        source = fmap.detach() if self.detach_map else fmap
         if self.map_kind == "sum_sq":
-            scores = fmap.pow(2).sum(dim=1)  # eq. 3, (N, H, W)
+            scores = source.pow(2).sum(dim=1)  # eq. 3, (N, H, W)
         elif self.conv is None:
-            scores = fmap.pow(2).mean(dim=1)
+            scores = source.pow(2).mean(dim=1)
         else:
-            scores = self.conv(fmap.pow(2).mean(dim=1, keepdim=True)).squeeze(1)
+            scores = self.conv(source.pow(2).mean(dim=1, keepdim=True)).squeeze(1)
         if self.temperature != 1.0:
             scores = scores / self.temperature
         return attend(fmap, scores.reshape(n, -1))

@@ -100,7 +100,7 @@ class GLANet(nn.Module):
         self.backbone = ResNetTrunk(cfg.backbone)
         channels = self.backbone.out_channels
         self.gp = GlobalPooling()
-        self.sa = StatisticAttention(cfg.sa_map, cfg.sa_temperature)
+        self.sa = StatisticAttention(cfg.sa_map, cfg.sa_temperature, cfg.sa_detach_map)
         self.la = LearnedAttention(channels, cfg.la_hidden, cfg.la_out_bias, cfg.la_out_tanh)
         self.fusion = FeatureFusion(cfg.feature_fusion)
         composite = self.fusion.out_dim(channels)

@@ -82,6 +82,22 @@ def test_statistic_attention_temperature(fmap):
         StatisticAttention("sum_sq", temperature=0.0)
 
 
+def test_statistic_attention_detached_map_changes_gradient_only(fmap):
+    x1 = fmap.clone().requires_grad_(True)
+    x2 = fmap.clone().requires_grad_(True)
+    r1, t1 = StatisticAttention("sum_sq", temperature=7.5)(x1)
+    r2, t2 = StatisticAttention("sum_sq", temperature=7.5, detach_map=True)(x2)
+    torch.testing.assert_close(r1, r2, rtol=0, atol=0)
+    torch.testing.assert_close(t1, t2, rtol=0, atol=0)
+    assert t2.grad_fn is None  # nothing flows back through the map
+    r2.sum().backward()
+    # with the map detached, d(sum R)/dF_ij is exactly T_ij for every channel (eq. 5 alone)
+    expected = t2.detach().unsqueeze(1).expand_as(fmap)
+    torch.testing.assert_close(x2.grad, expected, rtol=0, atol=1e-12)
+    r1.sum().backward()
+    assert not torch.allclose(x1.grad, x2.grad)
+
+
 def test_statistic_attention_reference_variant(fmap):
     sa = StatisticAttention("mean_sq_affine").double()
     with torch.no_grad():

@@ -1,0 +1,206 @@
+"""A live terminal dashboard (rich) for one stream, or a summary line every few seconds off a terminal."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Self
+
+import numpy as np
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from stream.types import Prediction, SourceStatus, StatsSnapshot
+
+SUMMARY_INTERVAL_S = 5.0  # at most one summary line this often when the console is not a terminal
+_BAR_WIDTH = 30
+
+_STATUS_STYLE = {
+    SourceStatus.CONNECTING: "yellow",
+    SourceStatus.LIVE: "bold green",
+    SourceStatus.RECONNECTING: "bold yellow",
+    SourceStatus.ENDED: "cyan",
+    SourceStatus.FAILED: "bold red",
+    SourceStatus.STOPPED: "dim",
+}
+
+
+class Dashboard:
+    """Shows the pipeline's stats and the current top-5.
+
+    On a terminal (and unless enabled=False) it is a `rich.live.Live` view redrawn at most
+    `refresh_per_second` times a second. Otherwise (CI, output piped to a file, or enabled=False) nothing
+    is redrawn: a one-line summary is printed at most every SUMMARY_INTERVAL_S seconds, and a final one on
+    `close()`. `update` only stores its arguments unless a redraw or a line is due, so it can be called
+    per frame. The default console writes to stderr, next to the logs, leaving stdout free.
+    """
+
+    def __init__(
+        self,
+        source_name: str,
+        console: Console | None = None,
+        enabled: bool | None = None,
+        refresh_per_second: float = 4,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not refresh_per_second > 0:
+            raise ValueError(f"refresh_per_second ({refresh_per_second}) must be positive")
+        self.source_name = source_name
+        self.console = console if console is not None else Console(stderr=True)
+        self.live_view = enabled is not False and self.console.is_terminal
+        self._interval = 1.0 / refresh_per_second if self.live_view else SUMMARY_INTERVAL_S
+        self._clock = clock
+        self._live: Live | None = None
+        self._last_draw = clock()  # the first summary line comes one interval after the start
+        self._stats: StatsSnapshot | None = None
+        self._prediction: Prediction | None = None
+        self._closed = False
+
+    def update(self, stats: StatsSnapshot, prediction: Prediction | None) -> None:
+        """Record the latest numbers; redraw (or print a line) only when one is due."""
+        if self._closed:
+            return
+        self._stats, self._prediction = stats, prediction
+        now = self._clock()
+        if self.live_view and self._live is None:
+            self._live = Live(self.render(stats, prediction), console=self.console, auto_refresh=False)
+            self._live.start(refresh=True)
+            self._last_draw = now
+        elif now - self._last_draw >= self._interval:
+            self._last_draw = now
+            self._draw()
+
+    def _draw(self) -> None:
+        if self._stats is None:
+            return
+        if self._live is not None:
+            self._live.update(self.render(self._stats, self._prediction), refresh=True)
+        else:
+            self.console.print(
+                self.summary(self._stats, self._prediction), markup=False, highlight=False, soft_wrap=True
+            )
+
+    def close(self, final: bool = True) -> None:
+        """Draw the last numbers (a final summary line when not live, unless `final` is False) and stop.
+        Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if not final and self._live is None:
+            return
+        if self._live is not None:
+            self._draw()
+            self._live.stop()
+            self._live = None
+        elif self._stats is not None:
+            line = "final: " + self.summary(self._stats, self._prediction)
+            self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        else:
+            self.console.print(f"final: {self.source_name} | no frames", markup=False, highlight=False)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # --- what is shown ---------------------------------------------------------------------------------
+
+    def render(self, stats: StatsSnapshot, prediction: Prediction | None) -> RenderableType:
+        """The live view: status, stats and the top-5, as one rich panel."""
+        header = Text()
+        header.append(stats.status.value, style=_STATUS_STYLE.get(stats.status, ""))
+        if stats.status_message:
+            header.append(f"  {stats.status_message}")
+        header.append(f"   elapsed {_fmt_elapsed(stats.elapsed_s)}", style="dim")
+
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold")
+        grid.add_column()
+        grid.add_row("fps", _fmt_fps(stats.fps) or "-")
+        grid.add_row("latency", f"p50 {_fmt_ms(stats.latency_p50_ms)}   p95 {_fmt_ms(stats.latency_p95_ms)}")
+        grid.add_row(
+            "frames",
+            f"captured {stats.frames_captured}   dropped {stats.frames_dropped}   "
+            f"skipped {stats.frames_skipped}   decode errors {stats.decode_errors}",
+        )
+        grid.add_row("reconnects", str(stats.reconnects))
+        grid.add_row("model frames", str(stats.model_frames))
+
+        parts: list[RenderableType] = [header, grid, Text()]
+        if prediction is None:
+            parts.append(Text("no prediction yet", style="yellow"))
+        else:
+            if not prediction.warm:
+                parts.append(Text(f"warming up {prediction.history}/{prediction.window}", style="yellow"))
+            top = Table.grid(padding=(0, 2))
+            top.add_column()
+            top.add_column()
+            top.add_column(justify="right")
+            for i, (name, p) in enumerate(prediction.top(5)):
+                top.add_row(
+                    Text(name, style="bold" if i == 0 else ""),
+                    Text(_bar(p), style="green" if i == 0 else "blue"),
+                    f"{100 * p:.1f}%",
+                )
+            parts.append(top)
+            parts.append(Text(_fmt_streams(prediction), style="dim"))
+        return Panel(Group(*parts), title=f"glanet: {self.source_name}", title_align="left", expand=False)
+
+    def summary(self, stats: StatsSnapshot, prediction: Prediction | None) -> str:
+        """One line for logs."""
+        status = stats.status.value + (f" ({stats.status_message})" if stats.status_message else "")
+        fields = [
+            self.source_name,
+            status,
+            _fmt_elapsed(stats.elapsed_s),
+            f"fps {_fmt_fps(stats.fps) or '-'}",
+            f"latency p50 {_fmt_ms(stats.latency_p50_ms)} p95 {_fmt_ms(stats.latency_p95_ms)}",
+            f"frames {stats.frames_captured} dropped {stats.frames_dropped} skipped {stats.frames_skipped} "
+            f"decode errors {stats.decode_errors}",
+            f"reconnects {stats.reconnects}",
+            f"model frames {stats.model_frames}",
+        ]
+        if prediction is None:
+            fields.append("no prediction yet")
+        else:
+            name, p = prediction.top(1)[0]
+            fields.append(f"top {name} {100 * p:.1f}%")
+            if not prediction.warm:
+                fields.append(f"warming up {prediction.history}/{prediction.window}")
+        return " | ".join(fields)
+
+
+def _fmt_elapsed(seconds: float) -> str:
+    s = max(0, int(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def _fmt_ms(v: float) -> str:
+    return "-" if not math.isfinite(v) else f"{v:.1f} ms"
+
+
+def _fmt_fps(fps: dict[str, float]) -> str:
+    return "  ".join(f"{name} {v:.1f}" for name, v in fps.items())
+
+
+def _fmt_streams(prediction: Prediction) -> str:
+    sp = np.asarray(prediction.stream_probs)
+    out = []
+    for s, name in enumerate(prediction.stream_names[: sp.shape[0]]):
+        i = int(np.argmax(sp[s]))
+        out.append(f"{name} {prediction.class_names[i]} {100 * sp[s, i]:.0f}%")
+    return "streams: " + "   ".join(out)
+
+
+def _bar(p: float) -> str:
+    filled = round(_BAR_WIDTH * min(max(p, 0.0), 1.0))
+    return "█" * filled + "░" * (_BAR_WIDTH - filled)

@@ -1,0 +1,110 @@
+"""The values that move through the streaming pipeline: frames, source status, predictions, stats."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame, stamped when it was read."""
+
+    image: np.ndarray  # (H, W, 3) uint8 BGR
+    index: int  # the source's frame counter, 0-based, counting on across reconnects
+    source_ts: float  # seconds on the source's clock: position in a file, capture clock for live
+    capture_ts: float  # time.monotonic() when the capture thread got it
+    session: int = 0  # connection number: a new one after a reconnect (the recognizer resets state)
+
+
+class SourceStatus(enum.Enum):
+    CONNECTING = "connecting"
+    LIVE = "live"
+    RECONNECTING = "reconnecting"
+    ENDED = "ended"  # a file or folder came to its end
+    FAILED = "failed"  # gave up: could not open, or retries exhausted
+    STOPPED = "stopped"  # closed by us
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    status: SourceStatus
+    message: str = ""  # one line for people; never holds credentials
+    attempt: int = 0  # reconnect attempt (1-based) while RECONNECTING
+    retry_in_s: float = 0.0  # wait before the next attempt
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What the recognizer says after one model frame."""
+
+    frame: Frame  # the source frame this model step was made on
+    step: int  # model frames since the recognizer started
+    history: int  # model frames behind this prediction (the clip it equals, offline)
+    window: int  # the checkpoint's clip length W: `history` reaches it once warm
+    probs: np.ndarray  # (K,) fused class probabilities, smoothed if smoothing is on
+    raw_probs: np.ndarray  # (K,) fused probabilities of this step before smoothing
+    stream_probs: np.ndarray  # (S, K) per stream (GS, GL, GP or GP, SA, LA)
+    stream_names: tuple[str, ...]
+    class_names: tuple[str, ...]
+    sa_map: np.ndarray  # (h, w) statistic attention T of this frame (eq. 4), sums to 1
+    la_map: np.ndarray  # (h, w) learned attention T (eq. 7)
+    crop_box: tuple[float, float, float, float]  # (x0, y0, x1, y1): the part of `frame` the model saw
+    latency_s: float  # capture -> prediction (time.monotonic() now minus frame.capture_ts)
+
+    @property
+    def warm(self) -> bool:
+        return self.history >= self.window
+
+    def top(self, k: int = 5) -> list[tuple[str, float]]:
+        order = np.argsort(-self.probs)[:k]
+        return [(self.class_names[i], float(self.probs[i])) for i in order]
+
+
+@dataclass(frozen=True)
+class Event:
+    """An action that started (kind "start") or ended ("end"), on the source's clock."""
+
+    kind: str  # "start" | "end"
+    label: str
+    class_index: int
+    source: str  # the source's display name (credentials removed)
+    start_ts: float  # source seconds when it passed the enter threshold
+    end_ts: float | None  # source seconds when it fell under the exit threshold (None on "start")
+    peak: float  # highest confidence so far
+    peak_ts: float
+    frame_index: int  # source frame index of the step that fired the event
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "event": self.kind,
+            "label": self.label,
+            "class_index": self.class_index,
+            "source": self.source,
+            "start_ts": round(self.start_ts, 4),
+            "end_ts": None if self.end_ts is None else round(self.end_ts, 4),
+            "duration_s": None if self.end_ts is None else round(self.end_ts - self.start_ts, 4),
+            "peak": round(self.peak, 4),
+            "peak_ts": round(self.peak_ts, 4),
+            "frame_index": self.frame_index,
+        }
+
+
+@dataclass(frozen=True)
+class StatsSnapshot:
+    """The pipeline's numbers at one moment, for the dashboard and the overlay."""
+
+    fps: dict[str, float] = field(default_factory=dict)  # per stage: capture, model, display ...
+    latency_p50_ms: float = float("nan")  # capture -> prediction
+    latency_p95_ms: float = float("nan")
+    frames_captured: int = 0
+    frames_dropped: int = 0  # by the ring buffer (live sources)
+    frames_skipped: int = 0  # by resampling to the model's frame rate
+    decode_errors: int = 0
+    reconnects: int = 0
+    model_frames: int = 0
+    status: SourceStatus = SourceStatus.CONNECTING
+    status_message: str = ""
+    elapsed_s: float = 0.0

@@ -1,0 +1,144 @@
+"""run_camera.py end to end, as a user runs it: the demo, a file played --fast, stops by signal, and every bad
+input as one line on stderr with a non-zero exit code."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, str(ROOT / "run_camera.py")]
+
+
+def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def count_frames(path: Path) -> tuple[int, tuple[int, int]]:
+    cap = cv2.VideoCapture(str(path))
+    n, size = 0, (0, 0)
+    while True:
+        ok, image = cap.read()
+        if not ok:
+            break
+        n, size = n + 1, image.shape[:2]
+    cap.release()
+    return n, size
+
+
+def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("glanet: ")
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    """50 frames at 25 fps of a moving square: a small real mp4."""
+    path = tmp_path_factory.mktemp("video") / "clip.mp4"
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (160, 120))
+    for i in range(50):
+        image = np.full((120, 160, 3), 40, np.uint8)
+        cv2.rectangle(image, (10 + 2 * i, 30), (40 + 2 * i, 90), (255, 255, 255), -1)
+        out.write(image)
+    out.release()
+    return path
+
+
+@pytest.mark.timeout(180)
+def test_demo_runs_headless_with_saved_video_and_events(tmp_path):
+    save, events = tmp_path / "demo.mp4", tmp_path / "events.jsonl"
+    proc = run("--source", "demo", "--fast", "--headless", "--max-frames", "90", "--save", str(save),
+               "--events", str(events), "--no-dashboard")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "max frames reached: 90 frames" in proc.stderr
+    n, (h, w) = count_frames(save)
+    assert n == 90 and h >= 224 and w >= 224
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    assert lines, "the demo should fire at least one event in 6 s of actions"
+    assert {"event", "label", "start_ts", "end_ts", "peak", "source"} <= set(lines[0])
+    assert lines[-1]["event"] == "end"  # the open event is closed when the run stops
+
+
+@pytest.mark.timeout(180)
+def test_file_fast_yields_every_frame_once_and_ends_cleanly(tmp_path, video):
+    save = tmp_path / "out.mp4"
+    proc = run("--source", str(video), "--fast", "--headless", "--save", str(save), "--no-dashboard")
+    assert proc.returncode == 0, proc.stderr
+    assert "end of stream: 50 frames" in proc.stderr
+    n, _ = count_frames(save)
+    assert n == 50
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_at_once_and_keeps_the_video(tmp_path, signum):
+    save = tmp_path / "live.mp4"
+    proc = subprocess.Popen(
+        [*CLI, "--source", "demo", "--headless", "--save", str(save), "--no-dashboard"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not save.exists() or save.stat().st_size == 0):
+        time.sleep(0.2)
+    time.sleep(1.0)
+    t0 = time.monotonic()
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=20)
+    assert time.monotonic() - t0 < 5
+    assert proc.returncode == 0, err
+    assert f"stopped by {signal.Signals(signum).name}" in err
+    n, _ = count_frames(save)
+    assert n > 0  # finalised: readable
+
+
+@pytest.mark.timeout(120)
+def test_missing_file_is_one_line(tmp_path):
+    line = one_line_error(run("--source", str(tmp_path / "nope.mp4"), "--headless"))
+    assert "nope.mp4" in line
+
+
+@pytest.mark.timeout(120)
+def test_corrupt_video_is_one_line(tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"this is not a video\n" * 100)
+    line = one_line_error(run("--source", str(bad), "--headless", "--no-dashboard"))
+    assert "bad.mp4" in line
+
+
+@pytest.mark.timeout(120)
+def test_no_webcam_is_one_line():
+    line = one_line_error(run("--source", "7", "--headless", "--no-dashboard"))
+    assert "webcam 7" in line
+
+
+@pytest.mark.timeout(120)
+def test_unreachable_rtsp_is_one_line_without_credentials():
+    proc = run("--source", "rtsp://admin:hunter2@127.0.0.1:1/stream", "--open-timeout", "2", "--headless",
+               "--no-dashboard")  # fmt: skip
+    line = one_line_error(proc)
+    assert "127.0.0.1" in line and "hunter2" not in proc.stderr + proc.stdout
+
+
+@pytest.mark.timeout(120)
+def test_a_file_that_is_not_a_checkpoint_is_one_line(tmp_path):
+    not_ckpt = tmp_path / "model.pt"
+    not_ckpt.write_text("hello")
+    line = one_line_error(run("--checkpoint", str(not_ckpt), "--headless"))
+    assert "model.pt" in line
+    other = tmp_path / "other.pt"
+    torch.save({"state_dict": {}, "arch": "smnet"}, other)
+    one_line_error(run("--checkpoint", str(other), "--headless"))
+    one_line_error(run("--checkpoint", str(tmp_path / "missing.pt"), "--headless"))
