@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             demo_size=args.demo_size,
             demo_fps=args.demo_fps,
             open_timeout_s=args.open_timeout,
-            read_timeout_s=args.watchdog,
+            read_timeout_s=max(0.5, args.watchdog / 3),  # FFmpeg waits ~3x its read timeout
         )
         options = StreamOptions(
             fast=args.fast,

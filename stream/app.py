@@ -95,6 +95,7 @@ class StreamApp:
         self.stop_reason = ""
         self.last_prediction: Prediction | None = None
         self.emitted: list[Event] = []
+        self.capture: Capture | None = None  # while running: the source's capture (status, history)
 
     def request_stop(self, reason: str = "stopped") -> None:
         """Ask the loop to finish (safe from a signal handler or another thread)."""
@@ -133,6 +134,7 @@ class StreamApp:
         window = None if headless else WindowSink(f"glanet - {self.spec.name}")
         dashboard = Dashboard(self.spec.name, enabled=o.dashboard)
         capture = Capture(self.spec.factory, self.spec.name, self._capture_config())
+        self.capture = capture
         latency = Percentiles()
         rates = {"capture": RateMeter(), "loop": RateMeter(), "model": RateMeter()}
         attention = o.attention

@@ -8,6 +8,7 @@ abandoned (its frames are ignored) and a fresh one started. `close()` returns at
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -55,6 +56,7 @@ class Capture:
         self._generation = 0
         self._threads: list[threading.Thread] = []
         self._status = StatusUpdate(SourceStatus.CONNECTING, f"connecting to {name}")
+        self.history: collections.deque[StatusUpdate] = collections.deque([self._status], maxlen=256)
         self._connected_once = False
         self._last_frame = time.monotonic()
         self.error: StreamError | None = None
@@ -115,6 +117,7 @@ class Capture:
             ):
                 return
             self._status = update
+            self.history.append(update)
         log.info("%s: %s %s", self.name, update.status.value, update.message)
 
     def _spawn(self, attempt: int = 0) -> None:

@@ -119,10 +119,6 @@ class OpenCVSource(Source):
             self.fps = fps if 0 < fps < 1000 else None
         elif self.kind == "network":
             url = str(self.target)
-            if url.lower().startswith(("rtsp://", "rtsps://")) and "OPENCV_FFMPEG_CAPTURE_OPTIONS" not in os.environ:
-                # TCP: no lost UDP packets (smeared frames) and it passes NAT/firewalls. The variable is
-                # read by OpenCV's FFmpeg backend at open; a user who set it keeps theirs.
-                os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = "rtsp_transport;tcp"
             cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, self._params())
             if not cap.isOpened():
                 cap.release()
@@ -271,6 +267,11 @@ def parse_source(
         return SourceSpec(lambda: OpenCVSource(index, kind="webcam"), f"webcam {index}", True, "webcam")
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
     if scheme:
+        if scheme in ("rtsp", "rtsps") and "OPENCV_FFMPEG_CAPTURE_OPTIONS" not in os.environ:
+            # TCP: no lost UDP packets (smeared frames), and it passes NAT and firewalls. OpenCV's FFmpeg
+            # backend reads this at each open; set here, before any capture thread (setenv is not
+            # thread-safe). A user who set it keeps theirs (and should include rtsp_transport;tcp).
+            os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = "rtsp_transport;tcp"
         if scheme not in NETWORK_SCHEMES:
             raise SourceError(f"unsupported URL scheme {scheme!r} in {redact(text)} (use {', '.join(NETWORK_SCHEMES)})")
         return SourceSpec(
