@@ -164,11 +164,15 @@ class Capture:
                     return
                 attempt += 1
                 if cfg.max_reconnects is not None and attempt > cfg.max_reconnects:
-                    self._fail(SourceError(f"{self.name}: gave up after {attempt - 1} reconnect attempts"), generation)
+                    self._fail(
+                        SourceError(f"{self.name}: gave up after {attempt - 1} reconnect attempts"),
+                        generation,
+                    )
                     return
                 delay = cfg.backoff(attempt)
                 self._set_status(
-                    StatusUpdate(SourceStatus.RECONNECTING, str(error), attempt=attempt, retry_in_s=delay), generation
+                    StatusUpdate(SourceStatus.RECONNECTING, str(error), attempt=attempt, retry_in_s=delay),
+                    generation,
                 )
                 if self._stop.wait(delay):
                     return

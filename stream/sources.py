@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import time
-import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,22 +30,23 @@ MAX_BAD_READS = 8
 
 def redact(url: str) -> str:
     """A URL safe to print and log: user/password and secret-looking query values become ***."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    if not parts.scheme or not parts.netloc:
+    scheme, sep, rest = url.partition("://")
+    if not scheme or not sep or not rest:
         return url
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rsplit("@", 1)[1]
-    query = parts.query
-    if query:
-        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
-        query = "&".join(
-            f"{k}={'***' if _SECRET_QUERY_KEYS.search(k) else v}" for k, v in pairs
-        )
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    if "@" in rest:
+        # Cut at the last '@', not where urlsplit would: a password typed raw may hold '/', '?' or '#',
+        # and urlsplit would then show it whole. An '@' later in the URL only hides a little more.
+        rest = "***@" + rest.rpartition("@")[2]
+    base, question, tail = rest.partition("?")
+    if question:
+        # Pair by pair, as typed: only the secret values change (no re-encoding of the others).
+        query, hash_, fragment = tail.partition("#")
+        pairs = [
+            f"{key}=***" if eq and _SECRET_QUERY_KEYS.search(key) else f"{key}{eq}{value}"
+            for key, eq, value in (pair.partition("=") for pair in query.split("&"))
+        ]
+        rest = f"{base}?{'&'.join(pairs)}{hash_}{fragment}"
+    return f"{scheme}://{rest}"
 
 
 class Source:
@@ -63,7 +63,7 @@ class Source:
     def read(self) -> tuple[np.ndarray, float] | None:
         raise NotImplementedError
 
-    def close(self) -> None:  # noqa: B027 (default: nothing to release)
+    def close(self) -> None:
         pass
 
 
@@ -89,8 +89,10 @@ class OpenCVSource(Source):
         self.target, self.kind = target, kind
         self.live = kind != "file"
         self.open_timeout_s, self.read_timeout_s = open_timeout_s, read_timeout_s
-        self.name = redact(str(target)) if kind == "network" else (
-            f"webcam {target}" if kind == "webcam" else str(target)
+        self.name = (
+            redact(str(target))
+            if kind == "network"
+            else (f"webcam {target}" if kind == "webcam" else str(target))
         )
         self._cap: cv2.VideoCapture | None = None
         self._index = 0
@@ -114,7 +116,9 @@ class OpenCVSource(Source):
             cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
             if not cap.isOpened():
                 cap.release()
-                raise SourceError(f"cannot open {path}: not a video OpenCV can decode, or the file is corrupt")
+                raise SourceError(
+                    f"cannot open {path}: not a video OpenCV can decode, or the file is corrupt"
+                )
             fps = cap.get(cv2.CAP_PROP_FPS)
             self.fps = fps if 0 < fps < 1000 else None
         elif self.kind == "network":
@@ -260,7 +264,10 @@ def parse_source(
         raise SourceError("--source is empty: give demo, webcam, a device index, a URL, a file or a folder")
     if text == "demo":
         return SourceSpec(
-            lambda: DemoSource(demo_seed, demo_size, demo_fps), f"demo (SynthActions, seed {demo_seed})", True, "demo"
+            lambda: DemoSource(demo_seed, demo_size, demo_fps),
+            f"demo (SynthActions, seed {demo_seed})",
+            True,
+            "demo",
         )
     if text == "webcam" or text.isdigit():
         index = 0 if text == "webcam" else int(text)
@@ -273,9 +280,13 @@ def parse_source(
             # thread-safe). A user who set it keeps theirs (and should include rtsp_transport;tcp).
             os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = "rtsp_transport;tcp"
         if scheme not in NETWORK_SCHEMES:
-            raise SourceError(f"unsupported URL scheme {scheme!r} in {redact(text)} (use {', '.join(NETWORK_SCHEMES)})")
+            raise SourceError(
+                f"unsupported URL scheme {scheme!r} in {redact(text)} (use {', '.join(NETWORK_SCHEMES)})"
+            )
         return SourceSpec(
-            lambda: OpenCVSource(text, kind="network", open_timeout_s=open_timeout_s, read_timeout_s=read_timeout_s),
+            lambda: OpenCVSource(
+                text, kind="network", open_timeout_s=open_timeout_s, read_timeout_s=read_timeout_s
+            ),
             redact(text),
             True,
             "network",
@@ -284,5 +295,7 @@ def parse_source(
     if path.is_dir():
         return SourceSpec(lambda: FolderSource(path, folder_fps), str(path), False, "folder")
     if not path.exists():
-        raise SourceError(f"source not found: {text} (not demo, webcam, a device index, a URL, a file or a folder)")
+        raise SourceError(
+            f"source not found: {text} (not demo, webcam, a device index, a URL, a file or a folder)"
+        )
     return SourceSpec(lambda: OpenCVSource(str(path), kind="file"), str(path), False, "file")

@@ -1,0 +1,405 @@
+"""Sources: credentials never shown, `--source` parsing, video files (good, missing, corrupt, truncated),
+webcams that are not there, folders of frames, and a file and a folder through Capture."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from stream.capture import Capture, CaptureConfig
+from stream.errors import DecodeError, SourceError
+from stream.sources import DemoSource, FolderSource, OpenCVSource, parse_source, redact
+from stream.types import SourceStatus
+
+pytestmark = pytest.mark.timeout(20)  # a hang fails the test; tests that wait say so themselves
+
+VIDEO_FRAMES, VIDEO_FPS = 40, 25
+BITS = 6  # the frame index, drawn as 8x8 black/white blocks along the top row: mp4v keeps those
+
+
+def index_image(i: int) -> np.ndarray:
+    image = np.full((48, 64, 3), 96, np.uint8)
+    for bit in range(BITS):
+        image[8:16, 8 * bit : 8 * bit + 8] = 255 if i >> bit & 1 else 0
+    return image
+
+
+def read_index(image: np.ndarray) -> int:
+    return sum(1 << bit for bit in range(BITS) if image[10:14, 8 * bit + 2 : 8 * bit + 6].mean() > 128)
+
+
+@pytest.fixture(autouse=True)
+def _keep_ffmpeg_options():
+    """parse_source sets OPENCV_FFMPEG_CAPTURE_OPTIONS for RTSP URLs; leave the environment as it was."""
+    saved = os.environ.get("OPENCV_FFMPEG_CAPTURE_OPTIONS")
+    yield
+    if saved is None:
+        os.environ.pop("OPENCV_FFMPEG_CAPTURE_OPTIONS", None)
+    else:
+        os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = saved
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 40-frame 64x48 mp4v file at 25 fps with each frame's index drawn in it."""
+    path = tmp_path_factory.mktemp("video") / "count.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), VIDEO_FPS, (64, 48))
+    assert writer.isOpened()
+    for i in range(VIDEO_FRAMES):
+        writer.write(index_image(i))
+    writer.release()
+    assert path.stat().st_size > 0
+    return path
+
+
+def read_all(source: OpenCVSource | FolderSource, limit: int = 1000) -> list[tuple[np.ndarray, float]]:
+    items = []
+    for _ in range(limit):
+        item = source.read()
+        if item is None:
+            return items
+        items.append(item)
+    raise AssertionError(f"no end after {limit} reads")
+
+
+def drain(capture: Capture, limit_s: float = 10.0) -> list:
+    frames = []
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        frame = capture.get(timeout=0.05)
+        if frame is not None:
+            frames.append(frame)
+        elif capture.finished:
+            return frames
+    raise AssertionError(f"the capture did not finish in {limit_s} s")
+
+
+def one_line(error: BaseException) -> str:
+    text = str(error)
+    assert text and "\n" not in text
+    return text
+
+
+# --- redact ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("rtsp://admin:hunter2@10.0.0.5:554/stream1", "rtsp://***@10.0.0.5:554/stream1"),
+        ("rtsps://admin:hunter2@cam.example.com/live", "rtsps://***@cam.example.com/live"),
+        ("http://user:pa%40ss@cam.local/video.mjpg", "http://***@cam.local/video.mjpg"),
+        ("https://viewer@cam.local/live", "https://***@cam.local/live"),
+        ("https://cam.local/live?token=abc123&channel=2", "https://cam.local/live?token=***&channel=2"),
+        ("rtsp://cam.local/x?password=hunter2&subtype=0", "rtsp://cam.local/x?password=***&subtype=0"),
+        ("http://cam.local/x?api_key=k1&sig=s1&auth=a1", "http://cam.local/x?api_key=***&sig=***&auth=***"),
+        ("https://cam.local/live?Token=abc#top", "https://cam.local/live?Token=***#top"),
+        # passwords typed raw, with characters that end the host part for urlsplit
+        ("rtsp://admin:pa#ss@10.0.0.5/x", "rtsp://***@10.0.0.5/x"),
+        ("rtsp://admin:pa?ss@10.0.0.5/x", "rtsp://***@10.0.0.5/x"),
+        ("rtsp://admin:pa/ss@10.0.0.5/x", "rtsp://***@10.0.0.5/x"),
+        ("rtsp://admin:p[ss@10.0.0.5/x", "rtsp://***@10.0.0.5/x"),
+        ("rtsp://admin:p@ss@[::1]:554/x", "rtsp://***@[::1]:554/x"),
+    ],
+)
+def test_redact_hides_credentials(url, expected):
+    assert redact(url) == expected
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "rtsp://10.0.0.5:554/stream1",
+        "http://cam.local/video.mjpg",
+        "https://cam.local/live?channel=2&subtype=0",
+        "https://cam.local/live?name=a%20b&flag&keyless",
+        "RTSP://cam.local/live",
+        "videos/clip.mp4",
+        "demo",
+    ],
+)
+def test_redact_leaves_plain_urls_and_paths_unchanged(url):
+    assert redact(url) == url
+
+
+def test_network_source_names_never_hold_the_password():
+    spec = parse_source("rtsp://user:secret@cam.local:554/stream?token=tok3n")
+    assert spec.kind == "network" and spec.live
+    for name in (spec.name, spec.factory().name):
+        assert "secret" not in name and "tok3n" not in name
+        assert "cam.local:554/stream" in name
+
+
+@pytest.mark.timeout(20)
+def test_failed_connection_message_never_holds_the_password():
+    # given a URL with credentials to a port that refuses at once
+    spec = parse_source("rtsp://user:secret@127.0.0.1:1/x", open_timeout_s=1.0)
+    source = spec.factory()
+    # when it is opened
+    with pytest.raises(SourceError) as caught:
+        source.open()
+    # then the one-line error names the redacted URL and not the password
+    text = one_line(caught.value)
+    assert "secret" not in text
+    assert "rtsp://***@127.0.0.1:1/x" in text
+
+
+# --- parse_source ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "live", "name"),
+    [
+        ("demo", "demo", True, "demo (SynthActions, seed 0)"),
+        ("webcam", "webcam", True, "webcam 0"),
+        ("0", "webcam", True, "webcam 0"),
+        ("2", "webcam", True, "webcam 2"),
+        (" 2 ", "webcam", True, "webcam 2"),
+        ("rtsp://cam.local/live", "network", True, "rtsp://cam.local/live"),
+        ("rtsps://cam.local/live", "network", True, "rtsps://cam.local/live"),
+        ("http://cam.local/video.mjpg", "network", True, "http://cam.local/video.mjpg"),
+        ("https://cam.local/video.m3u8", "network", True, "https://cam.local/video.m3u8"),
+        ("RTSP://cam.local/live", "network", True, "RTSP://cam.local/live"),
+    ],
+)
+def test_parse_source_kinds(text, kind, live, name):
+    spec = parse_source(text)
+    assert (spec.kind, spec.live, spec.name) == (kind, live, name)
+    source = spec.factory()
+    assert source.live is live
+    assert source.name == name
+
+
+def test_parse_source_device_index_is_the_webcam_index():
+    source = parse_source("2").factory()
+    assert isinstance(source, OpenCVSource)
+    assert source.kind == "webcam" and source.target == 2
+
+
+def test_parse_source_factory_makes_a_fresh_source_per_connection():
+    spec = parse_source("demo")
+    assert spec.factory() is not spec.factory()
+
+
+@pytest.mark.parametrize("text", ["ftp://x", "file:///tmp/a.mp4", "ftp://user:secret@host/a.mp4"])
+def test_parse_source_rejects_unsupported_schemes(text):
+    with pytest.raises(SourceError, match="unsupported URL scheme") as caught:
+        parse_source(text)
+    assert "secret" not in one_line(caught.value)
+
+
+@pytest.mark.parametrize("text", ["", "   "])
+def test_parse_source_empty_is_an_error(text):
+    with pytest.raises(SourceError, match="empty"):
+        parse_source(text)
+
+
+def test_parse_source_missing_path_is_named(tmp_path):
+    missing = tmp_path / "nope" / "clip.mp4"
+    with pytest.raises(SourceError) as caught:
+        parse_source(str(missing))
+    assert str(missing) in one_line(caught.value)
+
+
+def test_parse_source_folder_and_file(tmp_path, video):
+    folder = parse_source(str(tmp_path), folder_fps=10.0)
+    assert (folder.kind, folder.live, folder.name) == ("folder", False, str(tmp_path))
+    assert isinstance(folder.factory(), FolderSource)
+    assert folder.factory().fps == 10.0
+    file = parse_source(str(video))
+    assert (file.kind, file.live, file.name) == ("file", False, str(video))
+    source = file.factory()
+    assert isinstance(source, OpenCVSource) and source.kind == "file" and not source.live
+
+
+# --- video files --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(20)
+def test_video_file_reads_every_frame_with_its_timestamp(video):
+    # given a 40-frame, 25 fps mp4
+    source = OpenCVSource(str(video), kind="file")
+    # when opened and read to the end
+    source.open()
+    try:
+        items = read_all(source)
+        assert source.read() is None  # stays at the end
+    finally:
+        source.close()
+    # then frames 0..39 came, in order, stamped i / 25
+    assert source.fps == VIDEO_FPS
+    assert [read_index(image) for image, _ in items] == list(range(VIDEO_FRAMES))
+    assert [ts for _, ts in items] == pytest.approx([i / VIDEO_FPS for i in range(VIDEO_FRAMES)])
+    assert all(image.shape == (48, 64, 3) and image.dtype == np.uint8 for image, _ in items)
+
+
+@pytest.mark.timeout(20)
+def test_video_file_through_capture_gives_every_frame_then_ends(video):
+    spec = parse_source(str(video))
+    capture = Capture(spec.factory, spec.name, CaptureConfig(live=spec.live, realtime=False, capacity=4))
+    with capture:
+        frames = drain(capture)
+    assert [f.index for f in frames] == list(range(VIDEO_FRAMES))
+    assert [read_index(f.image) for f in frames] == list(range(VIDEO_FRAMES))
+    assert [f.source_ts for f in frames] == pytest.approx([i / VIDEO_FPS for i in range(VIDEO_FRAMES)])
+    assert capture.status.status is SourceStatus.ENDED
+    assert capture.error is None and capture.decode_errors == 0
+    assert capture.nominal_fps == VIDEO_FPS
+
+
+def test_missing_video_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "missing.mp4"
+    with pytest.raises(SourceError) as caught:
+        OpenCVSource(str(path), kind="file").open()
+    text = one_line(caught.value)
+    assert "not found" in text and str(path) in text
+
+
+def test_video_path_that_is_a_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(SourceError, match="not a file"):
+        OpenCVSource(str(tmp_path), kind="file").open()
+
+
+@pytest.mark.timeout(20)
+def test_text_file_named_mp4_is_a_clear_error(tmp_path):
+    path = tmp_path / "notes.mp4"
+    path.write_text("this is not a video\n" * 50)
+    with pytest.raises(SourceError) as caught:
+        OpenCVSource(str(path), kind="file").open()
+    text = one_line(caught.value)
+    assert str(path) in text and "corrupt" in text
+
+
+@pytest.mark.timeout(20)
+def test_truncated_video_fails_cleanly(tmp_path, video):
+    # given the first half of an mp4's bytes
+    path = tmp_path / "truncated.mp4"
+    data = video.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    source = OpenCVSource(str(path), kind="file")
+    # when it is opened and read
+    # then the only exception is a SourceError at open (OpenCV's mp4v writer puts the index, the
+    # 'moov' atom, at the end, so half a file has none: FFmpeg says "moov atom not found"); should
+    # FFmpeg ever open it, reading must still end, with at most DecodeErrors on the way
+    try:
+        source.open()
+    except SourceError as error:
+        assert str(path) in one_line(error)
+        return
+    try:
+        frames, errors = 0, 0
+        for _ in range(200):
+            try:
+                item = source.read()
+            except DecodeError:
+                errors += 1
+                continue
+            if item is None:
+                break
+            frames += 1
+        else:
+            raise AssertionError("reading a truncated file did not end")
+        assert frames < VIDEO_FRAMES
+    finally:
+        source.close()
+
+
+def test_read_before_open_is_a_source_error(video):
+    with pytest.raises(SourceError, match="not open"):
+        OpenCVSource(str(video), kind="file").read()
+    with pytest.raises(SourceError, match="not open"):
+        DemoSource().read()
+
+
+def test_unknown_opencv_kind_is_a_value_error():
+    with pytest.raises(ValueError, match="'camera'"):
+        OpenCVSource(0, kind="camera")
+
+
+@pytest.mark.skipif(Path("/dev/video7").exists(), reason="this machine has a /dev/video7")
+def test_missing_webcam_names_the_device():
+    source = parse_source("7").factory()
+    with pytest.raises(SourceError) as caught:
+        source.open()
+    text = one_line(caught.value)
+    assert "webcam 7" in text and "/dev/video7" in text
+
+
+# --- folders of frames --------------------------------------------------------------------------------------
+
+
+def write_images(folder: Path, names_and_levels: dict[str, int]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, level in names_and_levels.items():
+        assert cv2.imwrite(str(folder / name), np.full((8, 8, 3), level, np.uint8))
+
+
+def test_folder_reads_images_in_natural_order_and_skips_other_files(tmp_path):
+    # given 0, 1, 2 and 10 .jpg (grey 0, 10, 20, 100), an uppercase .PNG, a text file and a subfolder
+    write_images(tmp_path, {"10.jpg": 100, "2.jpg": 20, "0.jpg": 0, "1.jpg": 10, "11.PNG": 110})
+    (tmp_path / "notes.txt").write_text("not a frame")
+    (tmp_path / "sub").mkdir()
+    source = FolderSource(tmp_path, fps=10.0)
+    # when read
+    source.open()
+    items = read_all(source)
+    # then 0, 1, 2, 10, 11 in that order (not 0, 1, 10, 11, 2), at i / fps
+    assert [round(float(image.mean()) / 10) for image, _ in items] == [0, 1, 2, 10, 11]
+    assert [ts for _, ts in items] == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
+    assert source.read() is None
+
+
+def test_folder_with_a_corrupt_image_raises_decode_error_for_it(tmp_path):
+    write_images(tmp_path, {"0.jpg": 0, "2.jpg": 20})
+    (tmp_path / "1.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    source = FolderSource(tmp_path, fps=25.0)
+    source.open()
+    assert source.read() is not None
+    with pytest.raises(DecodeError, match=r"1\.jpg"):
+        source.read()
+    image, ts = source.read()
+    assert round(float(image.mean())) == 20 and ts == pytest.approx(2 / 25)
+    assert source.read() is None
+
+
+@pytest.mark.timeout(10)
+def test_capture_counts_a_corrupt_image_and_goes_on(tmp_path):
+    write_images(tmp_path, {"0.jpg": 0, "2.jpg": 20, "3.jpg": 30})
+    (tmp_path / "1.jpg").write_bytes(b"garbage")
+    spec = parse_source(str(tmp_path), folder_fps=25.0)
+    capture = Capture(spec.factory, spec.name, CaptureConfig(live=False, realtime=False))
+    with capture:
+        frames = drain(capture)
+    assert [round(float(f.image.mean())) for f in frames] == [0, 20, 30]
+    assert [f.index for f in frames] == [0, 1, 2]
+    assert [f.source_ts for f in frames] == pytest.approx([0.0, 2 / 25, 3 / 25])
+    assert capture.decode_errors == 1
+    assert capture.status.status is SourceStatus.ENDED and capture.error is None
+
+
+def test_empty_folder_is_a_source_error(tmp_path):
+    with pytest.raises(SourceError, match="no images") as caught:
+        FolderSource(tmp_path, fps=25.0).open()
+    assert str(tmp_path) in one_line(caught.value)
+
+
+def test_folder_without_images_is_a_source_error(tmp_path):
+    (tmp_path / "readme.txt").write_text("x")
+    with pytest.raises(SourceError, match="no images"):
+        FolderSource(tmp_path, fps=25.0).open()
+
+
+def test_missing_folder_is_a_source_error(tmp_path):
+    with pytest.raises(SourceError, match="not found"):
+        FolderSource(tmp_path / "gone", fps=25.0).open()
+
+
+@pytest.mark.parametrize("fps", [0.0, -5.0])
+def test_folder_fps_must_be_positive(tmp_path, fps):
+    with pytest.raises(ValueError, match="fps"):
+        FolderSource(tmp_path, fps=fps)
