@@ -1,0 +1,187 @@
+"""The `openvino` backend: the exported graphs on the CPU in fp32, bf16 or int8 (the CPU default engine).
+
+    backend = OpenVINOBackend.from_manifest("exports/demo", precision="bf16")
+
+`encode` runs in the chosen precision (int8: `encode_int8.xml`, made by `python -m engines.build`);
+`temporal_step` always runs in fp32: it is tiny, and the state it carries must stay exact over time.
+Inputs may be torch tensors or numpy arrays; outputs are the torch backend's NamedTuples of CPU tensors,
+so the streaming recognizer runs unchanged. One backend object per thread: its infer requests are reused.
+
+Compiled models are cached on disk (OpenVINO's CACHE_DIR) in `default_cache_dir()`: under the user's cache
+(`$GLANET_CACHE_DIR`, else `$XDG_CACHE_HOME/glanet/openvino`, else `~/.cache/glanet/openvino`), not beside
+the graphs, because an export may be read-only or shared; OpenVINO keys each blob by the model's content,
+the device and the configuration, so one directory serves every export and precision.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import openvino as ov
+import torch
+from torch import Tensor
+
+from engines.errors import EngineError, EngineUnavailable
+from engines.export import STEP_OUTPUTS, feature_names, step_input_names
+from engines.manifest import ENCODE, TEMPORAL_STEP, Manifest, read_manifest, verify_files
+from glanet.models.glanet import Features, State, StepOutput
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "bf16", "int8")
+INT8_BUILD = "openvino_int8"  # the manifest's builds entry written by engines.build
+INT8_XML = "encode_int8.xml"
+INT8_BIN = "encode_int8.bin"
+_HINT = {"fp32": "f32", "bf16": "bf16"}
+
+
+def default_cache_dir() -> Path:
+    if os.environ.get("GLANET_CACHE_DIR"):
+        return Path(os.environ["GLANET_CACHE_DIR"]) / "openvino"
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "glanet" / "openvino"
+
+
+def cpu_supports_bf16(core: ov.Core) -> bool:
+    return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def _array(x: Tensor | np.ndarray) -> np.ndarray:
+    """A contiguous float32 numpy array (expanded/strided tensors are copied)."""
+    if isinstance(x, Tensor):
+        x = x.detach().to("cpu", torch.float32).numpy()
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _tensor(x: np.ndarray) -> Tensor:
+    return torch.from_numpy(np.asarray(x))
+
+
+def int8_files(manifest: Manifest) -> Mapping[str, str]:
+    """The int8 encode files and their sha256 from the manifest; EngineError saying how to build them."""
+    build = manifest.builds.get(INT8_BUILD)
+    how = f"run python -m engines.build --manifest {manifest.directory} --backend openvino --precision int8"
+    if build is None or not (manifest.directory / INT8_XML).is_file():
+        raise EngineError(f"{manifest.directory}: no int8 encode model ({INT8_XML}) yet: {how}")
+    if build.get("source_sha256") != manifest.graph(ENCODE)["sha256"]:
+        raise EngineError(f"{manifest.directory}: {INT8_XML} was built from another encode.onnx: {how}")
+    return build["files"]
+
+
+class OpenVINOBackend:
+    name = "openvino"
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        precision: str = "fp32",
+        *,
+        cache_dir: str | os.PathLike[str] | None = None,
+        cache: bool = True,
+        threads: int | None = None,
+    ) -> None:
+        """Compile the manifest's graphs (already verified: use `from_manifest`)."""
+        if precision not in PRECISIONS:
+            raise EngineError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)} for openvino")
+        self.manifest = manifest
+        self.precision = precision
+        self.core = ov.Core()
+        if precision == "bf16" and not cpu_supports_bf16(self.core):
+            raise EngineUnavailable(
+                "this CPU has no bf16 support (OpenVINO's OPTIMIZATION_CAPABILITIES lacks BF16): "
+                "use --precision fp32 or int8"
+            )
+        self.cache_dir = self._cache(cache_dir) if cache else None
+        common: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            common["INFERENCE_NUM_THREADS"] = int(threads)
+        if self.cache_dir is not None:
+            common["CACHE_DIR"] = str(self.cache_dir)
+        if precision == "int8":
+            # The ops NNCF left unquantised (the attention heads) run in fp32: exact, and faster than bf16
+            # for them (0.56 vs 0.74 ms a frame for the demo model).
+            encode_path, encode_hint = manifest.directory / INT8_XML, "f32"
+        else:
+            encode_path, encode_hint = manifest.graph_path(ENCODE), _HINT[precision]
+        self.encode_path = encode_path
+        self._encode = self.core.compile_model(
+            str(encode_path), "CPU", {**common, "INFERENCE_PRECISION_HINT": encode_hint}
+        )
+        self._step = self.core.compile_model(
+            str(manifest.graph_path(TEMPORAL_STEP)), "CPU", {**common, "INFERENCE_PRECISION_HINT": "f32"}
+        )
+        self._encode_request = self._encode.create_infer_request()
+        self._step_request = self._step.create_infer_request()
+        names = manifest.stream_names
+        self._features = feature_names(names)
+        self._step_inputs = step_input_names(names)
+        # (S, L, H) of the cell state and K from the recorded shapes: ["batch", S, L, H], ["batch", S, K]
+        self._c_shape = tuple(int(d) for d in manifest.input_shape(TEMPORAL_STEP, "c")[1:])
+        self._sum_shape = tuple(int(d) for d in manifest.input_shape(TEMPORAL_STEP, "logit_sum")[1:])
+        log.info("openvino %s: %s", precision, encode_path.name)
+
+    @classmethod
+    def from_manifest(
+        cls,
+        directory: str | os.PathLike[str],
+        precision: str = "fp32",
+        *,
+        cache_dir: str | os.PathLike[str] | None = None,
+        cache: bool = True,
+        threads: int | None = None,
+    ) -> OpenVINOBackend:
+        """Read `directory/manifest.json`, check the graphs' sha256, compile. EngineError on any problem."""
+        manifest = read_manifest(directory)
+        manifest.verify()
+        if precision == "int8":
+            verify_files(manifest.directory, int8_files(manifest))
+        return cls(manifest, precision, cache_dir=cache_dir, cache=cache, threads=threads)
+
+    @staticmethod
+    def _cache(cache_dir: str | os.PathLike[str] | None) -> Path | None:
+        path = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            log.warning("openvino: no model cache (%s: %s); compiling every time", path, e.strerror)
+            return None
+        return path
+
+    @property
+    def stream_names(self) -> tuple[str, ...]:
+        return self.manifest.stream_names
+
+    def describe(self) -> str:
+        return f"openvino {self.precision} on CPU ({self.encode_path.name}; temporal_step fp32)"
+
+    def encode(self, frames: Tensor | np.ndarray) -> Features:
+        """frames (N, 3, H, W) normalised -> Features (per-stream vectors and the SA/LA maps)."""
+        x = _array(frames)
+        size = self.manifest.image_size
+        if x.ndim != 4 or x.shape[1] != 3 or tuple(x.shape[2:]) != size:
+            raise ValueError(f"frames {tuple(x.shape)} must be (N, 3, {size[0]}, {size[1]}) for this export")
+        out = self._encode_request.infer({"frames": x})
+        streams = tuple(_tensor(out[name]) for name in self._features)
+        return Features(streams, _tensor(out["sa_map"]), _tensor(out["la_map"]))
+
+    def temporal_step(
+        self, features: Features | tuple[Tensor | np.ndarray, ...], state: State
+    ) -> tuple[StepOutput, State]:
+        streams = features.streams if isinstance(features, Features) else features
+        values = (*streams, *state)
+        inputs = {name: _array(v) for name, v in zip(self._step_inputs, values, strict=True)}
+        out = self._step_request.infer(inputs)
+        logits, probs, fused, c, logit_sum, steps = (_tensor(out[name]) for name in STEP_OUTPUTS)
+        return StepOutput(logits, probs, fused), State(c, logit_sum, steps)
+
+    def init_state(self, batch: int) -> State:
+        return State(
+            torch.zeros(batch, *self._c_shape),
+            torch.zeros(batch, *self._sum_shape),
+            torch.zeros(batch),
+        )

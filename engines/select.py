@@ -1,0 +1,268 @@
+"""Which backend runs here, and building it.
+
+Auto-selection follows DESIGN.md: TensorRT if there is a CUDA device and `tensorrt` imports, then torch
+on CUDA, then OpenVINO, then torch on the CPU. Asking for a backend that cannot run here is an error
+(`EngineUnavailable`) whose one line says why; nothing falls back silently. The probes are parameters
+of `choose_backend` so that every branch is tested on any machine.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engines.errors import EngineError, EngineUnavailable
+from glanet.checkpoint import LoadedCheckpoint
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "openvino", "tensorrt", "torch_tensorrt")
+REQUESTS = ("auto", *BACKENDS)
+GPU_BACKENDS = ("tensorrt", "torch_tensorrt")
+_MISSING = {
+    "openvino": "openvino not installed (pip install openvino)",
+    "tensorrt": "tensorrt not installed (its wheels come from NVIDIA's index, pypi.nvidia.com)",
+    "torch_tensorrt": "torch-tensorrt not installed (pip install torch-tensorrt==2.14.*, with TensorRT)",
+}
+NO_CUDA = "no CUDA device"
+
+
+def _import_problem(module: str) -> str | None:
+    """None when `module` imports, else one line saying why not."""
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name and e.name.split(".")[0] == module:
+            return _MISSING[module]
+        return f"{module} does not import: {e}"
+    except Exception as e:  # e.g. a TensorRT stub wheel without its libraries: OSError
+        first = (str(e).strip().splitlines() or [""])[0]
+        return f"{module} does not import ({type(e).__name__}: {first})"
+    return None
+
+
+def available_backends() -> dict[str, str | None]:
+    """Each backend -> None when it can run on this machine, else the reason in one line."""
+    cuda = torch.cuda.is_available()
+    return {
+        "torch": None,
+        "openvino": _import_problem("openvino"),
+        "tensorrt": _import_problem("tensorrt") if cuda else NO_CUDA,
+        "torch_tensorrt": _import_problem("torch_tensorrt") if cuda else NO_CUDA,
+    }
+
+
+# -- one-line details for the reasons; any failure falls back to plain words ---------------------------
+
+
+def _detail(fn: Callable[[], str], fallback: str) -> str:
+    try:
+        return fn()
+    except Exception:
+        return fallback
+
+
+def _gpu() -> str:
+    return torch.cuda.get_device_name()
+
+
+def _tensorrt_version() -> str:
+    import tensorrt
+
+    return f"TensorRT {tensorrt.__version__}"
+
+
+def _openvino_cpu() -> str:
+    import openvino as ov
+
+    version = ".".join(ov.get_version().split(".")[:2])
+    precision = ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").to_string()
+    return f"OpenVINO {version} on CPU with {precision.upper()}"
+
+
+def choose_backend(
+    requested: str = "auto",
+    *,
+    cuda_available: bool | None = None,
+    has_tensorrt: bool | None = None,
+    has_openvino: bool | None = None,
+    has_torch_tensorrt: bool | None = None,
+) -> tuple[str, str]:
+    """(backend name, why it was chosen, as a sentence). Probes left as None are run here.
+
+    A requested backend that cannot run here raises EngineUnavailable; "torch" runs on CUDA when
+    there is a device (`default_device`).
+    """
+    if requested not in REQUESTS:
+        raise EngineError(f"unknown backend {requested!r}: choose one of {', '.join(REQUESTS)}")
+    cuda = torch.cuda.is_available() if cuda_available is None else cuda_available
+
+    def usable(name: str, given: bool | None) -> str | None:
+        if given is not None:
+            return None if given else _MISSING[name]
+        return _import_problem(name)
+
+    def problem(name: str) -> str | None:
+        if name == "torch":
+            return None
+        if name in GPU_BACKENDS and not cuda:
+            return NO_CUDA
+        given = {"tensorrt": has_tensorrt, "openvino": has_openvino, "torch_tensorrt": has_torch_tensorrt}
+        return usable(name, given[name])
+
+    gpu = _detail(_gpu, "a CUDA device") if cuda else ""
+    if requested == "auto":
+        if cuda and problem("tensorrt") is None:
+            return "tensorrt", f"tensorrt: CUDA device {gpu}, {_detail(_tensorrt_version, 'TensorRT')}"
+        if cuda:
+            return "torch", f"torch: CUDA device {gpu} but {problem('tensorrt')}; torch fp32 on CUDA"
+        if problem("openvino") is None:
+            return "openvino", f"openvino: {NO_CUDA}, {_detail(_openvino_cpu, 'OpenVINO on CPU')}"
+        return "torch", f"torch: {NO_CUDA} and {problem('openvino')}; torch fp32 on CPU"
+
+    why = problem(requested)
+    if why is not None:
+        raise EngineUnavailable(f"the {requested} backend cannot run here: {why}; use --backend auto")
+    where = {
+        "torch": f"torch fp32 on CUDA device {gpu}" if cuda else "torch fp32 on CPU",
+        "openvino": _detail(_openvino_cpu, "OpenVINO on CPU"),
+        "tensorrt": f"CUDA device {gpu}, {_detail(_tensorrt_version, 'TensorRT')}",
+        "torch_tensorrt": f"CUDA device {gpu}, Torch-TensorRT",
+    }[requested]
+    return requested, f"{requested}: requested, {where}"
+
+
+def default_device(name: str, cuda_available: bool | None = None) -> str:
+    """Where a backend runs by default: the GPU backends on CUDA, OpenVINO on the CPU, torch where it can."""
+    if name in GPU_BACKENDS:
+        return "cuda"
+    if name == "openvino":
+        return "cpu"
+    cuda = torch.cuda.is_available() if cuda_available is None else cuda_available
+    return "cuda" if cuda else "cpu"
+
+
+def default_cache_dir() -> Path:
+    """Where built engines are cached: $GLANET_CACHE_DIR, else $XDG_CACHE_HOME/glanet or ~/.cache/glanet.
+
+    One subdirectory per kind: exports/, openvino/ (as engines.openvino_backend), tensorrt/, torch_tensorrt/.
+    """
+    if os.environ.get("GLANET_CACHE_DIR"):
+        return Path(os.environ["GLANET_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "glanet"
+
+
+def _input_shape(checkpoint: LoadedCheckpoint) -> tuple[int, int, int]:
+    crop = int(checkpoint.preprocessing["crop"])
+    return 3, crop, crop
+
+
+def export_dir_for(checkpoint: LoadedCheckpoint, cache_dir: Path) -> Path:
+    """The exported graphs of `checkpoint` under `cache_dir`, exported there first if missing."""
+    from engines.export import export
+    from engines.manifest import MANIFEST
+    from engines.torch_tensorrt_backend import encode_digest
+
+    digest = encode_digest(checkpoint.model, checkpoint.weights_sha256, _input_shape(checkpoint))
+    out = cache_dir / "exports" / digest[:24]
+    if not (out / MANIFEST).is_file():  # the manifest is written last: with it, the export is whole
+        log.info("exporting %s to %s ...", checkpoint.path, out)
+        export(checkpoint.path, out)
+    return out
+
+
+def _manifest_dir(
+    name: str, checkpoint: LoadedCheckpoint | None, manifest_dir: Path | None, cache_dir: Path
+) -> Path:
+    if manifest_dir is not None:
+        return Path(manifest_dir)
+    if checkpoint is None:
+        raise EngineError(
+            f"the {name} backend runs exported graphs: give a checkpoint, or run "
+            "python -m engines.export --checkpoint CKPT --out DIR first and give DIR"
+        )
+    return export_dir_for(checkpoint, cache_dir)
+
+
+def _need_checkpoint(name: str, checkpoint: LoadedCheckpoint | None, why: str) -> LoadedCheckpoint:
+    if checkpoint is None:
+        raise EngineError(f"the {name} backend needs the checkpoint: {why}")
+    return checkpoint
+
+
+def make_backend(
+    name: str,
+    checkpoint: LoadedCheckpoint | None,
+    manifest_dir: Path | None = None,
+    precision: str | None = None,
+    device: str | None = None,
+    *,
+    max_batch: int = 1,
+    cache_dir: Path | None = None,
+) -> Any:
+    """Build backend `name` ("auto" chooses): torch from the checkpoint's model, openvino from exported
+    graphs (exported into the cache from the checkpoint when no directory is given), tensorrt from the
+    exported encode graph plus the checkpoint's temporal part, torch_tensorrt from the checkpoint.
+
+    `precision` None means the backend's default: torch fp32, openvino bf16 where the CPU has it (else
+    fp32), the GPU backends fp16.
+    """
+    if name == "auto":
+        name, reason = choose_backend("auto")
+        log.info("backend %s", reason)
+    else:
+        choose_backend(name)  # raises EngineUnavailable, with the reason, when it cannot run here
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    device = device or default_device(name)
+
+    if name == "torch":
+        from engines.torch_backend import TorchBackend
+
+        ck = _need_checkpoint(name, checkpoint, "it runs the model itself")
+        if precision not in (None, "fp32"):
+            raise EngineError(f"the torch backend runs fp32 only, not {precision}; use openvino or tensorrt")
+        return TorchBackend(ck.model, device)
+
+    if name == "openvino":
+        directory = _manifest_dir(name, checkpoint, manifest_dir, cache)
+        import openvino as ov
+
+        from engines.openvino_backend import OpenVINOBackend, cpu_supports_bf16
+
+        if precision is None:  # the CPU's own default, as `choose_backend` reports it
+            precision = "bf16" if cpu_supports_bf16(ov.Core()) else "fp32"
+        return OpenVINOBackend.from_manifest(directory, precision, cache_dir=cache / "openvino")
+
+    if name == "tensorrt":
+        from engines.tensorrt_backend import TensorRTBackend
+
+        ck = _need_checkpoint(name, checkpoint, "temporal_step runs in torch on the GPU")
+        directory = _manifest_dir(name, ck, manifest_dir, cache)
+        return TensorRTBackend.from_manifest(
+            directory,
+            ck.model,
+            precision=precision or "fp16",
+            max_batch=max_batch,
+            cache_dir=cache / "tensorrt",
+            device=device,
+        )
+
+    from engines.torch_tensorrt_backend import TorchTensorRTBackend
+
+    ck = _need_checkpoint(name, checkpoint, "it compiles the model itself")
+    return TorchTensorRTBackend.from_model(
+        ck.model,
+        weights_sha256=ck.weights_sha256,
+        input_shape=_input_shape(ck),
+        precision=precision or "fp16",
+        max_batch=max_batch,
+        cache_dir=cache / "torch_tensorrt",
+        device=device,
+    )

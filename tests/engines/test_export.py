@@ -1,0 +1,211 @@
+"""ONNX export (engines/export.py): the graphs pass onnx.checker, run in OpenVINO fp32 as PyTorch does (one
+step and 30 steps with the state fed back), the manifest describes them, and mistakes are one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import openvino as ov
+import pytest
+import torch
+
+import engines.export as export_module
+from engines.export import (
+    ENCODE_FILE,
+    STEP_FILE,
+    STEP_OUTPUTS,
+    ExportMismatch,
+    encode_output_names,
+    export,
+    main,
+    relative_error,
+    step_input_names,
+    verify_graphs,
+)
+from engines.manifest import MANIFEST, file_sha256, read_manifest
+from glanet.checkpoint import load_checkpoint, save_checkpoint
+from glanet.config import ModelConfig
+from glanet.models.glanet import State, build_model
+
+TINY = ModelConfig(backbone="resnet10", num_classes=5, sru_hidden=16, sru_layers=2, la_hidden=8)
+PRE = {"resize": [72, 72], "crop": 64, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+SAMPLING = {"fps": 10.0, "window": 8, "stride": 4, "mode": "clips", "segments": 3, "frames_per_segment": 4}
+TOL = 1e-4
+FP32 = {"INFERENCE_PRECISION_HINT": "f32"}
+
+
+def tiny_checkpoint(path: Path) -> Path:
+    torch.manual_seed(0)
+    model = build_model(TINY)
+    model.train()
+    with torch.no_grad():  # running statistics that are not the identity, as a trained model has
+        for _ in range(2):
+            model.encode(torch.randn(4, 3, 64, 64) * 2 + 0.5)
+    model.eval()
+    for p in model.heads.parameters():  # a bias too, so the heads' outputs are not near zero
+        p.data.add_(torch.randn_like(p) * 0.1)
+    return save_checkpoint(
+        path, model, class_names=[f"c{i}" for i in range(5)], preprocessing=PRE, sampling=SAMPLING
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(checkpoint, export directory) of a tiny model at 64 px."""
+    root = tmp_path_factory.mktemp("tiny")
+    ckpt = tiny_checkpoint(root / "tiny.pt")
+    export(ckpt, root / "export")
+    return ckpt, root / "export"
+
+
+def compile_graphs(out: Path) -> tuple[ov.CompiledModel, ov.CompiledModel]:
+    core = ov.Core()
+    return core.compile_model(str(out / ENCODE_FILE), "CPU", FP32), core.compile_model(
+        str(out / STEP_FILE), "CPU", FP32
+    )
+
+
+def test_graphs_pass_the_checker_and_the_manifest_describes_them(tiny):
+    ckpt, out = tiny
+    ck = load_checkpoint(ckpt)
+    for file in (ENCODE_FILE, STEP_FILE):
+        onnx.checker.check_model(str(out / file), full_check=True)
+        assert not list(out.glob("*.data")), "weights belong inside the .onnx files"
+    m = read_manifest(out)
+    m.verify()
+    data = json.loads((out / MANIFEST).read_text())
+    assert data["opset"] == 18 and onnx.load(str(out / ENCODE_FILE)).opset_import[0].version == 18
+    assert m.stream_names == ("GS", "GL", "GP") and m.class_names == ck.class_names
+    assert m.preprocessing == ck.preprocessing and m.sampling == ck.sampling and m.image_size == (64, 64)
+    assert data["source"]["weights_sha256"] == ck.weights_sha256
+    assert Path(data["source"]["checkpoint"]) == ckpt.resolve()
+    assert {"glanet_version", "torch_version", "created_utc"} <= set(data)
+    for graph in ("encode", "temporal_step"):
+        assert m.graph(graph)["sha256"] == file_sha256(m.graph_path(graph))
+    enc, step = m.graph("encode"), m.graph("temporal_step")
+    assert enc["inputs"] == [{"name": "frames", "shape": ["batch", 3, 64, 64], "dtype": "float32"}]
+    assert [(o["name"], o["shape"]) for o in enc["outputs"]] == [
+        ("feat_gs", ["batch", 1024]),
+        ("feat_gl", ["batch", 1024]),
+        ("feat_gp", ["batch", 512]),
+        ("sa_map", ["batch", 2, 2]),
+        ("la_map", ["batch", 2, 2]),
+    ]
+    assert [i["name"] for i in step["inputs"]] == ["feat_gs", "feat_gl", "feat_gp", "c", "logit_sum", "steps"]
+    assert m.input_shape("temporal_step", "c") == ["batch", 3, 2, 16]
+    assert [o["name"] for o in step["outputs"]] == list(STEP_OUTPUTS)
+    # The ONNX files themselves carry the same shapes, batch symbolic.
+    proto = onnx.load(str(out / STEP_FILE), load_external_data=False)
+    c_out = next(o for o in proto.graph.output if o.name == "c_out")
+    assert [d.dim_param or d.dim_value for d in c_out.type.tensor_type.shape.dim] == ["batch", 3, 2, 16]
+    assert max(data["verification"]["max_relative_error"].values()) <= TOL
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_openvino_fp32_matches_torch(tiny, batch):
+    ckpt, out = tiny
+    model = load_checkpoint(ckpt).model
+    encode, step = compile_graphs(out)
+    g = torch.Generator().manual_seed(batch)
+    frames = torch.randn(batch, 3, 64, 64, generator=g)
+    state = State(
+        torch.randn(batch, 3, 2, 16, generator=g),
+        torch.randn(batch, 3, 5, generator=g),
+        torch.full((batch,), 4.0),
+    )
+    with torch.no_grad():
+        feats = model.encode(frames)
+        ref_out, ref_state = model.temporal_step(feats, state)
+    got = encode(frames.numpy())
+    for name, ref in zip(
+        encode_output_names(model.stream_names), (*feats.streams, feats.sa_map, feats.la_map), strict=True
+    ):
+        assert relative_error(got[name], ref.numpy()) <= TOL, name
+    inputs = dict(
+        zip(step_input_names(model.stream_names), (t.numpy() for t in (*feats.streams, *state)), strict=True)
+    )
+    got = step(inputs)
+    for name, ref in zip(STEP_OUTPUTS, (*ref_out[:3], *ref_state), strict=True):
+        assert relative_error(got[name], ref.numpy()) <= TOL, name
+
+
+def test_temporal_step_graph_carries_its_state_for_30_steps(tiny):
+    ckpt, out = tiny
+    model = load_checkpoint(ckpt).model
+    encode, step = compile_graphs(out)
+    names = step_input_names(model.stream_names)
+    clip = torch.randn(2, 30, 3, 64, 64, generator=torch.Generator().manual_seed(7))
+    # The graphs alone: the features come from encode.onnx (all 60 frames in one batch).
+    got_feats = encode(clip.flatten(0, 1).numpy())
+    streams = [got_feats[n].reshape(2, 30, -1) for n in names[:3]]
+    state_ref = model.init_state(2)
+    state = [t.numpy() for t in state_ref]
+    with torch.no_grad():
+        feats = model.encode(clip.flatten(0, 1)).streams
+        for t in range(30):
+            ref, state_ref = model.temporal_step(tuple(f.view(2, 30, -1)[:, t] for f in feats), state_ref)
+            got = step(dict(zip(names, (*(f[:, t] for f in streams), *state), strict=True)))
+            state = [got["c_out"], got["logit_sum_out"], got["steps_out"]]
+            assert relative_error(got["fused"], ref.fused.numpy()) <= TOL, t
+            assert relative_error(got["c_out"], state_ref.c.numpy()) <= TOL, t
+        clip_out = model(clip)
+    assert state[2].tolist() == [30.0, 30.0]
+    np.testing.assert_allclose(got["fused"], clip_out.fused.numpy(), atol=1e-5)
+    np.testing.assert_allclose(got["logits"], clip_out.logits.numpy(), atol=1e-4)
+
+
+def test_a_graph_that_does_not_match_is_refused(tiny):
+    ckpt, out = tiny
+    other = load_checkpoint(ckpt).model
+    with torch.no_grad():
+        other.heads["gp"].fc.bias.add_(1.0)  # what a wrong export would compute
+    with pytest.raises(ExportMismatch, match=r"temporal_step/.* differs by .* refused"):
+        verify_graphs(other, out, (64, 64))
+
+
+def test_export_at_another_size_and_opset(tiny, tmp_path):
+    ckpt, _ = tiny
+    m = export(ckpt, tmp_path / "e96", opset=20, image_size=96)
+    assert m.image_size == (96, 96) and m.data["opset"] == 20
+    assert m.preprocessing["crop"] == 96 and m.preprocessing["resize"] == [108, 108]  # 72 * 96/64
+    assert onnx.load(str(m.graph_path("encode"))).opset_import[0].version == 20
+    assert m.graph("encode")["outputs"][3]["shape"] == ["batch", 3, 3]
+
+
+def one_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+def test_cli_mistakes_are_one_line(tmp_path, capsys):
+    assert main(["--checkpoint", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "o")]) == 2
+    assert "missing.pt: checkpoint file not found" in one_line(capsys)
+    text = tmp_path / "notes.pt"
+    text.write_text("not a checkpoint")
+    assert main(["--checkpoint", str(text), "--out", str(tmp_path / "o")]) == 2
+    assert "not a glanet checkpoint" in one_line(capsys)
+    with pytest.raises(SystemExit) as e:
+        main(["--checkpoint", str(text), "--out", str(tmp_path / "o"), "--opset", "17"])
+    assert e.value.code == 2 and "invalid choice: 17" in one_line(capsys)
+
+
+def test_cli_refuses_an_unwritable_out_dir(tiny, tmp_path, capsys):
+    ckpt, _ = tiny
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the output directory's parent should be")
+    assert main(["--checkpoint", str(ckpt), "--out", str(blocker / "export")]) == 2
+    assert "cannot write the export there" in one_line(capsys)
+
+
+def test_cli_refuses_and_removes_an_export_that_does_not_match(tiny, tmp_path, capsys, monkeypatch):
+    ckpt, _ = tiny
+    strict = export_module.verify_graphs
+    monkeypatch.setattr(export_module, "verify_graphs", lambda *a, **k: strict(*a[:3], tolerance=0.0))
+    out = tmp_path / "refused"
+    assert main(["--checkpoint", str(ckpt), "--out", str(out)]) == 1
+    assert "does not match PyTorch" in one_line(capsys)
+    assert not any(out.iterdir()), "nothing unverified may stay behind"

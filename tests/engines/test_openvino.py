@@ -1,0 +1,224 @@
+"""The OpenVINO backend (engines/openvino_backend.py), int8 build and calibration, on the demo model: fp32
+equals the torch backend, bf16 and int8 agree with PyTorch on top-1 for SynthActions clips it never saw,
+the streaming recognizer runs on it unchanged, and a graph changed after export is refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import engines.openvino_backend as ovb
+from engines.build import build_openvino_int8
+from engines.build import main as build_main
+from engines.calibration import CalibrationError, calibration_frames
+from engines.errors import EngineError, EngineUnavailable
+from engines.export import export
+from engines.manifest import MANIFEST, ManifestError
+from engines.openvino_backend import OpenVINOBackend
+from engines.torch_backend import TorchBackend
+from glanet.checkpoint import load_checkpoint
+from glanet.data.synth import CLASSES, LiveSynth, generate_video
+from glanet.data.transforms import EvalTransform
+from glanet.models.glanet import Features, State, StepOutput
+from stream.recognizer import Recognizer
+from stream.types import Frame
+
+DEMO = Path(__file__).parents[2] / "models" / "glanet_synthactions_demo.pt"
+CLIPS = 100  # validation clips of 8 frames, seeds 5000+ (never seen in training), classes in turn
+FRAMES = 8
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo model exported (fp32 graphs only; tests that change it work on a copy)."""
+    out = tmp_path_factory.mktemp("demo") / "export"
+    export(DEMO, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("ov-cache")
+
+
+@pytest.fixture(scope="module")
+def demo_int8(demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("demo-int8") / "export"
+    shutil.copytree(demo, out)
+    build_openvino_int8(out, calib="synth", calib_frames=100)
+    return out
+
+
+@pytest.fixture(scope="module")
+def validation() -> tuple[torch.Tensor, torch.Tensor]:
+    """(clips (N, T, 3, 96, 96), PyTorch's fused probabilities (N, K)) for N SynthActions clips."""
+    ck = load_checkpoint(DEMO)
+    transform = EvalTransform.from_preprocessing(ck.preprocessing)
+    fps = float(ck.sampling["fps"])
+    clips = torch.stack(
+        [
+            transform(generate_video(i % len(CLASSES), 5000 + i, num_frames=FRAMES, size=128, fps=fps).frames)
+            for i in range(CLIPS)
+        ]
+    )
+    with torch.no_grad():
+        return clips, ck.model(clips).fused
+
+
+def run_clips(backend: OpenVINOBackend, clips: torch.Tensor) -> torch.Tensor:
+    """Each clip frame by frame through the backend (all clips batched, one state row each) -> fused."""
+    state = backend.init_state(clips.shape[0])
+    for t in range(clips.shape[1]):
+        out, state = backend.temporal_step(backend.encode(clips[:, t]), state)
+    return out.fused
+
+
+def test_fp32_backend_equals_the_torch_backend(demo, cache):
+    backend = OpenVINOBackend.from_manifest(demo, "fp32", cache_dir=cache)
+    reference = TorchBackend(load_checkpoint(DEMO).model)
+    assert backend.name == "openvino" and backend.stream_names == reference.stream_names
+    assert "fp32" in backend.describe()
+    frames = torch.randn(3, 3, 96, 96, generator=torch.Generator().manual_seed(1))
+    got, ref = backend.encode(frames), reference.encode(frames)
+    got_np = backend.encode(frames.numpy())  # numpy in, the same out
+    assert isinstance(got, Features) and all(isinstance(s, torch.Tensor) for s in got.streams)
+    pairs = zip((*got.streams, got.sa_map, got.la_map), (*ref.streams, ref.sa_map, ref.la_map), strict=True)
+    for a, b in pairs:
+        assert a.dtype == torch.float32 and a.shape == b.shape
+        torch.testing.assert_close(a, b, atol=1e-4 * float(b.max() - b.min()), rtol=0)
+    for a, b in zip(
+        (*got_np.streams, got_np.sa_map, got_np.la_map), (*got.streams, got.sa_map, got.la_map), strict=True
+    ):
+        torch.testing.assert_close(a, b)
+    state_ov, state_ref = backend.init_state(3), reference.init_state(3)
+    assert all(a.shape == b.shape for a, b in zip(state_ov, state_ref, strict=True))
+    for _ in range(3):
+        out_ov, state_ov = backend.temporal_step(got.streams, state_ov)
+        out_ref, state_ref = reference.temporal_step(ref, state_ref)
+    assert isinstance(out_ov, StepOutput) and isinstance(state_ov, State)
+    torch.testing.assert_close(out_ov.fused, out_ref.fused, atol=1e-5, rtol=0)
+    torch.testing.assert_close(state_ov.c, state_ref.c, atol=1e-4, rtol=1e-4)
+    assert state_ov.steps.tolist() == [3.0, 3.0, 3.0]
+    assert any(cache.iterdir()), "compiled models are cached on disk"
+
+
+@pytest.mark.parametrize(("precision", "needed"), [("bf16", 0.99), ("int8", 0.98)])
+def test_reduced_precision_agrees_with_pytorch_on_top1(precision, needed, demo, demo_int8, cache, validation):
+    core = ovb.ov.Core()
+    if precision == "bf16" and not ovb.cpu_supports_bf16(core):
+        pytest.skip("bf16: this CPU has no BF16 support, so the bf16 check has NOT run")
+    clips, ref = validation
+    backend = OpenVINOBackend.from_manifest(
+        demo_int8 if precision == "int8" else demo, precision, cache_dir=cache
+    )
+    fused = run_clips(backend, clips)
+    agree = (fused.argmax(1) == ref.argmax(1)).float().mean().item()
+    print(
+        f"{precision}: top-1 agreement {agree:.3f} on {len(clips)} clips, max |fused diff| "
+        f"{(fused - ref).abs().max():.4f}"
+    )
+    assert agree >= needed
+
+
+def test_the_recognizer_runs_on_openvino_unchanged(demo, cache):
+    ck = load_checkpoint(DEMO)
+    kw = {"preprocessing": ck.preprocessing, "sampling": ck.sampling, "class_names": ck.class_names}
+    ours = Recognizer(OpenVINOBackend.from_manifest(demo, cache_dir=cache), **kw)
+    reference = Recognizer(TorchBackend(ck.model), **kw)
+    fps = float(ck.sampling["fps"])
+    with LiveSynth(seed=3, size=128, fps=fps) as source:
+        for i, sf in zip(range(12), source, strict=False):
+            frame = Frame(sf.image, i, sf.timestamp_s, time.monotonic())
+            a, b = ours.push(frame), reference.push(frame)
+            assert a is not None and b is not None
+            np.testing.assert_allclose(a.probs, b.probs, atol=1e-5)
+            np.testing.assert_allclose(a.sa_map, b.sa_map, atol=1e-5)
+    assert a.history == b.history and a.warm
+
+
+def test_a_tampered_graph_is_refused(demo, tmp_path):
+    copy = tmp_path / "export"
+    shutil.copytree(demo, copy)
+    with open(copy / "temporal_step.onnx", "r+b") as f:  # one byte of a weight changed
+        f.seek(-100, 2)
+        byte = f.read(1)
+        f.seek(-100, 2)
+        f.write(bytes([byte[0] ^ 1]))
+    with pytest.raises(ManifestError, match=r"temporal_step.onnx does not match the sha256 in manifest.json"):
+        OpenVINOBackend.from_manifest(copy)
+    (copy / "encode.onnx").unlink()
+    with pytest.raises(ManifestError, match=r"encode\.onnx is missing"):
+        OpenVINOBackend.from_manifest(copy)
+    with pytest.raises(ManifestError, match=r"no manifest\.json"):
+        OpenVINOBackend.from_manifest(tmp_path)
+
+
+def test_int8_before_a_build_says_how_to_make_it(demo, demo_int8, tmp_path):
+    with pytest.raises(EngineError, match=r"run python -m engines.build --manifest .* --precision int8"):
+        OpenVINOBackend.from_manifest(demo, "int8")
+    data = json.loads((demo_int8 / MANIFEST).read_text())
+    assert data["builds"]["openvino_int8"]["calibration"] == {"source": "synth", "frames": 100, "seed": 0}
+    assert data["builds"]["openvino_int8"]["nncf_version"]
+    stale = tmp_path / "stale"
+    shutil.copytree(demo_int8, stale)
+    data["builds"]["openvino_int8"]["source_sha256"] = "0" * 64  # built from an earlier export
+    (stale / MANIFEST).write_text(json.dumps(data))
+    with pytest.raises(EngineError, match=r"built from another encode\.onnx: run python -m engines\.build"):
+        OpenVINOBackend.from_manifest(stale, "int8")
+
+
+def test_bf16_is_refused_where_the_cpu_lacks_it(demo, monkeypatch):
+    monkeypatch.setattr(ovb, "cpu_supports_bf16", lambda core: False)
+    with pytest.raises(EngineUnavailable, match="no bf16 support"):
+        OpenVINOBackend.from_manifest(demo, "bf16", cache=False)
+    with pytest.raises(EngineError, match="precision 'fp16' is not one of"):
+        OpenVINOBackend.from_manifest(demo, "fp16", cache=False)
+
+
+def test_calibration_reads_videos_and_image_folders(tmp_path):
+    pre = load_checkpoint(DEMO).preprocessing
+    video = generate_video(0, 7, num_frames=20, size=128)
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 15.0, (128, 128))
+    for f in video.frames:
+        writer.write(f)
+    writer.release()
+    assert calibration_frames(path, pre, 5).shape == (5, 3, 96, 96)
+    folder = tmp_path / "frames" / "walk" / "v0"
+    folder.mkdir(parents=True)
+    for i, f in enumerate(video.frames[:6]):
+        cv2.imwrite(str(folder / f"{i}.jpg"), f)
+    cv2.imwrite(str(folder / "big.png"), cv2.resize(video.frames[0], (200, 150)))  # sizes may differ
+    frames = calibration_frames(tmp_path / "frames", pre, 300)
+    assert frames.shape == (7, 3, 96, 96) and frames.dtype == np.float32
+    synth = calibration_frames("synth", pre, 10, fps=7.5)
+    assert synth.shape == (10, 3, 96, 96) and np.isfinite(synth).all()
+    with pytest.raises(CalibrationError, match="not 'synth', a video file or a folder"):
+        calibration_frames(tmp_path / "nothing", pre, 10)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CalibrationError, match="no images or videos"):
+        calibration_frames(tmp_path / "empty", pre, 10)
+
+
+def test_build_cli_mistakes_are_one_line(demo, tmp_path, capsys):
+    def err() -> str:
+        text = capsys.readouterr().err.strip()
+        assert "\n" not in text and "Traceback" not in text, text
+        return text
+
+    args = ["--backend", "openvino", "--precision", "int8"]
+    assert build_main(["--manifest", str(tmp_path / "none"), *args]) == 2
+    assert "export directory not found" in err()
+    assert build_main(["--manifest", str(demo), *args, "--calib", str(tmp_path / "missing.mp4")]) == 2
+    assert "is not 'synth', a video file or a folder" in err()
+    assert build_main(["--manifest", str(demo), "--backend", "openvino", "--precision", "bf16"]) == 0
+    # TensorRT cannot build here (no GPU, or no tensorrt): one line, whichever it is.
+    assert build_main(["--manifest", str(demo), "--backend", "tensorrt", "--precision", "fp16"]) != 0
+    assert err().startswith("engines.build: ")

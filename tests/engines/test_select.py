@@ -1,0 +1,245 @@
+"""engines.select: every branch of the auto order with injected probes, this machine's real choice,
+the one-line errors for backends that cannot run here, and building backends from a checkpoint."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from engines import select
+from engines.errors import EngineError, EngineUnavailable
+from engines.select import (
+    BACKENDS,
+    available_backends,
+    choose_backend,
+    default_cache_dir,
+    default_device,
+    make_backend,
+)
+from engines.torch_backend import TorchBackend
+from glanet.checkpoint import LoadedCheckpoint, load_checkpoint, save_checkpoint
+from glanet.config import DataConfig, ModelConfig
+from glanet.data.transforms import preprocessing_dict
+from glanet.models.glanet import GLANet
+
+CUDA = torch.cuda.is_available()
+HAS_TRT = CUDA and importlib.util.find_spec("tensorrt") is not None
+
+# -- auto order (DESIGN.md): tensorrt, torch on CUDA, openvino, torch on CPU -------------------------
+
+
+def test_auto_prefers_tensorrt_with_cuda():
+    name, reason = choose_backend(cuda_available=True, has_tensorrt=True, has_openvino=True)
+    assert name == "tensorrt"
+    assert reason.startswith("tensorrt: CUDA device ")
+
+
+def test_auto_takes_torch_cuda_without_tensorrt():
+    name, reason = choose_backend(cuda_available=True, has_tensorrt=False, has_openvino=True)
+    assert name == "torch"
+    assert reason.startswith("torch: CUDA device ") and "tensorrt not installed" in reason
+    assert reason.endswith("torch fp32 on CUDA")
+    assert default_device(name, cuda_available=True) == "cuda"
+
+
+def test_auto_takes_openvino_without_cuda():
+    # TensorRT installed but no GPU: it cannot be chosen.
+    name, reason = choose_backend(cuda_available=False, has_tensorrt=True, has_openvino=True)
+    assert name == "openvino"
+    assert reason.startswith("openvino: no CUDA device, OpenVINO")
+
+
+def test_auto_falls_back_to_torch_cpu():
+    name, reason = choose_backend(cuda_available=False, has_tensorrt=False, has_openvino=False)
+    assert name == "torch"
+    assert reason == (
+        "torch: no CUDA device and openvino not installed (pip install openvino); torch fp32 on CPU"
+    )
+    assert default_device(name, cuda_available=False) == "cpu"
+
+
+@pytest.mark.skipif(CUDA, reason="about a machine without CUDA; this one has a GPU")
+def test_auto_on_this_machine_is_openvino():
+    pytest.importorskip("openvino")
+    name, reason = choose_backend("auto")
+    assert name == "openvino"
+    assert re.fullmatch(r"openvino: no CUDA device, OpenVINO \d+\.\d+ on CPU with [A-Z0-9]+", reason), reason
+
+
+# -- explicit requests ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("requested", "probes", "why"),
+    [
+        ("tensorrt", dict(cuda_available=False, has_tensorrt=True), "no CUDA device"),
+        ("tensorrt", dict(cuda_available=True, has_tensorrt=False), "tensorrt not installed"),
+        ("torch_tensorrt", dict(cuda_available=False, has_torch_tensorrt=True), "no CUDA device"),
+        (
+            "torch_tensorrt",
+            dict(cuda_available=True, has_torch_tensorrt=False),
+            "torch-tensorrt not installed",
+        ),
+        ("openvino", dict(cuda_available=False, has_openvino=False), "openvino not installed"),
+    ],
+)
+def test_requested_backend_that_cannot_run_says_why(requested, probes, why):
+    with pytest.raises(EngineUnavailable) as err:
+        choose_backend(requested, **probes)
+    message = str(err.value)
+    assert message.startswith(f"the {requested} backend cannot run here: {why}")
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("requested", "probes"),
+    [
+        ("tensorrt", dict(cuda_available=True, has_tensorrt=True)),
+        ("torch_tensorrt", dict(cuda_available=True, has_torch_tensorrt=True)),
+        ("openvino", dict(cuda_available=True, has_openvino=True)),  # asked for: no GPU needed
+        ("torch", dict(cuda_available=False)),
+        ("torch", dict(cuda_available=True)),
+    ],
+)
+def test_requested_backend_that_can_run(requested, probes):
+    name, reason = choose_backend(requested, **probes)
+    assert name == requested
+    assert reason.startswith(f"{requested}: requested, ")
+
+
+def test_requested_torch_says_where():
+    assert choose_backend("torch", cuda_available=False)[1] == "torch: requested, torch fp32 on CPU"
+    assert "on CUDA device" in choose_backend("torch", cuda_available=True)[1]
+
+
+def test_unknown_backend():
+    with pytest.raises(
+        EngineError, match=r"unknown backend 'onnxruntime': choose one of auto, torch, openvino"
+    ):
+        choose_backend("onnxruntime")
+
+
+@pytest.mark.skipif(HAS_TRT, reason="this machine can run TensorRT")
+def test_tensorrt_here_is_unavailable_with_a_readable_reason():
+    with pytest.raises(EngineUnavailable) as err:
+        choose_backend("tensorrt")
+    message = str(err.value)
+    assert re.fullmatch(
+        r"the tensorrt backend cannot run here: (no CUDA device|tensorrt not installed \(.*\)|"
+        r"tensorrt does not import .*); use --backend auto",
+        message,
+    ), message
+
+
+# -- probes ---------------------------------------------------------------------------------------------
+
+
+def test_available_backends_here():
+    found = available_backends()
+    assert tuple(found) == BACKENDS
+    assert found["torch"] is None
+    if importlib.util.find_spec("openvino") is not None:
+        assert found["openvino"] is None
+    if not CUDA:
+        assert found["tensorrt"] == found["torch_tensorrt"] == "no CUDA device"
+    assert all(v is None or ("\n" not in v and v) for v in found.values())
+
+
+def test_import_problem_missing_module(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    assert select._import_problem("tensorrt") == (
+        "tensorrt not installed (its wheels come from NVIDIA's index, pypi.nvidia.com)"
+    )
+
+
+def test_import_problem_broken_install(monkeypatch):
+    def broken(name: str):
+        raise OSError("libnvinfer.so.10: cannot open shared object file\nmore detail")
+
+    monkeypatch.setattr(select.importlib, "import_module", broken)
+    assert select._import_problem("tensorrt") == (
+        "tensorrt does not import (OSError: libnvinfer.so.10: cannot open shared object file)"
+    )
+
+
+def test_default_device():
+    assert default_device("tensorrt", cuda_available=False) == "cuda"
+    assert default_device("torch_tensorrt") == "cuda"
+    assert default_device("openvino", cuda_available=True) == "cpu"
+    assert default_device("torch", cuda_available=True) == "cuda"
+    assert default_device("torch", cuda_available=False) == "cpu"
+
+
+def test_default_cache_dir(monkeypatch, tmp_path):
+    monkeypatch.setenv("GLANET_CACHE_DIR", str(tmp_path / "c"))
+    assert default_cache_dir() == tmp_path / "c"
+    monkeypatch.delenv("GLANET_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
+    assert default_cache_dir() == tmp_path / "x" / "glanet"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert default_cache_dir() == Path.home() / ".cache" / "glanet"
+
+
+# -- make_backend ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> LoadedCheckpoint:
+    torch.manual_seed(0)
+    model = GLANet(ModelConfig(backbone="resnet18", num_classes=4, sru_hidden=16))
+    pre = preprocessing_dict(DataConfig(resize=(48, 48), crop=40))
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    return load_checkpoint(save_checkpoint(path, model, class_names=list("abcd"), preprocessing=pre))
+
+
+def test_make_torch_backend(checkpoint):
+    backend = make_backend("torch", checkpoint, device="cpu")
+    assert isinstance(backend, TorchBackend)
+    assert backend.describe() == "torch fp32 on cpu"
+
+
+def test_make_torch_backend_needs_a_checkpoint_and_fp32(checkpoint):
+    with pytest.raises(EngineError, match="the torch backend needs the checkpoint"):
+        make_backend("torch", None)
+    with pytest.raises(EngineError, match="the torch backend runs fp32 only, not fp16"):
+        make_backend("torch", checkpoint, precision="fp16")
+
+
+def test_make_openvino_without_export_or_checkpoint():
+    pytest.importorskip("openvino")
+    with pytest.raises(EngineError, match=r"run python -m engines\.export --checkpoint CKPT --out DIR first"):
+        make_backend("openvino", None)
+
+
+@pytest.mark.skipif(HAS_TRT, reason="this machine can run TensorRT")
+def test_make_tensorrt_here_is_unavailable(checkpoint, tmp_path):
+    with pytest.raises(EngineUnavailable, match="the tensorrt backend cannot run here"):
+        make_backend("tensorrt", checkpoint, cache_dir=tmp_path)
+
+
+@pytest.mark.skipif(CUDA, reason="about a machine without CUDA; this one has a GPU")
+def test_make_auto_here_exports_once_and_runs_openvino(checkpoint, tmp_path, monkeypatch):
+    pytest.importorskip("engines.openvino_backend")
+    import engines.export
+
+    calls = []
+    real_export = engines.export.export
+    monkeypatch.setattr(engines.export, "export", lambda *a, **k: calls.append(a) or real_export(*a, **k))
+    backend = make_backend("auto", checkpoint, cache_dir=tmp_path)
+    assert backend.name == "openvino"
+    assert len(calls) == 1 and len(list((tmp_path / "exports").glob("*/manifest.json"))) == 1
+    again = make_backend("openvino", checkpoint, precision="fp32", cache_dir=tmp_path)
+    assert len(calls) == 1  # the export in the cache is reused
+    frames = torch.randn(2, 3, 40, 40)
+    with torch.no_grad():
+        ref = checkpoint.model.eval().encode(frames)
+    got = again.encode(frames)
+    for r, g in zip(ref.streams, got.streams, strict=True):
+        assert (g - r).abs().max().item() <= 1e-3 * max(1.0, r.abs().max().item())
+    out, _ = again.temporal_step(got, again.init_state(2))
+    assert out.fused.shape == (2, 4)
