@@ -35,9 +35,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a glanet checkpoint (default: the committed demo model)",
     )
     p.add_argument(
-        "--backend", default="torch", choices=["torch"], help="inference engine (more come with engines/)"
+        "--backend",
+        default="auto",
+        choices=["auto", "torch", "openvino", "tensorrt", "torch_tensorrt"],
+        help="inference engine; auto: TensorRT on CUDA, else torch on CUDA, else OpenVINO, else torch CPU",
     )
-    p.add_argument("--device", default="cpu", help="torch device for the torch backend (cpu, cuda, cuda:1)")
+    p.add_argument("--engine", type=Path, help="an export folder (python -m engines.export) to run from")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16", "int8"], help="default: the backend's own")
+    p.add_argument(
+        "--device", default=None, help="torch/CUDA device (cpu, cuda, cuda:1); default: the backend's"
+    )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument(
         "--fast", action="store_true", help="files, folders, demo: every frame as fast as possible"
@@ -91,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     # Imported here so that --help and argument errors are instant.
     import torch
 
-    from engines.torch_backend import TorchBackend
+    from engines.errors import EngineError
+    from engines.manifest import read_manifest
+    from engines.select import choose_backend, make_backend
     from glanet.checkpoint import CheckpointError, load_checkpoint
     from glanet.cli import error_line
     from stream.app import StreamApp, StreamOptions
@@ -105,11 +114,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.threads:
             torch.set_num_threads(args.threads)
-        path = args.checkpoint or DEFAULT_CHECKPOINT
-        if not Path(path).exists():
-            raise CheckpointError(path, "checkpoint not found")
-        ck = load_checkpoint(path, map_location="cpu")
-        model_fps = float(ck.sampling.get("fps") or 25.0)
+        backend_name, why = choose_backend(args.backend)
+        # an export folder carries the model's metadata; the checkpoint is read when the backend runs
+        # (part of) the torch model, or when there is no export folder
+        ck = None
+        if (
+            args.engine is None
+            or args.checkpoint is not None
+            or backend_name in ("torch", "tensorrt", "torch_tensorrt")
+        ):
+            path = args.checkpoint or DEFAULT_CHECKPOINT
+            if not Path(path).exists():
+                raise CheckpointError(path, "checkpoint not found")
+            ck = load_checkpoint(path, map_location="cpu")
+        info = read_manifest(args.engine) if args.engine is not None else ck
+        assert info is not None
+        model_fps = float(info.sampling.get("fps") or 25.0)
         spec = parse_source(
             args.source,
             folder_fps=args.folder_fps or model_fps,
@@ -133,8 +153,9 @@ def main(argv: list[str] | None = None) -> int:
             watchdog_s=args.watchdog,
             max_reconnects=args.max_reconnects,
         )
-        backend = TorchBackend(ck.model, args.device)
-        app = StreamApp(spec, ck, backend, options)
+        backend = make_backend(backend_name, ck, args.engine, args.precision, args.device)
+        logging.getLogger("glanet").info("backend %s (%s)", backend.describe(), why)
+        app = StreamApp(spec, info, backend, options, backend_note=why)
 
         def stop(signum: int, _frame: object) -> None:
             if app is not None and not app._stop.is_set():
@@ -148,9 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("glanet: interrupted", file=sys.stderr)
         return 130
-    except (CheckpointError, StreamError, SinkError, ValueError, OSError) as error:
+    except (CheckpointError, EngineError, StreamError, SinkError, ValueError, OSError) as error:
         print(f"glanet: {error_line(error)}", file=sys.stderr)
-        return 1 if isinstance(error, StreamError | SinkError | OSError) else 2
+        return 1 if isinstance(error, StreamError | SinkError | EngineError | OSError) else 2
     if summary.error is not None:
         print(f"glanet: {summary.error}", file=sys.stderr)
         return 1

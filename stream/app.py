@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
-from glanet.checkpoint import LoadedCheckpoint
 from stream.capture import Capture, CaptureConfig
 from stream.dashboard import Dashboard
 from stream.errors import StreamError
@@ -27,6 +28,19 @@ from stream.types import Event, Prediction, SourceStatus, StatsSnapshot
 
 log = logging.getLogger(__name__)
 ATTENTION_MODES = ("sa", "la", "none")
+
+
+class ModelInfo(Protocol):
+    """What the loop needs to know of the model: a LoadedCheckpoint or an export's Manifest."""
+
+    @property
+    def class_names(self) -> tuple[str, ...]: ...
+
+    @property
+    def preprocessing(self) -> dict[str, Any]: ...
+
+    @property
+    def sampling(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -44,6 +58,8 @@ class StreamOptions:
     watchdog_s: float = 5.0
     max_reconnects: int | None = None
     buffer_capacity: int = 0  # 0: the capture default (4 live, 64 files)
+    # called in the loop with every prediction (benchmarks, embedding): keep it cheap, it adds to latency
+    on_prediction: Callable[[Prediction], None] | None = None
 
 
 @dataclass
@@ -64,6 +80,7 @@ class Summary:
     latency_max_ms: float = float("nan")
     wall_s: float = 0.0
     error: str | None = None
+    backend: str = ""
     latencies_ms: list[float] = field(default_factory=list, repr=False)
 
     @property
@@ -76,7 +93,7 @@ class Summary:
             f"{self.predictions} predictions, "
             f"latency p50 {self.latency_p50_ms:.0f} ms / p95 {self.latency_p95_ms:.0f} ms, "
             f"{self.dropped} dropped, {self.decode_errors} decode errors, {self.reconnects} reconnects, "
-            f"{self.events} events"
+            f"{self.events} events; backend {self.backend}"
         )
 
 
@@ -84,18 +101,21 @@ class StreamApp:
     def __init__(
         self,
         spec: SourceSpec,
-        checkpoint: LoadedCheckpoint,
+        checkpoint: ModelInfo,
         backend: Backend,
         options: StreamOptions = StreamOptions(),
+        backend_note: str = "",
     ) -> None:
         if options.attention not in ATTENTION_MODES:
             raise ValueError(f"attention {options.attention!r} must be one of {', '.join(ATTENTION_MODES)}")
         self.spec, self.checkpoint, self.backend, self.options = spec, checkpoint, backend, options
+        self.backend_note = backend_note  # why this backend (auto-selection's sentence)
         self._stop = threading.Event()
         self.stop_reason = ""
         self.last_prediction: Prediction | None = None
         self.emitted: list[Event] = []
         self.capture: Capture | None = None  # while running: the source's capture (status, history)
+        self.recognizer: Recognizer | None = None  # while running: the recognizer (steps, resets)
 
     def request_stop(self, reason: str = "stopped") -> None:
         """Ask the loop to finish (safe from a signal handler or another thread)."""
@@ -127,12 +147,13 @@ class StreamApp:
             class_names=ck.class_names,
             config=o.recognizer,
         )
+        self.recognizer = recognizer
         detector = EventDetector(ck.class_names, self.spec.name, o.events_config)
         headless = o.headless if o.headless is not None else not has_display()
         event_log = EventLog(o.events) if o.events else None
         video: VideoSink | None = None
         window = None if headless else WindowSink(f"glanet - {self.spec.name}")
-        dashboard = Dashboard(self.spec.name, enabled=o.dashboard)
+        dashboard = Dashboard(f"{self.spec.name} | {self.backend.describe()}", enabled=o.dashboard)
         capture = Capture(self.spec.factory, self.spec.name, self._capture_config())
         self.capture = capture
         latency = Percentiles()
@@ -207,6 +228,8 @@ class StreamApp:
                     rates["model"].tick()
                     latency.add(prediction.latency_s)
                     self.last_prediction = prediction
+                    if o.on_prediction is not None:
+                        o.on_prediction(prediction)
                     if prediction.warm:
                         emit(detector.update(prediction.probs, frame.source_ts, frame.index))
                 if window is not None or o.save is not None:
@@ -235,6 +258,9 @@ class StreamApp:
             if window is not None:
                 window.close()
             summary.wall_s = time.monotonic() - t_start
+            summary.backend = self.backend.describe() + (
+                f" ({self.backend_note})" if self.backend_note else ""
+            )
             summary.model_ticks = recognizer.steps
             summary.encoded = recognizer.encoded
             summary.resets = max(0, recognizer.resets)

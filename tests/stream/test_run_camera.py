@@ -19,6 +19,15 @@ ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, str(ROOT / "run_camera.py")]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _private_engine_cache(tmp_path_factory):
+    """The auto backend (OpenVINO here) exports the demo model once into this cache, not the user's."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GLANET_CACHE_DIR", str(tmp_path_factory.mktemp("engine_cache")))
+    yield
+    mp.undo()
+
+
 def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
@@ -64,6 +73,7 @@ def test_demo_runs_headless_with_saved_video_and_events(tmp_path):
                "--events", str(events), "--no-dashboard")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "max frames reached: 90 frames" in proc.stderr
+    assert "backend openvino" in proc.stderr  # auto: no CUDA here, OpenVINO is installed
     n, (h, w) = count_frames(save)
     assert n == 90 and h >= 224 and w >= 224
     lines = [json.loads(line) for line in events.read_text().splitlines()]
@@ -102,6 +112,21 @@ def test_a_signal_stops_at_once_and_keeps_the_video(tmp_path, signum):
     assert f"stopped by {signal.Signals(signum).name}" in err
     n, _ = count_frames(save)
     assert n > 0  # finalised: readable
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("backend", ["torch", "openvino"])
+def test_each_cpu_backend_runs_the_stream(tmp_path, backend):
+    proc = run("--source", "demo", "--fast", "--headless", "--max-frames", "24", "--backend", backend,
+               "--no-dashboard")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert f"backend {backend}" in proc.stderr and "12 predictions" in proc.stderr
+
+
+@pytest.mark.timeout(120)
+def test_a_gpu_backend_here_is_one_line():
+    line = one_line_error(run("--backend", "tensorrt", "--headless"))
+    assert "no CUDA device" in line
 
 
 @pytest.mark.timeout(120)
