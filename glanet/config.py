@@ -167,6 +167,9 @@ class TrainConfig:
     ga_margin: float = 0.1
     ga_detach_global: bool = False  # True: GA lifts the attention streams without pushing GP down
     stage: str = "joint"  # joint | spatial (backbone + attention) | temporal (frozen spatial part)
+    # (start epoch, end epoch, final temperature): SA's softmax temperature goes geometrically from
+    # model.sa_temperature at `start` to `final` at `end` (0-based epochs); () = constant
+    sa_anneal: tuple[float, ...] = ()
     amp: str = "bf16"  # bf16 autocast (CUDA, or a CPU with bf16 support) | none
     seed: int = 0
     workers: int = 4
@@ -178,6 +181,14 @@ class TrainConfig:
         _choice("train.amp", self.amp, ("bf16", "none"))
         if self.lr <= 0 or self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("train.lr, train.epochs and train.batch_size must be positive")
+        if self.sa_anneal:
+            if len(self.sa_anneal) != 3:
+                raise ConfigError(
+                    f"train.sa_anneal = {self.sa_anneal} must be [start_epoch, end_epoch, final_temperature]"
+                )
+            start, end, final = self.sa_anneal
+            if not 0 <= start < end or final <= 0:
+                raise ConfigError(f"train.sa_anneal = {self.sa_anneal} needs 0 <= start < end and final > 0")
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ augmentation, dropout) is seeded from (seed, epoch).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -33,7 +34,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from glanet.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from glanet.cli import error_line
-from glanet.config import Config, ConfigError, TrainConfig, config_to_dict, load_config
+from glanet.config import Config, ConfigError, ModelConfig, TrainConfig, config_to_dict, load_config
 from glanet.data.datasets import (
     FrameError,
     FrameFolderDataset,
@@ -61,6 +62,27 @@ def lr_at(epoch: int, cfg: TrainConfig) -> float:
     if cfg.schedule == "cosine":
         return 0.5 * cfg.lr * (1.0 + math.cos(math.pi * epoch / cfg.epochs))
     return cfg.lr
+
+
+def sa_temperature_at(epoch: int, initial: float, anneal: tuple[float, ...]) -> float:
+    """SA's softmax temperature for a (0-based) epoch: geometric from `initial` to the final one of
+    `anneal` = (start, end, final); a pure function of the epoch, so resuming is exact."""
+    if not anneal:
+        return initial
+    start, end, final = anneal
+    frac = min(1.0, max(0.0, (epoch - start) / (end - start)))
+    return float(initial * (final / initial) ** frac)
+
+
+def set_sa_temperature(model: GLANet, temperature: float) -> None:
+    """Use `temperature` from now on, and record it in the model's config (what the checkpoint saves)."""
+    model.sa.temperature = temperature
+    model.cfg = dataclasses.replace(model.cfg, sa_temperature=temperature)
+
+
+def same_model(a: ModelConfig, b: ModelConfig, annealed: bool) -> bool:
+    """Equal configs; with SA annealing on, a checkpoint's temperature is the one of its epoch."""
+    return a == b or (annealed and dataclasses.replace(a, sa_temperature=b.sa_temperature) == b)
 
 
 def apply_stage(model: GLANet, stage: str) -> None:
@@ -318,7 +340,7 @@ def run(args: argparse.Namespace) -> tuple[GLANet, dict[str, Any]]:
     extra: dict[str, Any] = {}
     if args.resume:
         loaded = load_checkpoint(args.resume, num_classes=cfg.model.num_classes)
-        if loaded.cfg != cfg.model:
+        if not same_model(loaded.cfg, cfg.model, bool(cfg.train.sa_anneal)):
             raise ConfigError(f"{args.resume} was trained with another model config than {args.config}")
         model = loaded.model
         extra = loaded.extra
@@ -326,7 +348,7 @@ def run(args: argparse.Namespace) -> tuple[GLANet, dict[str, Any]]:
         best = float(extra.get("best_top1", -1.0))
     elif args.init_from:
         model = load_checkpoint(args.init_from, num_classes=cfg.model.num_classes).model
-        if model.cfg != cfg.model:
+        if not same_model(model.cfg, cfg.model, bool(cfg.train.sa_anneal)):
             raise ConfigError(f"{args.init_from} has another model config than {args.config}")
     else:
         weights = None if args.imagenet_weights in (None, "cache") else args.imagenet_weights
@@ -362,6 +384,8 @@ def run(args: argparse.Namespace) -> tuple[GLANet, dict[str, Any]]:
     summary: dict[str, Any] = {}
     for epoch in range(start_epoch, cfg.train.epochs):
         lr = lr_at(epoch, cfg.train)
+        if cfg.train.sa_anneal:
+            set_sa_temperature(model, sa_temperature_at(epoch, cfg.model.sa_temperature, cfg.train.sa_anneal))
         for group in optimizer.param_groups:
             group["lr"] = lr
         torch.manual_seed(cfg.train.seed * 1_000_003 + epoch)  # dropout etc.: exact on resume
@@ -381,6 +405,7 @@ def run(args: argparse.Namespace) -> tuple[GLANet, dict[str, Any]]:
         metrics: dict[str, Any] = {
             "epoch": epoch + 1,
             "lr": lr,
+            **({"sa_temperature": model.sa.temperature} if cfg.train.sa_anneal else {}),
             "loss": stats.loss,
             "ce": stats.ce,
             "ga": stats.ga,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from glanet.config import Config, ConfigError, ModelConfig, config_to_dict, load_config
+from glanet.config import Config, ConfigError, ModelConfig, TrainConfig, config_to_dict, load_config
 
 CONFIG_DIR = Path(__file__).parent.parent / "configs"
 CONFIGS = sorted(CONFIG_DIR.glob("*.toml"))
@@ -109,3 +109,10 @@ def test_from_preset():
     assert ref.preset == "reference" and ref.la_out_tanh and ref.num_classes == 7
     with pytest.raises(ConfigError, match="is not one of"):
         ModelConfig.from_preset("authors")
+
+
+def test_sa_anneal_is_checked():
+    assert TrainConfig(sa_anneal=(2, 5, 0.05)).sa_anneal == (2, 5, 0.05)
+    for bad in ((1, 2), (3, 3, 0.1), (0, 2, 0.0), (-1, 2, 0.1)):
+        with pytest.raises(ConfigError, match="sa_anneal"):
+            TrainConfig(sa_anneal=bad)

@@ -14,7 +14,7 @@ from tiny import CONFIG, tiny_overrides
 from glanet.checkpoint import load_checkpoint, read_checkpoint
 from glanet.config import TrainConfig
 from glanet.data.synth import CLASSES, write_dataset
-from glanet.train import lr_at, main, parse_args, run
+from glanet.train import lr_at, main, parse_args, run, sa_temperature_at
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +71,25 @@ def test_resume_continues_exactly(tmp_path, synth):
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert [r["loss"] for r in metrics(straight)] == [r["loss"] for r in metrics(split)]
+
+
+def test_sa_temperature_anneals_geometrically_and_is_saved(tmp_path, synth):
+    assert [sa_temperature_at(e, 1.0, (1, 3, 0.01)) for e in range(5)] == pytest.approx(
+        [1, 1, 0.1, 0.01, 0.01]
+    )
+    assert sa_temperature_at(7, 0.5, ()) == 0.5
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    anneal = {"model.sa_map": '"mean_sq"', "train.sa_anneal": "[0, 1, 0.25]", "train.epochs": 2}
+    assert train(straight, synth, "--no-eval", **anneal) == 0
+    assert [r["sa_temperature"] for r in metrics(straight)] == pytest.approx([1.0, 0.25])
+    ck = load_checkpoint(straight / "last.pt")
+    assert ck.cfg.sa_temperature == pytest.approx(0.25) and ck.model.sa.temperature == pytest.approx(0.25)
+    # resuming from a checkpoint saved at another temperature is the same run, exactly
+    assert train(split, synth, "--no-eval", **{**anneal, "train.epochs": 1}) == 0
+    assert train(split, synth, "--no-eval", "--resume", str(split / "last.pt"), **anneal) == 0
+    a = read_checkpoint(straight / "last.pt")["state_dict"]
+    b = read_checkpoint(split / "last.pt")["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def _free_port() -> int:
