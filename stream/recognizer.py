@@ -199,4 +199,5 @@ class Recognizer:
             la_map=_numpy(feats.la_map[0]),
             crop_box=self.transform.crop_box(h, w),
             latency_s=time.monotonic() - frame.capture_ts,
+            ticks_since_reset=self._tick,
         )

@@ -53,10 +53,12 @@ class Prediction:
     la_map: np.ndarray  # (h, w) learned attention T (eq. 7)
     crop_box: tuple[float, float, float, float]  # (x0, y0, x1, y1): the part of `frame` the model saw
     latency_s: float  # capture -> prediction (time.monotonic() now minus frame.capture_ts)
+    ticks_since_reset: int = 0  # model frames since the temporal state last started (or was reset)
 
     @property
     def warm(self) -> bool:
-        return self.history >= self.window
+        """A full window has been seen since the last reset (after that, `history` cycles W-S+1..W)."""
+        return max(self.history, self.ticks_since_reset) >= self.window
 
     def top(self, k: int = 5) -> list[tuple[str, float]]:
         order = np.argsort(-self.probs)[:k]

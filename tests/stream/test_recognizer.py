@@ -70,6 +70,7 @@ def test_streaming_equals_offline_clip_of_the_state_shown(model, window, stride)
         p = rec.push(f)
         assert p is not None and p.step == t and p.frame.index == t
         histories.append(p.history)
+        assert p.warm == (t + 1 >= window)  # warm from the first full window on, for good
         # the prediction is the offline prediction of the clip of the last `history` model frames
         clip = [g.image for g in fs[t - p.history + 1 : t + 1]]
         torch.testing.assert_close(torch.from_numpy(p.raw_probs), offline(model, clip), atol=1e-5, rtol=0)
