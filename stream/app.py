@@ -57,7 +57,7 @@ class StreamOptions:
     events_config: EventConfig = field(default_factory=EventConfig)
     watchdog_s: float = 5.0
     max_reconnects: int | None = None
-    buffer_capacity: int = 0  # 0: the capture default (4 live, 64 files)
+    buffer_capacity: int = 0  # 0: the capture default (4 live and real-time files, 64 with --fast)
     # called in the loop with every prediction (benchmarks, embedding): keep it cheap, it adds to latency
     on_prediction: Callable[[Prediction], None] | None = None
 
@@ -164,8 +164,17 @@ class StreamApp:
         last_image = None
         last_capture = [t_start]
 
-        def snapshot() -> StatsSnapshot:
+        cached: list[tuple[float, StatsSnapshot]] = []
+
+        def snapshot(max_age_s: float = 0.2) -> StatsSnapshot:
+            """The numbers now; recomputed at most every `max_age_s` (it runs per frame for the overlay)."""
             now = time.monotonic()
+            if cached and now - cached[0][0] < max_age_s and cached[0][1].status is capture.status.status:
+                return cached[0][1]
+            cached[:] = [(now, fresh_snapshot(now))]
+            return cached[0][1]
+
+        def fresh_snapshot(now: float) -> StatsSnapshot:
             status = capture.status
             return StatsSnapshot(
                 # capture is timed by the frames' capture stamps (a queue may hold older ones)
@@ -271,7 +280,7 @@ class StreamApp:
             summary.latency_p50_ms = latency.percentile(50) * 1000
             summary.latency_p95_ms = latency.percentile(95) * 1000
             summary.latency_max_ms = latency.maximum * 1000 if latency.count else float("nan")
-            dashboard.update(snapshot(), self.last_prediction)
+            dashboard.update(snapshot(max_age_s=0.0), self.last_prediction)
             dashboard.close(final=summary.frames > 0)  # a source that never opened: its one error line only
         if capture.error is not None:
             summary.error = str(capture.error)

@@ -2,7 +2,8 @@
 
 `BufferPolicy.BLOCK` (files, folders): the producer waits for room, so no frame is ever lost.
 `BufferPolicy.DROP_OLDEST` (live sources): the producer never waits; when full, the oldest frame
-goes and is counted, so what the consumer gets is the latest and latency cannot build up.
+goes and is counted. A live consumer reads with `get_latest`, which takes the newest and counts the
+older ones as dropped, so what it processes is at most one frame old and latency cannot build up.
 `close()` wakes everyone: `get` then drains what is left and returns `None` (end of stream).
 """
 
@@ -80,6 +81,24 @@ class RingBuffer(Generic[T]):
             if not self._items:
                 return None
             item = self._items.popleft()
+            self._cond.notify_all()
+            return item
+
+    def get_latest(self, timeout: float | None = None) -> T | None:
+        """The newest item, dropping (and counting) the older ones: what a live consumer that fell
+        behind wants, so what it processes is never older than one item. None as for `get`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while not self._items and not self._closed:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+            if not self._items:
+                return None
+            self.dropped += len(self._items) - 1
+            item = self._items.pop()
+            self._items.clear()
             self._cond.notify_all()
             return item
 

@@ -27,17 +27,21 @@ log = logging.getLogger(__name__)
 class CaptureConfig:
     live: bool
     realtime: bool = True  # pace a non-live source at its own frame rate (files: False with --fast)
-    capacity: int = 0  # ring buffer size; 0: 4 for live sources, 64 for files
+    capacity: int = 0  # ring buffer size; 0: 4 for live sources and real-time files, 64 with --fast
     policy: BufferPolicy | None = None  # None: DROP_OLDEST for live, BLOCK otherwise
     watchdog_s: float = 5.0  # live: no new frame for this long -> reconnect
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 10.0
     max_reconnects: int | None = None  # None: forever
     max_decode_errors: int = 100  # in a row, then the source counts as lost (live) or ended (file)
+    take_latest: bool | None = None  # `get` returns the newest frame, dropping older ones (None: live)
 
     def buffer(self) -> RingBuffer[Frame]:
         policy = self.policy or (BufferPolicy.DROP_OLDEST if self.live else BufferPolicy.BLOCK)
-        return RingBuffer(self.capacity or (4 if self.live else 64), policy)
+        # files in real time: a short queue, so a model slower than the video slows the playback
+        # instead of letting frames wait (latency); --fast: a long one, for throughput
+        default = 4 if self.live or self.realtime else 64
+        return RingBuffer(self.capacity or default, policy)
 
     def backoff(self, attempt: int) -> float:
         """Seconds before reconnect attempt `attempt` (1-based): initial, 2x, 4x, ... capped."""
@@ -87,6 +91,9 @@ class Capture:
     def get(self, timeout: float = 0.1) -> Frame | None:
         """The next frame, or None (nothing within `timeout`, or the end: check `finished`)."""
         self._watchdog()
+        latest = self.config.take_latest
+        if latest if latest is not None else self.config.live:
+            return self.buffer.get_latest(timeout)  # live: never work on a stale frame
         return self.buffer.get(timeout)
 
     def close(self, timeout: float = 1.0) -> None:

@@ -211,3 +211,18 @@ def test_waiting_threads_all_end_after_close():
         t.join(2.0)
     assert not any(t.is_alive() for t in waiters)
     assert threading.active_count() == before
+
+
+def test_get_latest_takes_the_newest_and_counts_the_rest_as_dropped():
+    buf: RingBuffer[int] = RingBuffer(4, BufferPolicy.DROP_OLDEST)
+    for i in range(3):
+        buf.put(i)
+    assert buf.get_latest(timeout=0.1) == 2
+    assert buf.dropped == 2 and len(buf) == 0
+    assert buf.get_latest(timeout=0.05) is None  # empty: times out
+    for i in range(6):  # 2 dropped by the ring, then 3 more by get_latest
+        buf.put(i)
+    assert buf.get_latest(timeout=0.1) == 5 and buf.dropped == 2 + 2 + 3
+    buf.put(9)
+    buf.close()
+    assert buf.get_latest() == 9 and buf.get_latest() is None

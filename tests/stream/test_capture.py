@@ -121,6 +121,7 @@ class Rig:
 
     def capture(self, factory: Factory, *, live: bool, start: bool = True, **config: object) -> Capture:
         config.setdefault("realtime", False)
+        config.setdefault("take_latest", False)  # these tests follow every frame; get_latest: test_buffer
         capture = Capture(factory, "fake", CaptureConfig(live=live, **config))  # type: ignore[arg-type]
         factory.capture = capture
         self.captures.append(capture)
@@ -587,3 +588,18 @@ def test_demo_source_streams_in_real_time(rig):
     assert frames[0].image.shape == (32, 32, 3) and frames[0].image.dtype == np.uint8
     assert capture.nominal_fps == 30.0
     assert capture.status.status is SourceStatus.LIVE
+
+
+@pytest.mark.timeout(10)
+def test_a_live_consumer_that_falls_behind_gets_the_newest_frame(rig):
+    # given a live source that delivered 5 frames while nobody read
+    gate = rig.gate()
+    factory = Factory(Plan(live=True, block_after=5, read_gate=gate))
+    capture = rig.capture(factory, live=True, capacity=8, take_latest=None)
+    deadline = time.monotonic() + 5
+    while capture.frames < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # when the consumer reads, it gets the newest, and the 4 older frames count as dropped
+    frame = capture.get(timeout=1.0)
+    assert frame is not None and frame.index == 4
+    assert capture.buffer.dropped == 4
