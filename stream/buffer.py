@@ -69,16 +69,20 @@ class RingBuffer(Generic[T]):
             self._cond.notify_all()
             return True
 
+    def _wait_for_items(self, timeout: float | None) -> bool:
+        """With the lock held: wait until there is an item (True), or closed and empty / timed out (False)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._items and not self._closed:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            self._cond.wait(remaining)
+        return bool(self._items)
+
     def get(self, timeout: float | None = None) -> T | None:
         """The oldest item; None when closed and empty, or when `timeout` passed with nothing."""
-        deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while not self._items and not self._closed:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return None
-                self._cond.wait(remaining)
-            if not self._items:
+            if not self._wait_for_items(timeout):
                 return None
             item = self._items.popleft()
             self._cond.notify_all()
@@ -87,14 +91,8 @@ class RingBuffer(Generic[T]):
     def get_latest(self, timeout: float | None = None) -> T | None:
         """The newest item, dropping (and counting) the older ones: what a live consumer that fell
         behind wants, so what it processes is never older than one item. None as for `get`."""
-        deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while not self._items and not self._closed:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return None
-                self._cond.wait(remaining)
-            if not self._items:
+            if not self._wait_for_items(timeout):
                 return None
             self.dropped += len(self._items) - 1
             item = self._items.pop()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import io
 
 import numpy as np
+from fake_prediction import fake_prediction
 from rich.console import Console
 
 from stream.dashboard import Dashboard
-from stream.types import Frame, Prediction, SourceStatus, StatsSnapshot
+from stream.types import Prediction, SourceStatus, StatsSnapshot
 
 CLASSES = ("walk", "run", "jump", "wave", "clap", "sit", "stand", "box", "throw", "catch", "kick", "push")
 
@@ -18,21 +19,11 @@ def make_prediction(*, top: int = 0, history: int = 30, window: int = 30) -> Pre
     probs = np.array([0.4, 0.25, 0.15, 0.1, 0.05] + [0.05 / 7] * 7, np.float32)
     probs = np.roll(probs, top)
     sa = np.full((3, 3), 1 / 9, np.float32)
-    return Prediction(
-        frame=Frame(image=np.zeros((128, 128, 3), np.uint8), index=3, source_ts=0.1, capture_ts=0.0),
-        step=3,
-        history=history,
-        window=window,
-        probs=probs,
-        raw_probs=probs,
-        stream_probs=np.stack([np.roll(probs, s) for s in range(3)]),
-        stream_names=("GS", "GL", "GP"),
-        class_names=CLASSES,
-        sa_map=sa,
-        la_map=sa,
-        crop_box=(0.0, 0.0, 128.0, 128.0),
-        latency_s=0.05,
-    )
+    image = np.zeros((128, 128, 3), np.uint8)
+    return fake_prediction(
+        probs, CLASSES, image=image, sa_map=sa, la_map=sa, box=(0.0, 0.0, 128.0, 128.0), history=history,
+        window=window, index=3, latency_s=0.05,
+    )  # fmt: skip
 
 
 STATS = StatsSnapshot(

@@ -5,9 +5,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from fake_prediction import fake_prediction
 
 from stream.overlay import blend_attention, draw_overlay, heatmap, overlay_size
-from stream.types import Frame, Prediction, SourceStatus, StatsSnapshot, StatusUpdate
+from stream.types import Prediction, SourceStatus, StatsSnapshot, StatusUpdate
 
 CLASSES = tuple(f"action_{i:02d}" for i in range(12))
 JET = cv2.applyColorMap(np.arange(256, dtype=np.uint8)[:, None], cv2.COLORMAP_JET)[:, 0]  # (256, 3)
@@ -39,20 +40,8 @@ def make_prediction(
         x0, y0 = (width - side) / 2, (height - side) / 2
         box = (x0, y0, x0 + side, y0 + side)
     sa = one_hot_map() if sa_map is None else sa_map
-    return Prediction(
-        frame=Frame(image=image, index=7, source_ts=0.25, capture_ts=0.0),
-        step=7,
-        history=history,
-        window=window,
-        probs=probs,
-        raw_probs=probs,
-        stream_probs=np.stack([np.roll(probs, s) for s in range(3)]),
-        stream_names=("GS", "GL", "GP"),
-        class_names=CLASSES,
-        sa_map=sa,
-        la_map=sa.T.copy(),
-        crop_box=box,
-        latency_s=0.04,
+    return fake_prediction(
+        probs, CLASSES, image=image, sa_map=sa, la_map=sa.T.copy(), box=box, history=history, window=window
     )
 
 
