@@ -23,10 +23,8 @@ from __future__ import annotations
 import argparse
 import collections
 import copy
-import json
 import math
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -38,17 +36,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
-from torch import Tensor, nn
+from torch import Tensor
 
 # This file is named like the package it measures: run as a script, its own folder comes first on sys.path
-# and `import engines` would find this file. Drop that folder before the project's imports.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+# and `import engines` would find this file. Put the repository root in its place (as `python -m` would):
+# the project's packages and `benchmarks.common` are found there.
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:] = [str(ROOT) if Path(p or ".").resolve() == ROOT / "benchmarks" else p for p in sys.path]
 
+from benchmarks.common import (
+    CROP,
+    FPS,
+    RESIZE,
+    STRIDE,
+    WINDOW,
+    TimedBackend,
+    machine_line,
+    paper_checkpoint,
+    pct,
+    sync,
+    synth_images,
+    write_json,
+    write_video,
+)
 from engines.build import build_openvino_int8
 from engines.calibration import SYNTH
 from engines.errors import EngineUnavailable
@@ -57,19 +71,14 @@ from engines.manifest import read_manifest
 from engines.openvino_backend import INT8_XML, OpenVINOBackend
 from engines.select import available_backends, choose_backend, make_backend
 from engines.torch_backend import TorchBackend
-from glanet.checkpoint import load_checkpoint, save_checkpoint
-from glanet.config import ModelConfig
-from glanet.data.synth import LiveSynth
+from glanet.checkpoint import load_checkpoint
 from glanet.data.transforms import EvalTransform
-from glanet.models.glanet import Features, GLANet, State, StepOutput
+from glanet.models.glanet import Features
 from stream.app import StreamApp, StreamOptions
 from stream.sources import parse_source
 from stream.types import Prediction
 
 PARTS = ("encode", "stream")
-NUM_CLASSES = 51
-CROP, RESIZE = 224, 256
-FPS, WINDOW, STRIDE = 25.0, 30, 15
 THROUGHPUT_BATCH = 8
 VIDEO_W, VIDEO_H = 320, 240  # the stream's test video: a camera-like 4:3 frame
 # issue 5's targets on the 2-core CPU: batch-1 encode latency ratio to torch fp32 eager ...
@@ -82,23 +91,6 @@ console = Console(width=160)
 
 
 # -- helpers --------------------------------------------------------------------------------------
-
-
-def pct(values: Sequence[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if len(values) else float("nan")
-
-
-def plain(value: Any) -> Any:
-    """`value` as strict JSON data: NaN and infinities become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | array):
-        return [plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return plain(value.item())
-    return value
 
 
 class OthersCpu:
@@ -146,63 +138,6 @@ def one_line(e: BaseException) -> str:
 
 def say(text: str) -> None:
     console.print(text, markup=False, highlight=False)
-
-
-def cuda_sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-def synth_images(n: int, *, seed: int, size: int = 240) -> list[np.ndarray]:
-    """n consecutive SynthActions frames at FPS, (size, size, 3) uint8 BGR."""
-    synth = LiveSynth(seed, size=size, fps=FPS)
-    return [next(synth).image for _ in range(n)]
-
-
-def write_video(path: Path, seconds: float, *, seed: int) -> Path:
-    """A SynthActions video at FPS, VIDEO_W x VIDEO_H (the middle rows of square frames)."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (VIDEO_W, VIDEO_H))
-    if not writer.isOpened():
-        raise RuntimeError(f"cv2.VideoWriter cannot write {path} (mp4v)")
-    synth = LiveSynth(seed, size=VIDEO_W, fps=FPS)
-    top = (VIDEO_W - VIDEO_H) // 2
-    for _ in range(round(seconds * FPS)):
-        writer.write(np.ascontiguousarray(next(synth).image[top : top + VIDEO_H]))
-    writer.release()
-    return path
-
-
-def calibrate_bn(model: GLANet, frames: Tensor) -> GLANet:
-    """BN running statistics from `frames` (N, 3, H, W): a random trunk's activations stay in range, which
-    int8 calibration and the bf16 comparison need to mean anything."""
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the calibration batches
-    model.train()
-    with torch.no_grad():
-        for batch in frames.split(8):
-            model.encode(batch)
-    return model.eval()
-
-
-def paper_checkpoint(folder: Path, images: list[np.ndarray]) -> Path:
-    """The paper's GLANet (ResNet-34, 224 px, SRU 3x1024, 51 classes), random weights, saved as a checkpoint
-    whose clips are sampled at 25 fps (W=30, S=15)."""
-    torch.manual_seed(0)
-    model = GLANet(ModelConfig.from_preset("paper", num_classes=NUM_CLASSES))
-    pre = {"resize": [RESIZE], "crop": CROP, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
-    calibrate_bn(model, EvalTransform.from_preprocessing(pre)(images))
-    sampling = {"fps": FPS, "window": WINDOW, "stride": STRIDE, "mode": "clips"}
-    sampling |= {"segments": 3, "frames_per_segment": 4}  # unused by clips; the format wants them
-    return save_checkpoint(
-        folder / "glanet_r34_paper_random.pt",
-        model,
-        class_names=[f"class{i}" for i in range(NUM_CLASSES)],
-        preprocessing={**pre, "color": "rgb", "interpolation": "bilinear"},
-        sampling=sampling,
-        provenance={"note": "random weights, BN calibrated on SynthActions frames: for timing only"},
-    )
 
 
 def openvino_facts(backend: OpenVINOBackend) -> dict[str, Any]:
@@ -317,17 +252,15 @@ def build_candidates(ck_path: Path, export_dir: Path, cache: Path) -> list[Candi
 # -- part encode ----------------------------------------------------------------------------------
 
 
-def timed(fn: Callable[[], object], iters: int, warmup: int, sync: bool) -> list[float]:
+def timed(fn: Callable[[], object], iters: int, warmup: int, device: str) -> list[float]:
     for _ in range(warmup):
         fn()
-    if sync:
-        cuda_sync()
+    sync(device)
     times = []
     for _ in range(iters):
         start = time.perf_counter()
         fn()
-        if sync:
-            cuda_sync()
+        sync(device)
         times.append((time.perf_counter() - start) * 1e3)
     return times
 
@@ -348,8 +281,8 @@ def time_encode(cands: list[Candidate], frames: Tensor, repeats: int, warmup: in
     for n in per_round:
         for c in live:
             enc = c.backend.encode
-            c.b1_ms += timed(lambda enc=enc: enc(one), n, warmup, c.cuda)
-            c.b8_ms += timed(lambda enc=enc: enc(eight), max(1, n // 2), max(1, warmup // 2), c.cuda)
+            c.b1_ms += timed(lambda enc=enc: enc(one), n, warmup, c.device)
+            c.b8_ms += timed(lambda enc=enc: enc(eight), max(1, n // 2), max(1, warmup // 2), c.device)
 
 
 def agreement(cands: list[Candidate], frames: Tensor) -> None:
@@ -511,38 +444,16 @@ def part_encode(
 # -- part stream ----------------------------------------------------------------------------------
 
 
-class TimedBackend:
-    """Any backend, its calls timed (synchronous: the CPU backends return finished results)."""
+class CallTimes(TimedBackend):
+    """Any backend, each call's time kept (not synchronized: the CPU backends return finished results)."""
 
     def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.name = inner.name
+        super().__init__(inner)
         self.encode_ms = array("d")
         self.step_ms = array("d")
 
-    @property
-    def stream_names(self) -> tuple[str, ...]:
-        return self.inner.stream_names
-
-    def describe(self) -> str:
-        return self.inner.describe()
-
-    def encode(self, frames: Tensor) -> Features:
-        start = time.perf_counter()
-        out = self.inner.encode(frames)
-        self.encode_ms.append((time.perf_counter() - start) * 1e3)
-        return out
-
-    def temporal_step(
-        self, features: Features | tuple[Tensor, ...], state: State
-    ) -> tuple[StepOutput, State]:
-        start = time.perf_counter()
-        out = self.inner.temporal_step(features, state)
-        self.step_ms.append((time.perf_counter() - start) * 1e3)
-        return out
-
-    def init_state(self, batch: int) -> State:
-        return self.inner.init_state(batch)
+    def record(self, call: str, ms: float) -> None:
+        (self.encode_ms if call == "encode" else self.step_ms).append(ms)
 
 
 def warm_up(backend: Any, transform: EvalTransform) -> None:
@@ -556,7 +467,7 @@ def warm_up(backend: Any, transform: EvalTransform) -> None:
 
 def stream_run(label: str, backend: Any, info: Any, video: Path, seconds: float, why: str) -> dict[str, Any]:
     """`StreamApp` on `video` in real time, headless, nothing saved, for `seconds`: run_camera.py's run."""
-    timed_backend = TimedBackend(backend)
+    timed_backend = CallTimes(backend)
     warm_up(backend, EvalTransform.from_preprocessing(info.preprocessing))
     t, lat, idx = array("d"), array("d"), array("l")
     t0 = [0.0]
@@ -644,7 +555,7 @@ def part_stream(
     ck_path: Path, export_dir: Path, cache: Path, folder: Path, seconds: float, precisions: Sequence[str]
 ) -> dict[str, Any]:
     say(f"... writing a {seconds + 3:g} s SynthActions video, {VIDEO_W}x{VIDEO_H} at {FPS:g} fps")
-    video = write_video(folder / "synth_25fps.mp4", seconds + 3, seed=21)
+    video = write_video(folder / "synth_25fps.mp4", seconds + 3, seed=21, width=VIDEO_W, height=VIDEO_H)
     manifest = read_manifest(export_dir)
     rows = []
     for precision in precisions:
@@ -711,11 +622,10 @@ def main(argv: list[str] | None = None) -> None:
     say(command)
     import openvino as ov
 
-    machine = (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), OpenVINO {ov.get_version()}, "
-        f"CUDA {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}, load average "
-        f"{', '.join(f'{v:.1f}' for v in os.getloadavg())}"
+    machine = machine_line(
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads)",
+        f"OpenVINO {ov.get_version()}",
+        f"CUDA {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}",
     )
     say(machine)
     say(f"auto-selection here: {choose_backend('auto')[1]}")
@@ -754,8 +664,7 @@ def main(argv: list[str] | None = None) -> None:
             )
 
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(plain(out), indent=1, allow_nan=False))
+        write_json(args.json, out)
         say(f"wrote {args.json}")
 
 

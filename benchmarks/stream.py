@@ -25,10 +25,7 @@ from __future__ import annotations
 import argparse
 import collections
 import datetime
-import json
-import math
 import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -40,55 +37,48 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
-from torch import Tensor, nn
+from torch import Tensor
 
 # This file is named like the package it measures: run as a script, its own folder comes first on sys.path
-# and `import stream` would find this file. Drop that folder before the project's imports.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+# and `import stream` would find this file. Put the repository root in its place (as `python -m` would):
+# the project's packages and `benchmarks.common` are found there.
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:] = [str(ROOT) if Path(p or ".").resolve() == ROOT / "benchmarks" else p for p in sys.path]
 
+from benchmarks.common import (
+    FPS,
+    SYNTH_SIZE,
+    TimedBackend,
+    machine_line,
+    paper_checkpoint,
+    pct,
+    sync,
+    synth_images,
+    write_json,
+    write_video,
+)
 from engines.torch_backend import TorchBackend
-from glanet.checkpoint import LoadedCheckpoint, load_checkpoint, save_checkpoint
-from glanet.config import ModelConfig
-from glanet.data.synth import LiveSynth
+from glanet.checkpoint import LoadedCheckpoint, load_checkpoint
 from glanet.data.transforms import EvalTransform
-from glanet.models.glanet import Features, GLANet, State, StepOutput
 from stream.app import StreamApp, StreamOptions, Summary
 from stream.recognizer import Recognizer
 from stream.sources import parse_source
 from stream.types import Frame, Prediction
 
-DEMO_CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "glanet_synthactions_demo.pt"
+DEMO_CHECKPOINT = ROOT / "models" / "glanet_synthactions_demo.pt"
 PARTS = ("a", "b", "c")
-SOURCE_FPS = 25.0  # the test video and the overload's live source
-SOURCE_SIZE = 240  # px, square SynthActions frames
+SOURCE_FPS = FPS  # the test video and the overload's live source (and the ResNet-34 checkpoint's clips)
+SOURCE_SIZE = SYNTH_SIZE  # px, square SynthActions frames
 CHECK_TOL = 1e-4  # max abs diff of fused probabilities, incremental vs clip, on a full window
 SPEEDUP_TARGET = 20.0  # issue 4: incremental >= 20x cheaper per prediction for W = 30
 console = Console(width=130)
 
 
 # -- helpers --------------------------------------------------------------------------------------
-
-
-def pct(values: Sequence[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if len(values) else float("nan")
-
-
-def plain(value: Any) -> Any:
-    """`value` as strict JSON data: NaN and infinities become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return plain(value.item())
-    return value
 
 
 def rss_mb() -> float:
@@ -101,72 +91,6 @@ def rss_mb() -> float:
     except OSError:
         pass
     return float("nan")
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def synth_images(n: int, *, seed: int, fps: float = SOURCE_FPS, size: int = SOURCE_SIZE) -> list[np.ndarray]:
-    """n consecutive SynthActions frames, (size, size, 3) uint8 BGR."""
-    synth = LiveSynth(seed, size=size, fps=fps)
-    return [next(synth).image for _ in range(n)]
-
-
-def write_video(path: Path, seconds: float, *, seed: int) -> Path:
-    """A SynthActions video at SOURCE_FPS, SOURCE_SIZE px: the file source of part (b)."""
-    n = round(seconds * SOURCE_FPS)
-    writer = cv2.VideoWriter(
-        str(path), cv2.VideoWriter_fourcc(*"mp4v"), SOURCE_FPS, (SOURCE_SIZE, SOURCE_SIZE)
-    )
-    if not writer.isOpened():
-        raise RuntimeError(f"cv2.VideoWriter cannot write {path} (mp4v)")
-    synth = LiveSynth(seed, size=SOURCE_SIZE, fps=SOURCE_FPS)
-    for _ in range(n):
-        writer.write(next(synth).image)
-    writer.release()
-    return path
-
-
-def calibrate_bn(model: GLANet, frames: Tensor) -> GLANet:
-    """BN running statistics from `frames` (N, 3, H, W): a random trunk's activations stay in range."""
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the calibration batches
-    model.train()
-    with torch.no_grad():
-        for batch in frames.split(8):
-            model.encode(batch)
-    return model.eval()
-
-
-def paper_checkpoint(folder: Path, images: list[np.ndarray]) -> LoadedCheckpoint:
-    """The paper's GLANet (ResNet-34, 224 px, SRU 3x1024, 51 classes), random weights, saved and loaded back
-    with the paper's 30-frame clips at the video rate."""
-    torch.manual_seed(0)
-    model = GLANet(ModelConfig.from_preset("paper", num_classes=51))
-    pre = {"resize": [256], "crop": 224, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
-    calibrate_bn(model, EvalTransform.from_preprocessing(pre)(images))
-    # segments / frames_per_segment are for TSN sampling: unused with clips, but the format wants them
-    sampling = {
-        "fps": SOURCE_FPS,
-        "window": 30,
-        "stride": 15,
-        "mode": "clips",
-        "segments": 3,
-        "frames_per_segment": 4,
-    }
-    path = save_checkpoint(
-        folder / "glanet_r34_paper_random.pt",
-        model,
-        class_names=[f"class{i}" for i in range(51)],
-        preprocessing={**pre, "color": "rgb", "interpolation": "bilinear"},
-        sampling=sampling,
-        provenance={"note": "random weights, BN calibrated on SynthActions frames: for timing only"},
-    )
-    return load_checkpoint(path)
 
 
 @dataclass
@@ -197,42 +121,21 @@ class Bench:
         )
 
 
-class TimedBackend:
-    """A backend that records how long its calls take: the model's own time inside a streaming run."""
+class TotalTimes(TimedBackend):
+    """A torch backend whose calls are timed and summed: the model's own time inside a streaming run."""
 
     def __init__(self, inner: TorchBackend) -> None:
-        self.inner = inner
-        self.name = inner.name
+        super().__init__(inner, inner.device)
         self.encode_ms = 0.0  # since the last `take`
         self.step_ms = 0.0
         self.steps = 0
 
-    @property
-    def stream_names(self) -> tuple[str, ...]:
-        return self.inner.stream_names
-
-    def describe(self) -> str:
-        return self.inner.describe()
-
-    def encode(self, frames: Tensor) -> Features:
-        start = time.perf_counter()
-        out = self.inner.encode(frames)
-        sync(self.inner.device)
-        self.encode_ms += (time.perf_counter() - start) * 1e3
-        return out
-
-    def temporal_step(
-        self, features: Features | tuple[Tensor, ...], state: State
-    ) -> tuple[StepOutput, State]:
-        start = time.perf_counter()
-        out = self.inner.temporal_step(features, state)
-        sync(self.inner.device)
-        self.step_ms += (time.perf_counter() - start) * 1e3
-        self.steps += 1
-        return out
-
-    def init_state(self, batch: int) -> State:
-        return self.inner.init_state(batch)
+    def record(self, call: str, ms: float) -> None:
+        if call == "encode":
+            self.encode_ms += ms
+        else:
+            self.step_ms += ms
+            self.steps += 1
 
     def take(self) -> tuple[float, float, int]:
         """(encode ms, temporal_step ms, steps) since the last call."""
@@ -262,7 +165,7 @@ class SlidingWindow:
         return fused.float().cpu().numpy()
 
 
-def recognizer_for(bench: Bench, backend: TimedBackend) -> Recognizer:
+def recognizer_for(bench: Bench, backend: TotalTimes) -> Recognizer:
     """A recognizer fed one source frame per model tick (source rate = model rate)."""
     ck = bench.ck
     return Recognizer(
@@ -277,7 +180,7 @@ def recognizer_for(bench: Bench, backend: TimedBackend) -> Recognizer:
 def model_frame_ms(bench: Bench, device: torch.device, images: list[np.ndarray], warmup: int = 5) -> dict:
     """The model's own cost of one model frame, Recognizer.push with one tick per push: medians of the whole
     push (preprocessing included), of `encode`, and of the batched `temporal_step` over the K states."""
-    backend = TimedBackend(TorchBackend(bench.ck.model, device))
+    backend = TotalTimes(TorchBackend(bench.ck.model, device))
     rec = recognizer_for(bench, backend)
     push, enc, step = [], [], []
     for i, image in enumerate(images):
@@ -308,7 +211,7 @@ def part_a(bench: Bench, device: torch.device, predictions: int, seed: int) -> d
     w = bench.window
     warmup = 2  # full windows
     images = synth_images(w - 1 + warmup + predictions, seed=seed, fps=bench.fps)
-    backend = TimedBackend(TorchBackend(bench.ck.model, device))
+    backend = TotalTimes(TorchBackend(bench.ck.model, device))
     rec = recognizer_for(bench, backend)
     base = SlidingWindow(bench.ck, device)
     inc_ms, inc_enc, inc_step, base_ms, diffs, top1 = [], [], [], [], [], []
@@ -432,7 +335,7 @@ def stream_run(
 ) -> Run:
     """StreamApp on `source` in real time, headless, nothing saved; every prediction recorded by the hook
     (in arrays, not lists of floats, so that the recording itself does not show as memory growth)."""
-    backend = TimedBackend(TorchBackend(bench.ck.model, device))
+    backend = TotalTimes(TorchBackend(bench.ck.model, device))
     t, lat, model, ticks = array("d"), array("d"), array("d"), array("l")
     resets: list[dict] = []
     last = {"t0": 0.0, "resets": 0, "source_ts": 0.0}
@@ -459,7 +362,7 @@ def stream_run(
         buffer_capacity=buffer_capacity,
         on_prediction=on_prediction,
     )
-    app = StreamApp(spec, bench.ck, backend, options)  # type: ignore[arg-type]  # TimedBackend is a Backend
+    app = StreamApp(spec, bench.ck, backend, options)  # type: ignore[arg-type]  # TotalTimes is a Backend
     with RssSampler(rss_interval_s) as rss:
         last["t0"] = time.monotonic()
         summary = app.run()
@@ -749,10 +652,8 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     command = shlex.join(["python", "benchmarks/stream.py", *(sys.argv[1:] if argv is None else argv)])
     console.print(command, markup=False, highlight=False)
-    machine = (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
-        f"fp32 eager on {device}, {torch.get_num_threads()} threads, load average "
-        f"{', '.join(f'{v:.1f}' for v in os.getloadavg())}"
+    machine = machine_line(
+        f"torch {torch.__version__} fp32 eager on {device}", f"{torch.get_num_threads()} threads"
     )
     console.print(machine, markup=False, highlight=False)
     started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
@@ -768,7 +669,7 @@ def main(argv: list[str] | None = None) -> None:
             benches["demo"] = Bench("demo", "demo R10", load_checkpoint(DEMO_CHECKPOINT, map_location=device))
         if "paper" in args.model_keys:
             step("building the ResNet-34 model (random weights, BN calibrated), saving and loading it")
-            ck = paper_checkpoint(folder, synth_images(16, seed=3))
+            ck = load_checkpoint(paper_checkpoint(folder, synth_images(16, seed=3)))
             ck.model.to(device)
             benches["paper"] = Bench("paper", "paper R34", ck)
         for b in benches.values():
@@ -854,8 +755,7 @@ def main(argv: list[str] | None = None) -> None:
 
     console.print(final_table(out))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(plain(out), indent=1, allow_nan=False))
+        write_json(args.json, out)
         console.print(f"wrote {args.json}", markup=False, highlight=False)
 
 
