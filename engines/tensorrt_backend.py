@@ -25,7 +25,8 @@ from torch import Tensor
 from engines.errors import EngineError, EngineNotImplemented, EngineUnavailable
 from engines.manifest import ENCODE, Manifest, read_manifest
 from engines.onnx_fp16 import fp16_onnx, fp32_tensor_names
-from glanet.models.glanet import Features, GLANet, State, StepOutput
+from engines.torch_backend import TorchBackend
+from glanet.models.glanet import Features, GLANet
 
 log = logging.getLogger(__name__)
 
@@ -284,8 +285,8 @@ def _torch_dtype(trt: Any, dtype: Any) -> torch.dtype:
     return table[dtype]
 
 
-class TensorRTBackend:
-    """encode: a TensorRT plan on torch CUDA tensors; temporal_step: the model's own, in torch CUDA."""
+class TensorRTBackend(TorchBackend):
+    """encode: a TensorRT plan on torch CUDA tensors; the temporal part: TorchBackend's, in torch CUDA."""
 
     name = "tensorrt"
 
@@ -300,15 +301,14 @@ class TensorRTBackend:
         device: str | torch.device = "cuda",
     ) -> None:
         trt = import_tensorrt()
-        self.device = torch.device(device)
-        _require_cuda(self.device)
+        _require_cuda(torch.device(device))
+        super().__init__(model, device)  # the model, on the GPU, for temporal_step and init_state
         self.plan_path = Path(plan)
         self.precision = precision
         self.max_batch = int(max_batch)
         self.input_name = input_name
         self.output_names = tuple(output_names)
         self._trt = trt
-        self.model = model.eval().to(self.device)  # for temporal_step and init_state
         if len(self.output_names) != len(self.model.stream_names) + 2:
             raise EngineError(
                 f"plan outputs {self.output_names} do not fit the model's streams {self.model.stream_names}"
@@ -350,10 +350,6 @@ class TensorRTBackend:
         input_name, _, outputs = encode_io(manifest)
         return cls(plan, model, input_name, outputs, max_batch, precision, device)
 
-    @property
-    def stream_names(self) -> tuple[str, ...]:
-        return self.model.stream_names
-
     def describe(self) -> str:
         gpu = torch.cuda.get_device_name(self.device)
         return (
@@ -392,13 +388,3 @@ class TensorRTBackend:
         if not ctx.execute_async_v3(torch.cuda.current_stream(self.device).cuda_stream):
             raise EngineError("TensorRT execute_async_v3 failed; its log above says why")
         return outputs
-
-    @torch.inference_mode()
-    def temporal_step(
-        self, features: Features | tuple[Tensor, ...], state: State
-    ) -> tuple[StepOutput, State]:
-        return self.model.temporal_step(features, state)
-
-    @torch.inference_mode()
-    def init_state(self, batch: int) -> State:
-        return self.model.init_state(batch, device=self.device)

@@ -21,7 +21,8 @@ from torch import Tensor, nn
 from engines.errors import EngineError, EngineUnavailable
 from engines.export import EncodeGraph  # the same (streams..., sa_map, la_map) graph as the ONNX export
 from engines.tensorrt_backend import check_precision, plan_cache_key, profile_shapes
-from glanet.models.glanet import Features, GLANet, State, StepOutput
+from engines.torch_backend import TorchBackend
+from glanet.models.glanet import Features, GLANet
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +126,8 @@ def load_encode(path: str | os.PathLike[str]) -> nn.Module:
     return torch.export.load(os.fspath(path)).module()
 
 
-class TorchTensorRTBackend:
-    """encode: a Torch-TensorRT compiled program; temporal_step: the model's own, in torch CUDA."""
+class TorchTensorRTBackend(TorchBackend):
+    """encode: a Torch-TensorRT compiled program; temporal_step, init_state: TorchBackend's, in torch CUDA."""
 
     name = "torch_tensorrt"
 
@@ -138,11 +139,10 @@ class TorchTensorRTBackend:
         precision: str = "fp16",
         device: str | torch.device = "cuda",
     ) -> None:
-        self.device = torch.device(device)
-        if self.device.type != "cuda" or not torch.cuda.is_available():
+        if torch.device(device).type != "cuda" or not torch.cuda.is_available():
             raise EngineUnavailable("the torch_tensorrt backend needs a CUDA device")
+        super().__init__(model, device)
         self.encoder = encoder
-        self.model = model.eval().to(self.device)
         self.max_batch = int(max_batch)
         self.precision = precision
 
@@ -195,10 +195,6 @@ class TorchTensorRTBackend:
             raise EngineError(f"{path} cannot be loaded ({problem}); delete it to rebuild") from e
         return cls(encoder, model, max_batch, precision, device)
 
-    @property
-    def stream_names(self) -> tuple[str, ...]:
-        return self.model.stream_names
-
     def describe(self) -> str:
         gpu = torch.cuda.get_device_name(self.device)
         return (
@@ -219,13 +215,3 @@ class TorchTensorRTBackend:
         outs = [o.float() for o in outs]
         s = len(self.model.stream_names)
         return Features(tuple(outs[:s]), outs[s], outs[s + 1])
-
-    @torch.inference_mode()
-    def temporal_step(
-        self, features: Features | tuple[Tensor, ...], state: State
-    ) -> tuple[StepOutput, State]:
-        return self.model.temporal_step(features, state)
-
-    @torch.inference_mode()
-    def init_state(self, batch: int) -> State:
-        return self.model.init_state(batch, device=self.device)
