@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         app = StreamApp(spec, info, backend, options, backend_note=why)
 
         def stop(signum: int, _frame: object) -> None:
-            if app is not None and not app._stop.is_set():
+            if app is not None and not app.stopping:
                 app.request_stop(f"stopped by {signal.Signals(signum).name}")
                 return
             os._exit(130)  # a second Ctrl-C: leave now

@@ -17,7 +17,6 @@ from typing import Any, Protocol
 
 from stream.capture import Capture, CaptureConfig
 from stream.dashboard import Dashboard
-from stream.errors import StreamError
 from stream.events import EventConfig, EventDetector
 from stream.overlay import draw_overlay
 from stream.recognizer import Backend, Recognizer, RecognizerConfig
@@ -75,13 +74,12 @@ class Summary:
     reconnects: int = 0
     resets: int = 0
     saved_frames: int = 0
-    latency_p50_ms: float = float("nan")
+    latency_p50_ms: float = float("nan")  # p50/p95 over the last 2000 predictions (stats.Percentiles)
     latency_p95_ms: float = float("nan")
     latency_max_ms: float = float("nan")
     wall_s: float = 0.0
     error: str | None = None
     backend: str = ""
-    latencies_ms: list[float] = field(default_factory=list, repr=False)
 
     @property
     def fps(self) -> float:
@@ -116,6 +114,10 @@ class StreamApp:
         self.emitted: list[Event] = []
         self.capture: Capture | None = None  # while running: the source's capture (status, history)
         self.recognizer: Recognizer | None = None  # while running: the recognizer (steps, resets)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
 
     def request_stop(self, reason: str = "stopped") -> None:
         """Ask the loop to finish (safe from a signal handler or another thread)."""
@@ -272,11 +274,10 @@ class StreamApp:
             )
             summary.model_ticks = recognizer.steps
             summary.encoded = recognizer.encoded
-            summary.resets = max(0, recognizer.resets)
+            summary.resets = recognizer.resets
             summary.dropped = capture.buffer.dropped
             summary.decode_errors = capture.decode_errors
             summary.reconnects = capture.reconnects
-            summary.latencies_ms = [v * 1000 for v in latency.values]
             summary.latency_p50_ms = latency.percentile(50) * 1000
             summary.latency_p95_ms = latency.percentile(95) * 1000
             summary.latency_max_ms = latency.maximum * 1000 if latency.count else float("nan")
@@ -304,8 +305,3 @@ class StreamApp:
         if "attention" in actions:
             attention = ATTENTION_MODES[(ATTENTION_MODES.index(attention) + 1) % len(ATTENTION_MODES)]
         return paused, attention
-
-
-def raise_for(summary: Summary) -> None:
-    if summary.error is not None:
-        raise StreamError(summary.error)

@@ -36,25 +36,19 @@ class RateMeter:
 
 
 class Percentiles:
-    """The last `size` samples, for p50/p95 (and everything kept for a final summary)."""
+    """The last `size` samples, for p50/p95; the count and maximum of all of them."""
 
     def __init__(self, size: int = 2000) -> None:
         self._recent: collections.deque[float] = collections.deque(maxlen=size)
         self.count = 0
-        self.total = 0.0
         self.maximum = 0.0
 
     def add(self, value: float) -> None:
         self._recent.append(value)
         self.count += 1
-        self.total += value
         self.maximum = max(self.maximum, value)
 
     def percentile(self, q: float) -> float:
         if not self._recent:
             return float("nan")
         return float(np.percentile(np.fromiter(self._recent, dtype=np.float64), q))
-
-    @property
-    def values(self) -> list[float]:
-        return list(self._recent)
