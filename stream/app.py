@@ -111,7 +111,6 @@ class StreamApp:
         self._stop = threading.Event()
         self.stop_reason = ""
         self.last_prediction: Prediction | None = None
-        self.emitted: list[Event] = []
         self.capture: Capture | None = None  # while running: the source's capture (status, history)
         self.recognizer: Recognizer | None = None  # while running: the recognizer (steps, resets)
 
@@ -164,7 +163,6 @@ class StreamApp:
         paused = False
         t_start = time.monotonic()
         last_image = None
-        last_capture = [t_start]
 
         cached: list[tuple[float, StatsSnapshot]] = []
 
@@ -179,8 +177,9 @@ class StreamApp:
         def fresh_snapshot(now: float) -> StatsSnapshot:
             status = capture.status
             return StatsSnapshot(
-                # capture is timed by the frames' capture stamps (a queue may hold older ones)
-                fps={k: r.rate(last_capture[0] if k == "capture" else now) for k, r in rates.items()},
+                # capture is timed by the frames' capture stamps, up to the newest seen (a queue may
+                # hold older ones than now)
+                fps={k: r.rate(r.last if k == "capture" else now) for k, r in rates.items()},
                 latency_p50_ms=latency.percentile(50) * 1000,
                 latency_p95_ms=latency.percentile(95) * 1000,
                 frames_captured=capture.frames,
@@ -196,7 +195,6 @@ class StreamApp:
 
         def emit(events: list[Event]) -> None:
             for ev in events:
-                self.emitted.append(ev)
                 summary.events += 1
                 if event_log is not None:
                     event_log.write(ev)
@@ -227,10 +225,9 @@ class StreamApp:
                 if summary.frames == 0 and self.spec.kind in ("file", "folder", "demo"):
                     recognizer.resampler.source_fps = capture.nominal_fps  # frames on a fixed clock
                 rates["capture"].tick(frame.capture_ts)
-                last_capture[0] = frame.capture_ts
-                session_before = recognizer.resets
+                resets_before = recognizer.resets
                 prediction = recognizer.push(frame)
-                if recognizer.resets != session_before:
+                if recognizer.resets != resets_before:  # a new session or a gap: close the open event
                     emit(detector.reset())
                 summary.frames += 1
                 rates["loop"].tick(now)

@@ -14,13 +14,16 @@ class RateMeter:
     def __init__(self, window_s: float = 2.0) -> None:
         self.window_s = window_s
         self._times: collections.deque[float] = collections.deque()
-        self.count = 0
 
     def tick(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         self._times.append(now)
-        self.count += 1
         self._trim(now)
+
+    @property
+    def last(self) -> float | None:
+        """The time of the newest tick still in the window (None when empty)."""
+        return self._times[-1] if self._times else None
 
     def _trim(self, now: float) -> None:
         while self._times and now - self._times[0] > self.window_s:

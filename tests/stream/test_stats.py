@@ -17,7 +17,8 @@ def test_rate_counts_events_per_second_in_the_window():
     assert meter.rate(now=2.0) == pytest.approx(10.0)
     # 1.5 s later the ticks older than 2 s are gone: 6 remain (1.5 .. 2.0) over 0.5 s
     assert meter.rate(now=3.5) == pytest.approx(10.0)
-    assert meter.rate(now=10.0) == 0.0
+    assert meter.last == pytest.approx(2.0)
+    assert meter.rate(now=10.0) == 0.0 and meter.last is None
 
 
 def test_percentiles_keep_the_recent_samples_and_the_maximum_of_all():
