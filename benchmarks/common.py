@@ -141,8 +141,8 @@ class TimedBackend:
         self.device = device
 
     @property
-    def stream_names(self) -> tuple[str, ...]:
-        return self.inner.stream_names
+    def branch_names(self) -> tuple[str, ...]:
+        return self.inner.branch_names
 
     def describe(self) -> str:
         return self.inner.describe()

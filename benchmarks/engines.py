@@ -10,7 +10,7 @@ encode: the paper's GLANet (ResNet-34, 224 px, 51 classes; random weights, BN st
     as a ratio to the baseline measured in this run, rounds interleaved so that drift in machine load hits
     all alike, with the share of the CPUs other processes took meanwhile. Checks that OpenVINO compiled what
     was asked (file, precision hint, each convolution's runtime precision). On one 30-frame clip, each
-    backend's encode + temporal_step against torch: per-stream feature cosine, SA peak cell, fused max |dp|
+    backend's encode + temporal_step against torch: per-branch feature cosine, SA peak cell, fused max |dp|
     and top-1 agreement per step.
 stream: `StreamApp` as `run_camera.py --engine DIR --backend openvino --precision P --headless` runs it,
     on a 25 fps SynthActions video file in real time, with the same checkpoint sampled at 25 fps (every
@@ -306,7 +306,7 @@ def agreement(cands: list[Candidate], frames: Tensor) -> None:
         return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
 
     live = [c for c in cands if c.backend is not None]
-    names = live[0].backend.stream_names
+    names = live[0].backend.branch_names
     ref_feats, ref_peaks, ref_probs = run(live[0].backend)
     margin = [float(np.diff(np.sort(p)[-2:])[0]) for p in ref_probs]
     for c in live:

@@ -60,7 +60,7 @@ def save_demo(ck: LoadedCheckpoint, result: dict[str, Any], path: Path = DEMO) -
         metrics={
             "heldout_videos": result["videos"],
             "heldout_fused_top1": result["fused"]["top1"],
-            "heldout_per_stream_top1": {k: v["top1"] for k, v in result["per_stream"].items()},
+            "heldout_per_branch_top1": {k: v["top1"] for k, v in result["per_branch"].items()},
         },
         weights_dtype=torch.float16,
     )
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     eval_s = time.perf_counter() - t0
 
     fused = result["fused"]["top1"]
-    gp = result["per_stream"]["GP"]["top1"]
+    gp = result["per_branch"]["GP"]["top1"]
     reversed_pair = pair_accuracy(result, "sit_down", "stand_up")
     speed_pair = pair_accuracy(result, "walk", "run")
     loc = result.get("localisation", {})
@@ -133,9 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         ("walk / run told apart", f"{speed_pair:.1%}", "", None),
         ("GP-only video top-1", f"{gp:.1%}", "< fused", gp < fused),
     ]
-    for name in result["streams"]:
+    for name in result["branches"]:
         if name != "GP":
-            rows.append((f"{name} video top-1", f"{result['per_stream'][name]['top1']:.1%}", "", None))
+            rows.append((f"{name} video top-1", f"{result['per_branch'][name]['top1']:.1%}", "", None))
     for att in ("SA", "LA"):
         if att in loc:
             ratio = loc[att]["mass_in_box"] / max(loc[att]["box_share"], 1e-9)

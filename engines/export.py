@@ -2,9 +2,11 @@
 
     python -m engines.export --checkpoint CKPT --out DIR [--opset 18] [--image-size N]
 
-`encode.onnx`: frames (batch, 3, H, W) normalised -> one feature per stream (`feat_gs`, ...), sa_map, la_map.
-`temporal_step.onnx`: the features and the state (c, logit_sum, steps) -> logits, probs, fused and the next
-state (c_out, logit_sum_out, steps_out). Batch is dynamic in both; the weights are inside the files.
+The graphs' inputs and outputs come from the model's online spec (engines/graph_io.py): `encode.onnx`:
+frames (batch, 3, H, W) normalised and the backbone's state, if any -> the features (`feat_gs`, ...), the
+spatial maps (`map_sa`, ...) and the next backbone state; `temporal_step.onnx`: the features and the
+temporal state (GLANet: c, logit_sum, steps) -> logits, probs, fused and the next state (`c_out`, ...).
+Batch is dynamic in both; the weights are inside the files.
 Before anything is reported, both graphs pass onnx.checker and run in OpenVINO (fp32) at batch 1 and 3
 within TOLERANCE of PyTorch (max error / range of the output); otherwise the export is refused and its
 files removed. `manifest.json` (engines/manifest.py) is written last: a directory with one is complete.
@@ -34,6 +36,14 @@ from torch import Tensor, nn
 
 import glanet
 from engines.errors import EngineError
+from engines.graph_io import (
+    encode_inputs,
+    encode_outputs,
+    flatten_encoded,
+    flatten_step,
+    step_inputs,
+    step_outputs,
+)
 from engines.manifest import (
     BATCH,
     ENCODE,
@@ -47,7 +57,8 @@ from engines.manifest import (
 from glanet.checkpoint import CheckpointError, load_checkpoint
 from glanet.cli import error_line
 from glanet.config import config_to_dict
-from glanet.models.glanet import GLANet, State
+from glanet.models.glanet import GLANet
+from glanet.models.online import Encoded, OnlineSpec, State
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +68,6 @@ OPSETS = (18, 19, 20)
 DEFAULT_OPSET = 18
 TOLERANCE = 1e-4  # max |openvino - torch| / range of the torch output, per output
 VERIFY_BATCHES = (1, 3)
-STATE_INPUTS = ("c", "logit_sum", "steps")
-STEP_OUTPUTS = ("logits", "probs", "fused", "c_out", "logit_sum_out", "steps_out")
 # Files a build leaves beside the graphs; they belong to the previous export and go with it.
 _BUILT = ("encode_int8.xml", "encode_int8.bin")
 
@@ -71,41 +80,34 @@ class ExportMismatch(ExportError):
     """The exported graphs do not compute what the PyTorch model does."""
 
 
-def feature_names(stream_names: Sequence[str]) -> tuple[str, ...]:
-    return tuple(f"feat_{name.lower()}" for name in stream_names)
-
-
-def encode_output_names(stream_names: Sequence[str]) -> tuple[str, ...]:
-    return (*feature_names(stream_names), "sa_map", "la_map")
-
-
-def step_input_names(stream_names: Sequence[str]) -> tuple[str, ...]:
-    return (*feature_names(stream_names), *STATE_INPUTS)
-
-
 class EncodeGraph(nn.Module):
-    """`GLANet.encode` with plain tensor outputs: frames -> (*streams, sa_map, la_map)."""
+    """`encode` with plain tensors: (frames, *encode_state) -> the spec's encode outputs, in order."""
 
     def __init__(self, model: GLANet) -> None:
         super().__init__()
         self.model = model
+        self.spec = model.spec
 
-    def forward(self, frames: Tensor) -> tuple[Tensor, ...]:
-        f = self.model.encode(frames)
-        return (*f.streams, f.sa_map, f.la_map)
+    def forward(self, frames: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
+        names = [f.name for f in self.spec.encode_state]
+        enc = self.model.encode(frames, dict(zip(names, state, strict=True)))
+        return flatten_encoded(self.spec, enc)
 
 
 class TemporalStepGraph(nn.Module):
-    """`GLANet.temporal_step` as a pure function: (*streams, c, logit_sum, steps) -> outputs, next state."""
+    """`temporal_step` as a pure function: (*features, *step_state) -> predictions, next state."""
 
     def __init__(self, model: GLANet) -> None:
         super().__init__()
         self.model = model
+        self.spec = model.spec
 
     def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:
-        s = len(self.model.stream_names)
-        out, state = self.model.temporal_step(tuple(inputs[:s]), State(*inputs[s:]))
-        return (out.logits, out.probs, out.fused, *state)
+        n = len(self.spec.features)
+        feats = dict(zip(self.spec.feature_names, inputs[:n], strict=True))
+        state = dict(zip((f.name for f in self.spec.step_state), inputs[n:], strict=True))
+        out, state = self.model.temporal_step(feats, state)
+        return flatten_step(self.spec, out, state)
 
 
 def _example_frames(batch: int, size: tuple[int, int], seed: int) -> Tensor:
@@ -115,12 +117,32 @@ def _example_frames(batch: int, size: tuple[int, int], seed: int) -> Tensor:
 
 
 def _example_state(model: GLANet, batch: int, seed: int) -> State:
-    """A state with history: random cells and logit sums, 1..20 steps taken."""
+    """A temporal state with history: a few steps (1..5, per seed) of random features from a fresh one."""
     g = torch.Generator().manual_seed(seed)
-    s0 = model.init_state(batch)
-    steps = torch.randint(1, 21, (batch,), generator=g).float()
-    c = torch.randn(s0.c.shape, generator=g)
-    return State(c, torch.randn(s0.logit_sum.shape, generator=g) * steps[:, None, None], steps)
+    spec = model.spec
+    state = model.init_state(batch)
+    with torch.no_grad():
+        for _ in range(1 + seed % 5):
+            feats = {f.name: torch.randn(batch, *f.shape, generator=g) for f in spec.features}
+            _, state = model.temporal_step(feats, {f.name: state[f.name] for f in spec.step_state})
+    return state
+
+
+def _encode_state(spec: OnlineSpec, state: State) -> tuple[Tensor, ...]:
+    return tuple(state[f.name] for f in spec.encode_state)
+
+
+def _step_state(spec: OnlineSpec, state: State) -> tuple[Tensor, ...]:
+    return tuple(state[f.name] for f in spec.step_state)
+
+
+def _run_model(model: GLANet, frames: Tensor, state: State) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+    """The reference outputs of both graphs, flat and in graph order."""
+    spec = model.spec
+    with torch.no_grad():
+        enc: Encoded = model.encode(frames, {f.name: state[f.name] for f in spec.encode_state})
+        out, next_state = model.temporal_step(enc.features, {f.name: state[f.name] for f in spec.step_state})
+    return flatten_encoded(spec, enc), flatten_step(spec, out, next_state)
 
 
 def _specs(names: Sequence[str], tensors: Sequence[Tensor]) -> list[dict[str, Any]]:
@@ -196,7 +218,7 @@ def verify_graphs(
 
     Raises ExportMismatch when an output differs by more than `tolerance` of its range.
     """
-    names = model.stream_names
+    spec = model.spec
     core = ov.Core()
     fp32 = {"INFERENCE_PRECISION_HINT": "f32"}
     encode = core.compile_model(str(directory / ENCODE_FILE), "CPU", fp32)
@@ -212,19 +234,12 @@ def verify_graphs(
     for batch in VERIFY_BATCHES:
         frames = _example_frames(batch, image_size, seed=batch)
         state = _example_state(model, batch, seed=100 + batch)
-        with torch.no_grad():
-            feats = model.encode(frames)
-            out, next_state = model.temporal_step(feats, state)
-        compare(
-            ENCODE,
-            encode({"frames": frames.numpy()}),
-            encode_output_names(names),
-            (*feats.streams, feats.sa_map, feats.la_map),
-        )
-        inputs = dict(
-            zip(step_input_names(names), (t.numpy() for t in (*feats.streams, *state)), strict=True)
-        )
-        compare(TEMPORAL_STEP, step(inputs), STEP_OUTPUTS, (out.logits, out.probs, out.fused, *next_state))
+        enc_ref, step_ref = _run_model(model, frames, state)
+        enc_in = dict(zip(encode_inputs(spec), (frames, *_encode_state(spec, state)), strict=True))
+        compare(ENCODE, encode({k: v.numpy() for k, v in enc_in.items()}), encode_outputs(spec), enc_ref)
+        n = len(spec.features)
+        step_in = dict(zip(step_inputs(spec), (*enc_ref[:n], *_step_state(spec, state)), strict=True))
+        compare(TEMPORAL_STEP, step({k: v.numpy() for k, v in step_in.items()}), step_outputs(spec), step_ref)
     worst = max(errors, key=errors.__getitem__)
     if not errors[worst] <= tolerance:
         raise ExportMismatch(
@@ -276,26 +291,20 @@ def export(
         raise ExportError(f"image size {size} is too small: the ResNet trunk needs at least 32 pixels")
     _prepare_dir(out)
     model = ck.model.eval()
-    names = model.stream_names
+    spec = model.spec
     hw = (size, size)
 
     # Trace at batch 2: batch 1 could be specialised into the graph.
     frames = _example_frames(2, hw, seed=0)
     state = _example_state(model, 2, seed=1)
-    with torch.no_grad():
-        feats = model.encode(frames)
-        step_out, next_state = model.temporal_step(feats, state)
-    encode_io = (
-        _specs(["frames"], [frames]),
-        _specs(encode_output_names(names), [*feats.streams, feats.sa_map, feats.la_map]),
-    )
-    step_io = (
-        _specs(step_input_names(names), [*feats.streams, *state]),
-        _specs(STEP_OUTPUTS, [step_out.logits, step_out.probs, step_out.fused, *next_state]),
-    )
+    enc_ref, step_ref = _run_model(model, frames, state)
+    enc_args = (frames, *_encode_state(spec, state))
+    step_args = (*enc_ref[: len(spec.features)], *_step_state(spec, state))
+    encode_io = (_specs(encode_inputs(spec), enc_args), _specs(encode_outputs(spec), enc_ref))
+    step_io = (_specs(step_inputs(spec), step_args), _specs(step_outputs(spec), step_ref))
     graphs = {
-        ENCODE: (EncodeGraph(model).eval(), (frames,), ENCODE_FILE, encode_io),
-        TEMPORAL_STEP: (TemporalStepGraph(model).eval(), (*feats.streams, *state), STEP_FILE, step_io),
+        ENCODE: (EncodeGraph(model).eval(), enc_args, ENCODE_FILE, encode_io),
+        TEMPORAL_STEP: (TemporalStepGraph(model).eval(), step_args, STEP_FILE, step_io),
     }
     written = [out / ENCODE_FILE, out / STEP_FILE]
     try:
@@ -324,7 +333,7 @@ def export(
             "opset": opset,
             "source": {"checkpoint": str(Path(checkpoint).resolve()), "weights_sha256": ck.weights_sha256},
             "model_config": config_to_dict(ck.cfg),
-            "stream_names": list(names),
+            "online_spec": spec.to_dict(),
             "class_names": list(ck.class_names),
             "preprocessing": _preprocessing_for(ck.preprocessing, size),
             "sampling": dict(ck.sampling),

@@ -1,6 +1,6 @@
 """The export manifest: `manifest.json` beside the exported graphs says what they are, where from.
 
-It records each graph's file, sha256, inputs and outputs (batch symbolic), the model's streams, classes,
+It records each graph's file, sha256, inputs and outputs (batch symbolic), the model's online spec, classes,
 preprocessing and sampling, and the source checkpoint; builds (e.g. OpenVINO int8) add their own entry
 under `builds`. Backends load graphs only through `Manifest.graph_path`/`verify`, so a graph changed after
 export is refused, not run.
@@ -19,16 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from engines.errors import EngineError
+from glanet.models.online import OnlineSpec
 
 MANIFEST = "manifest.json"
 FORMAT = "glanet-engine"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the online spec replaced GLANet's fixed stream names and graph names
 ENCODE = "encode"
 TEMPORAL_STEP = "temporal_step"
 BATCH = "batch"  # the symbolic batch dimension in recorded shapes
 _FIELDS: dict[str, type] = {
     "graphs": dict,
-    "stream_names": list,
+    "online_spec": dict,
     "class_names": list,
     "preprocessing": dict,
     "sampling": dict,
@@ -81,8 +82,12 @@ class Manifest:
     data: dict[str, Any]
 
     @property
-    def stream_names(self) -> tuple[str, ...]:
-        return tuple(self.data["stream_names"])
+    def spec(self) -> OnlineSpec:
+        return OnlineSpec.from_dict(self.data["online_spec"])
+
+    @property
+    def branch_names(self) -> tuple[str, ...]:
+        return self.spec.branch_names
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -113,12 +118,6 @@ class Manifest:
 
     def graph_path(self, name: str) -> Path:
         return self.directory / self.graph(name)["file"]
-
-    def input_shape(self, graph: str, name: str) -> list[int | str]:
-        for spec in self.graph(graph)["inputs"]:
-            if spec["name"] == name:
-                return list(spec["shape"])
-        raise ManifestError(self.directory, f"graph {graph!r} has no input {name!r}")
 
     def verify(self, files: Mapping[str, str] | None = None) -> None:
         """Check the sha256 of every graph (or of `files`: name -> sha256) against the manifest."""
@@ -157,6 +156,12 @@ def read_manifest(directory: str | os.PathLike[str]) -> Manifest:
     version = data.get("format_version")
     if not isinstance(version, int) or version < 1:
         raise ManifestError(directory, f"{MANIFEST}: format_version {version!r} is not a positive integer")
+    if version < FORMAT_VERSION:
+        raise ManifestError(
+            directory,
+            f"manifest format {version} was written by an older glanet; "
+            "export again with python -m engines.export",
+        )
     if version > FORMAT_VERSION:
         raise ManifestError(
             directory,

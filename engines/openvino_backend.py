@@ -6,7 +6,8 @@
 `temporal_step` always runs in fp32: the state it carries must stay exact over time. It is small in
 FLOPs but not in bytes: the paper model's three 3x1024 SRUs are 110 MB read per step (~5 ms here).
 Inputs may be torch tensors or numpy arrays; outputs are the torch backend's NamedTuples of CPU tensors,
-so the streaming recognizer runs unchanged. One backend object per thread: its infer requests are reused.
+so the streaming runtime runs unchanged. Graph names and state come from the manifest's online spec.
+One backend object per thread: its infer requests are reused.
 
 Compiled models are cached on disk (OpenVINO's CACHE_DIR) in `default_cache_dir()`: under the user's cache
 (`$GLANET_CACHE_DIR`, else `$XDG_CACHE_HOME/glanet/openvino`, else `~/.cache/glanet/openvino`), not beside
@@ -27,10 +28,11 @@ import openvino as ov
 import torch
 from torch import Tensor
 
+from engines import cache
 from engines.errors import EngineError, EngineUnavailable
-from engines.export import STEP_OUTPUTS, feature_names, step_input_names
+from engines.graph_io import FRAMES, step_inputs, unpack_encoded, unpack_step
 from engines.manifest import ENCODE, TEMPORAL_STEP, Manifest, read_manifest, verify_files
-from glanet.models.glanet import Features, State, StepOutput
+from glanet.models.online import Encoded, OnlineSpec, State, StepOutput, init_rows
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +44,7 @@ _HINT = {"fp32": "f32", "bf16": "bf16"}
 
 
 def default_cache_dir() -> Path:
-    if os.environ.get("GLANET_CACHE_DIR"):
-        return Path(os.environ["GLANET_CACHE_DIR"]) / "openvino"
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "glanet" / "openvino"
+    return cache.default_cache_dir() / "openvino"
 
 
 def cpu_supports_bf16(core: ov.Core) -> bool:
@@ -118,12 +117,8 @@ class OpenVINOBackend:
         )
         self._encode_request = self._encode.create_infer_request()
         self._step_request = self._step.create_infer_request()
-        names = manifest.stream_names
-        self._features = feature_names(names)
-        self._step_inputs = step_input_names(names)
-        # (S, L, H) of the cell state and K from the recorded shapes: ["batch", S, L, H], ["batch", S, K]
-        self._c_shape = tuple(int(d) for d in manifest.input_shape(TEMPORAL_STEP, "c")[1:])
-        self._sum_shape = tuple(int(d) for d in manifest.input_shape(TEMPORAL_STEP, "logit_sum")[1:])
+        self._spec = manifest.spec
+        self._step_inputs = step_inputs(self._spec)
         log.info("openvino %s: %s", precision, encode_path.name)
 
     @classmethod
@@ -154,35 +149,30 @@ class OpenVINOBackend:
         return path
 
     @property
-    def stream_names(self) -> tuple[str, ...]:
-        return self.manifest.stream_names
+    def spec(self) -> OnlineSpec:
+        return self._spec
 
     def describe(self) -> str:
         return f"openvino {self.precision} on CPU ({self.encode_path.name}; temporal_step fp32)"
 
-    def encode(self, frames: Tensor | np.ndarray) -> Features:
-        """frames (N, 3, H, W) normalised -> Features (per-stream vectors and the SA/LA maps)."""
+    def encode(self, frames: Tensor | np.ndarray, state: State | None = None) -> Encoded:
+        """frames (N, 3, H, W) normalised -> features, maps and the next backbone state."""
         x = _array(frames)
         size = self.manifest.image_size
         if x.ndim != 4 or x.shape[1] != 3 or tuple(x.shape[2:]) != size:
             raise ValueError(f"frames {tuple(x.shape)} must be (N, 3, {size[0]}, {size[1]}) for this export")
-        out = self._encode_request.infer({"frames": x})
-        streams = tuple(_tensor(out[name]) for name in self._features)
-        return Features(streams, _tensor(out["sa_map"]), _tensor(out["la_map"]))
+        inputs = {FRAMES: x}
+        for f in self._spec.encode_state:
+            inputs[f.name] = _array((state or {})[f.name])
+        return unpack_encoded(self._spec, self._encode_request.infer(inputs), _tensor)
 
     def temporal_step(
-        self, features: Features | tuple[Tensor | np.ndarray, ...], state: State
+        self, features: Mapping[str, Tensor | np.ndarray], state: State
     ) -> tuple[StepOutput, State]:
-        streams = features.streams if isinstance(features, Features) else features
-        values = (*streams, *state)
+        spec = self._spec
+        values = (*(features[f] for f in spec.feature_names), *(state[f.name] for f in spec.step_state))
         inputs = {name: _array(v) for name, v in zip(self._step_inputs, values, strict=True)}
-        out = self._step_request.infer(inputs)
-        logits, probs, fused, c, logit_sum, steps = (_tensor(out[name]) for name in STEP_OUTPUTS)
-        return StepOutput(logits, probs, fused), State(c, logit_sum, steps)
+        return unpack_step(self._spec, self._step_request.infer(inputs), _tensor)
 
     def init_state(self, batch: int) -> State:
-        return State(
-            torch.zeros(batch, *self._c_shape),
-            torch.zeros(batch, *self._sum_shape),
-            torch.zeros(batch),
-        )
+        return init_rows((*self._spec.encode_state, *self._spec.step_state), batch)

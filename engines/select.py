@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from engines.cache import default_cache_dir, encode_digest
 from engines.errors import EngineError, EngineUnavailable
 from glanet.checkpoint import LoadedCheckpoint
 
@@ -148,17 +148,6 @@ def default_device(name: str, cuda_available: bool | None = None) -> str:
     return "cuda" if cuda else "cpu"
 
 
-def default_cache_dir() -> Path:
-    """Where built engines are cached: $GLANET_CACHE_DIR, else $XDG_CACHE_HOME/glanet or ~/.cache/glanet.
-
-    One subdirectory per kind: exports/, openvino/ (as engines.openvino_backend), tensorrt/, torch_tensorrt/.
-    """
-    if os.environ.get("GLANET_CACHE_DIR"):
-        return Path(os.environ["GLANET_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "glanet"
-
-
 def _input_shape(checkpoint: LoadedCheckpoint) -> tuple[int, int, int]:
     crop = int(checkpoint.preprocessing["crop"])
     return 3, crop, crop
@@ -167,11 +156,10 @@ def _input_shape(checkpoint: LoadedCheckpoint) -> tuple[int, int, int]:
 def export_dir_for(checkpoint: LoadedCheckpoint, cache_dir: Path) -> Path:
     """The exported graphs of `checkpoint` under `cache_dir`, exported there first if missing."""
     from engines.export import export
-    from engines.manifest import MANIFEST
-    from engines.torch_tensorrt_backend import encode_digest
+    from engines.manifest import FORMAT_VERSION, MANIFEST
 
-    digest = encode_digest(checkpoint.model, checkpoint.weights_sha256, _input_shape(checkpoint))
-    out = cache_dir / "exports" / digest[:24]
+    digest = encode_digest(checkpoint.model.cfg, checkpoint.weights_sha256, _input_shape(checkpoint))
+    out = cache_dir / "exports" / f"v{FORMAT_VERSION}-{digest[:24]}"
     if not (out / MANIFEST).is_file():  # the manifest is written last: with it, the export is whole
         log.info("exporting %s to %s ...", checkpoint.path, out)
         export(checkpoint.path, out)

@@ -1,5 +1,5 @@
 """The `tensorrt` backend: `encode` runs a TensorRT plan built from the exported `encode.onnx`;
-`temporal_step` (one SRU step per stream, ~0.1 ms) runs in torch on the same CUDA device.
+`temporal_step` (one SRU step per branch, ~0.1 ms) runs in torch on the same CUDA device.
 
 A plan runs only on the GPU model and TensorRT version it was built with, so plans are cached under a key
 of (GPU, compute capability, TensorRT version, precision, ONNX sha256, batch profile) and rebuilt on a miss.
@@ -22,11 +22,14 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from engines.cache import default_cache_dir
 from engines.errors import EngineError, EngineNotImplemented, EngineUnavailable
+from engines.graph_io import encode_inputs, encode_outputs, unpack_encoded
 from engines.manifest import ENCODE, Manifest, read_manifest
 from engines.onnx_fp16 import fp16_onnx, fp32_tensor_names
 from engines.torch_backend import TorchBackend
-from glanet.models.glanet import Features, GLANet
+from glanet.models.glanet import GLANet
+from glanet.models.online import Encoded, State
 
 log = logging.getLogger(__name__)
 
@@ -134,22 +137,22 @@ def profile_shapes(
     return (1, *chw), (opt, *chw), (max_batch, *chw)
 
 
-def encode_io(manifest: Manifest) -> tuple[str, tuple[int, int, int], tuple[str, ...]]:
-    """Input name, frame shape (C, H, W) and output names (streams..., sa_map, la_map) of encode."""
+def encode_io(manifest: Manifest) -> tuple[tuple[str, ...], tuple[int, int, int], tuple[str, ...]]:
+    """Input names (frames first, then the backbone's state), frame shape (C, H, W) and output names of
+    encode, as the manifest recorded them; they must be those the manifest's online spec names."""
     spec = manifest.graph(ENCODE)
-    inputs = spec["inputs"]
-    if len(inputs) != 1:
-        raise EngineError(f"{manifest.directory}: encode has {len(inputs)} inputs, expected one (frames)")
-    shape = list(inputs[0]["shape"])
+    online = manifest.spec
+    inputs = tuple(str(i["name"]) for i in spec["inputs"])
+    outputs = tuple(out["name"] if isinstance(out, dict) else str(out) for out in spec["outputs"])
+    if inputs != encode_inputs(online) or outputs != encode_outputs(online):
+        raise EngineError(
+            f"{manifest.directory}: encode's inputs/outputs {list(inputs)} -> {list(outputs)} are not the "
+            f"online spec's {list(encode_inputs(online))} -> {list(encode_outputs(online))}: export again"
+        )
+    shape = list(spec["inputs"][0]["shape"])
     if len(shape) != 4 or not all(isinstance(d, int) for d in shape[1:]):
         raise EngineError(f"{manifest.directory}: encode input shape {shape} is not (batch, C, H, W)")
-    names = tuple(out["name"] if isinstance(out, dict) else str(out) for out in spec["outputs"])
-    if len(names) != len(manifest.stream_names) + 2:
-        raise EngineError(
-            f"{manifest.directory}: encode has {len(names)} outputs, expected one per stream "
-            f"({', '.join(manifest.stream_names)}) and the SA and LA maps"
-        )
-    return str(inputs[0]["name"]), (shape[1], shape[2], shape[3]), names
+    return inputs, (shape[1], shape[2], shape[3]), outputs
 
 
 # -- TensorRT (imported only here) --------------------------------------------------------------------
@@ -205,14 +208,14 @@ def build_tensorrt(
 ) -> Path:
     """The plan for the manifest's encode graph on this GPU: from the cache, or built and cached.
 
-    `cache_dir` defaults to `engines.select.default_cache_dir() / "tensorrt"`.
+    `cache_dir` defaults to `engines.cache.default_cache_dir() / "tensorrt"`.
     """
     trt = import_tensorrt()
     device = torch.device(device)
     _require_cuda(device)
     manifest = read_manifest(manifest_dir)
     manifest.verify()
-    input_name, chw, _ = encode_io(manifest)
+    input_names, chw, _ = encode_io(manifest)
     mode = precision_mode(trt.__version__, precision)
     shapes = profile_shapes(chw, max_batch, opt_batch)
     key = plan_cache_key(
@@ -225,8 +228,6 @@ def build_tensorrt(
         shapes[1][0],
     )
     if cache_dir is None:
-        from engines.select import default_cache_dir
-
         cache_dir = default_cache_dir() / "tensorrt"
     path = plan_path(cache_dir, key)
     if path.is_file() and not rebuild:
@@ -258,7 +259,9 @@ def build_tensorrt(
             log.warning("TensorRT 10 fp16: no layer could be held at fp32; SA may lose precision")
         log.info("TensorRT 10 fp16: %d layers held at fp32", pinned)
     profile = builder.create_optimization_profile()
-    profile.set_shape(input_name, *shapes)
+    profile.set_shape(input_names[0], *shapes)
+    for f in manifest.spec.encode_state:  # the backbone's state rows: one per frame, same batch range
+        profile.set_shape(f.name, *((shape[0], *f.shape) for shape in shapes))
     config.add_optimization_profile(profile)
 
     log.info("building TensorRT %s plan (%s, batch %s) ...", precision, trt.__version__, shapes[1][0])
@@ -285,6 +288,10 @@ def _torch_dtype(trt: Any, dtype: Any) -> torch.dtype:
     return table[dtype]
 
 
+def _float(t: Tensor) -> Tensor:
+    return t.float()
+
+
 class TensorRTBackend(TorchBackend):
     """encode: a TensorRT plan on torch CUDA tensors; the temporal part: TorchBackend's, in torch CUDA."""
 
@@ -294,7 +301,7 @@ class TensorRTBackend(TorchBackend):
         self,
         plan: str | os.PathLike[str],
         model: GLANet,
-        input_name: str,
+        input_names: tuple[str, ...],
         output_names: tuple[str, ...],
         max_batch: int,
         precision: str = "fp32",
@@ -306,12 +313,12 @@ class TensorRTBackend(TorchBackend):
         self.plan_path = Path(plan)
         self.precision = precision
         self.max_batch = int(max_batch)
-        self.input_name = input_name
+        self.input_names = tuple(input_names)
         self.output_names = tuple(output_names)
         self._trt = trt
-        if len(self.output_names) != len(self.model.stream_names) + 2:
+        if self.input_names != encode_inputs(self.spec) or self.output_names != encode_outputs(self.spec):
             raise EngineError(
-                f"plan outputs {self.output_names} do not fit the model's streams {self.model.stream_names}"
+                f"plan tensors {self.input_names} -> {self.output_names} do not fit the model's online spec"
             )
         with torch.cuda.device(self.device):
             self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
@@ -323,7 +330,7 @@ class TensorRTBackend(TorchBackend):
                 )
             self.context = self.engine.create_execution_context()
         names = {self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)}
-        missing = {input_name, *self.output_names} - names
+        missing = {*self.input_names, *self.output_names} - names
         if missing:
             raise EngineError(f"{self.plan_path} has no tensors {sorted(missing)} (it has {sorted(names)})")
         self._dtypes = {n: _torch_dtype(trt, self.engine.get_tensor_dtype(n)) for n in names}
@@ -339,16 +346,20 @@ class TensorRTBackend(TorchBackend):
         cache_dir: str | os.PathLike[str],
         device: str | torch.device = "cuda",
     ) -> TensorRTBackend:
-        """Build (or take from the cache) the plan for the export in `manifest_dir`, and load it."""
+        """Build (or take from the cache) the plan for the export in `manifest_dir`, and load it.
+
+        `max_batch` is the most frames one `encode` call takes: the multi-camera runtime passes its
+        number of cameras, so the plan's optimisation profile is batch 1..cameras.
+        """
         plan = build_tensorrt(manifest_dir, precision, max_batch, cache_dir, device=device)
         manifest = read_manifest(manifest_dir)
-        if tuple(manifest.stream_names) != tuple(model.stream_names):
+        if manifest.spec != model.spec:
             raise EngineError(
-                f"{manifest_dir} was exported for streams {manifest.stream_names}, "
-                f"the checkpoint has {model.stream_names}: export this checkpoint again"
+                f"{manifest_dir} was exported for another model (branches {manifest.branch_names}), "
+                f"the checkpoint has {model.branch_names}: export this checkpoint again"
             )
-        input_name, _, outputs = encode_io(manifest)
-        return cls(plan, model, input_name, outputs, max_batch, precision, device)
+        input_names, _, outputs = encode_io(manifest)
+        return cls(plan, model, input_names, outputs, max_batch, precision, device)
 
     def describe(self) -> str:
         gpu = torch.cuda.get_device_name(self.device)
@@ -358,26 +369,28 @@ class TensorRTBackend(TorchBackend):
         )
 
     @torch.inference_mode()
-    def encode(self, frames: Tensor) -> Features:
-        """frames (N, 3, H, W) normalised, N <= max_batch -> Features, on this CUDA device."""
+    def encode(self, frames: Tensor, state: State | None = None) -> Encoded:
+        """frames (N, 3, H, W) normalised, N <= max_batch -> Encoded, on this CUDA device."""
         n = frames.shape[0]
         if not 1 <= n <= self.max_batch:
             raise EngineError(
                 f"batch of {n} frames is outside this plan's profile 1..{self.max_batch}; "
                 "build it with a larger max_batch"
             )
+        inputs = (frames, *((state or {})[f.name] for f in self.spec.encode_state))
         with torch.cuda.device(self.device):
-            outputs = self._run(frames)
-        outputs = [o.float() for o in outputs]
-        s = len(self.model.stream_names)
-        return Features(tuple(outputs[:s]), outputs[s], outputs[s + 1])
+            outputs = self._run(inputs)
+        return unpack_encoded(self.spec, dict(zip(self.output_names, outputs, strict=True)), _float)
 
-    def _run(self, frames: Tensor) -> list[Tensor]:
-        x = frames.to(self.device, self._dtypes[self.input_name], non_blocking=True).contiguous()
+    def _run(self, inputs: tuple[Tensor, ...]) -> list[Tensor]:
         ctx = self.context
-        if not ctx.set_input_shape(self.input_name, tuple(x.shape)):
-            raise EngineError(f"TensorRT refused input shape {tuple(x.shape)} for {self.input_name}")
-        ctx.set_tensor_address(self.input_name, x.data_ptr())
+        bound = []  # kept alive until the call is queued
+        for name, value in zip(self.input_names, inputs, strict=True):
+            x = torch.as_tensor(value).to(self.device, self._dtypes[name], non_blocking=True).contiguous()
+            if not ctx.set_input_shape(name, tuple(x.shape)):
+                raise EngineError(f"TensorRT refused input shape {tuple(x.shape)} for {name}")
+            ctx.set_tensor_address(name, x.data_ptr())
+            bound.append(x)
         # Fresh outputs from torch's caching allocator each call (cheap), so that the Features handed out
         # never alias the next call's. All on torch's current stream: later torch work is ordered after.
         outputs = []

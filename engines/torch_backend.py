@@ -1,15 +1,17 @@
 """The `torch` backend: the reference engine, the model itself in inference mode (CPU or CUDA).
 
-Every backend offers the same three calls on preprocessed frames (N, 3, H, W):
-`encode(frames) -> Features`, `temporal_step(features, state) -> (StepOutput, State)`, `init_state(B)`.
+It offers the online-model contract (engines/backend.py) on preprocessed frames (N, 3, H, W).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import Tensor
 
-from glanet.models.glanet import Features, GLANet, State, StepOutput
+from glanet.models.glanet import GLANet
+from glanet.models.online import Encoded, OnlineSpec, State, StepOutput, init_rows
 
 
 class TorchBackend:
@@ -18,25 +20,27 @@ class TorchBackend:
     def __init__(self, model: GLANet, device: str | torch.device = "cpu") -> None:
         self.device = torch.device(device)
         self.model = model.eval().to(self.device)
+        self._spec = model.spec
 
     @property
-    def stream_names(self) -> tuple[str, ...]:
-        return self.model.stream_names
+    def spec(self) -> OnlineSpec:
+        return self._spec
 
     def describe(self) -> str:
         return f"torch fp32 on {self.device}"
 
     @torch.inference_mode()
-    def encode(self, frames: Tensor) -> Features:
-        """frames (N, 3, H, W) normalised -> Features (per-stream vectors and the SA/LA maps)."""
-        return self.model.encode(frames.to(self.device, non_blocking=True))
+    def encode(self, frames: Tensor, state: State | None = None) -> Encoded:
+        """frames (N, 3, H, W) normalised -> features, maps and the next backbone state."""
+        frames = torch.as_tensor(frames).to(self.device, non_blocking=True)
+        if state:
+            state = {k: torch.as_tensor(v).to(self.device) for k, v in state.items()}
+        return self.model.encode(frames, state)
 
     @torch.inference_mode()
-    def temporal_step(
-        self, features: Features | tuple[Tensor, ...], state: State
-    ) -> tuple[StepOutput, State]:
-        return self.model.temporal_step(features, state)
+    def temporal_step(self, features: Mapping[str, Tensor], state: State) -> tuple[StepOutput, State]:
+        feats = {k: torch.as_tensor(v).to(self.device) for k, v in features.items()}
+        return self.model.temporal_step(feats, {k: v.to(self.device) for k, v in state.items()})
 
-    @torch.inference_mode()
     def init_state(self, batch: int) -> State:
-        return self.model.init_state(batch, device=self.device)
+        return init_rows((*self._spec.encode_state, *self._spec.step_state), batch, self.device)

@@ -9,7 +9,6 @@ torch-tensorrt 2.14 pins torch 2.14 and is strongly typed: fp16 comes from its a
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from pathlib import Path
@@ -18,11 +17,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from engines.errors import EngineError, EngineUnavailable
-from engines.export import EncodeGraph  # the same (streams..., sa_map, la_map) graph as the ONNX export
-from engines.tensorrt_backend import check_precision, plan_cache_key, profile_shapes
+from engines.cache import default_cache_dir, encode_digest
+from engines.errors import EngineError, EngineNotImplemented, EngineUnavailable
+from engines.export import EncodeGraph  # the same graph as the ONNX export (engines/graph_io.py names)
+from engines.graph_io import encode_outputs, unpack_encoded
+from engines.tensorrt_backend import _float, check_precision, plan_cache_key, profile_shapes
 from engines.torch_backend import TorchBackend
-from glanet.models.glanet import Features, GLANet
+from glanet.models.glanet import GLANet
+from glanet.models.online import Encoded, State
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +67,6 @@ def compile_options(precision: str) -> dict[str, Any]:
         "autocast_low_precision_type": torch.float16,
         "autocast_excluded_ops": _fp32_ops(),
     }
-
-
-def encode_digest(model: GLANet, weights_sha256: str, input_shape: tuple[int, int, int]) -> str:
-    """sha256 naming the encode graph: weights, model config (it shapes the graph) and frame size."""
-    text = f"{weights_sha256}|{tuple(int(d) for d in input_shape)}|{model.cfg!r}"
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _input_spec(tt: Any, input_shape: tuple[int, int, int], max_batch: int, opt_batch: int | None) -> Any:
@@ -161,7 +157,7 @@ class TorchTensorRTBackend(TorchBackend):
     ) -> TorchTensorRTBackend:
         """Compile (or take from the cache) encode for this GPU, and wrap it.
 
-        `cache_dir` defaults to `engines.select.default_cache_dir() / "torch_tensorrt"`.
+        `cache_dir` defaults to `engines.cache.default_cache_dir() / "torch_tensorrt"`.
         """
         tt = import_torch_tensorrt()
         device = torch.device(device)
@@ -174,12 +170,10 @@ class TorchTensorRTBackend(TorchBackend):
             torch.cuda.get_device_capability(device),
             f"tt{tt.__version__}",
             precision,
-            encode_digest(model, weights_sha256, input_shape),
+            encode_digest(model.cfg, weights_sha256, input_shape),
             max_batch,
         )
         if cache_dir is None:
-            from engines.select import default_cache_dir
-
             cache_dir = default_cache_dir() / "torch_tensorrt"
         path = Path(cache_dir) / f"{key}.pt2"
         if rebuild or not path.is_file():
@@ -203,15 +197,17 @@ class TorchTensorRTBackend(TorchBackend):
         )
 
     @torch.no_grad()  # not inference_mode: the loaded program is an exported graph module
-    def encode(self, frames: Tensor) -> Features:
-        """frames (N, 3, H, W) normalised, N <= max_batch -> Features, on this CUDA device."""
+    def encode(self, frames: Tensor, state: State | None = None) -> Encoded:
+        """frames (N, 3, H, W) normalised, N <= max_batch -> Encoded, on this CUDA device."""
         n = frames.shape[0]
         if not 1 <= n <= self.max_batch:
             raise EngineError(
                 f"batch of {n} frames is outside the compiled range 1..{self.max_batch}; "
                 "compile with a larger max_batch"
             )
+        if self.spec.encode_state:
+            raise EngineNotImplemented(
+                "torch_tensorrt compiles stateless backbones only; use --backend tensorrt or torch"
+            )
         outs = self.encoder(frames.to(self.device, torch.float32, non_blocking=True).contiguous())
-        outs = [o.float() for o in outs]
-        s = len(self.model.stream_names)
-        return Features(tuple(outs[:s]), outs[s], outs[s + 1])
+        return unpack_encoded(self.spec, dict(zip(encode_outputs(self.spec), outs, strict=True)), _float)

@@ -6,11 +6,11 @@
 The rows are our reading of the paper's Tables I-V (Zheng et al., TNNLS 2020), not the authors' scripts:
 
 - Table I, single representations GP / SA / LA: one late-fusion model (`model.fusion=late`, Fig. 6)
-  whose three streams each see one representation; each stream's own video top-1 is its row, and
+  whose three branches each see one representation; each branch's own video top-1 is its row, and
   the late-fused prediction (eq. 20) a last row. (The paper may have trained each one alone.)
 - Tables II and III, the composite-feature layer for [GP, SA] and [GP, LA]: early-fusion models
-  with `model.feature_fusion` = max, multiply, average, concat; Table II reads the GS stream,
-  Table III the GL stream, of the same four models.
+  with `model.feature_fusion` = max, multiply, average, concat; Table II reads the GS branch,
+  Table III the GL branch, of the same four models.
 - Table IV, GA regularisation (eq. 17) off vs on: the early-fusion model with `train.ga` false / true.
 - Table V, early (eq. 19) vs late (eq. 20) fusion: the fused prediction of the full model and of
   the late-fusion model of Table I.
@@ -48,7 +48,7 @@ from glanet.evaluate import build_eval_dataset, evaluate_checkpoint, write_repor
 log = logging.getLogger("glanet.ablation")
 
 TABLES = ("I", "II", "III", "IV", "V")
-STREAMS = ("GS", "GL", "GP", "SA", "LA")
+BRANCHES = ("GS", "GL", "GP", "SA", "LA")
 FEATURE_FUSIONS = ("max", "multiply", "average", "concat")
 
 _EARLY = ("model.fusion=early",)
@@ -66,7 +66,7 @@ class Run:
 
 @dataclass(frozen=True)
 class Row:
-    """One row of a paper table: the run it reads and which accuracy (a stream, or "fused") it compares."""
+    """One row of a paper table: the run it reads and which accuracy (a branch, or "fused") it compares."""
 
     table: str
     label: str
@@ -89,9 +89,9 @@ RUNS: dict[str, Run] = {
 }
 
 TITLES = {
-    "I": "Table I: single representations (one late-fusion model, each stream's own prediction)",
-    "II": "Table II: fusion layer of the composite feature [GP, SA] (GS stream of early-fusion models)",
-    "III": "Table III: fusion layer of the composite feature [GP, LA] (GL stream of early-fusion models)",
+    "I": "Table I: single representations (one late-fusion model, each branch's own prediction)",
+    "II": "Table II: fusion layer of the composite feature [GP, SA] (GS branch of early-fusion models)",
+    "III": "Table III: fusion layer of the composite feature [GP, LA] (GL branch of early-fusion models)",
     "IV": "Table IV: GA regularisation (eq. 17), fused prediction of the early-fusion model",
     "V": "Table V: early (eq. 19) vs late (eq. 20) fusion, fused prediction",
 }
@@ -103,8 +103,8 @@ def table_rows(table: str) -> list[Row]:
         rows = [Row("I", s, "I_late", s) for s in ("GP", "SA", "LA")]
         return [*rows, Row("I", "GP+SA+LA (late fusion)", "I_late", "fused")]
     if table in ("II", "III"):
-        stream = "GS" if table == "II" else "GL"
-        return [Row(table, f, f"II_{f}", stream) for f in FEATURE_FUSIONS]
+        branch = "GS" if table == "II" else "GL"
+        return [Row(table, f, f"II_{f}", branch) for f in FEATURE_FUSIONS]
     if table == "IV":
         return [Row("IV", "GA off", "IV_off", "fused"), Row("IV", "GA on", "II_concat", "fused")]
     if table == "V":
@@ -186,22 +186,22 @@ def _pct(v: float | None) -> str:
 def _top1(result: dict[str, Any], key: str) -> float | None:
     if key == "fused":
         return result["fused"]["top1"]
-    stream = result["per_stream"].get(key)
-    return None if stream is None else stream["top1"]
+    branch = result["per_branch"].get(key)
+    return None if branch is None else branch["top1"]
 
 
 def markdown(rows: Sequence[Row], results: dict[str, dict[str, Any]], header: str) -> str:
-    """ablation.md: one table per paper table, the compared accuracy first, then fused and every stream."""
+    """ablation.md: one table per paper table, the compared accuracy first, then fused and every branch."""
     lines = [header]
     for table in dict.fromkeys(row.table for row in rows):
         mine = [row for row in rows if row.table == table]
-        streams = [s for s in STREAMS if any(s in results[row.run]["streams"] for row in mine)]
+        branches = [s for s in BRANCHES if any(s in results[row.run]["branches"] for row in mine)]
         lines += ["", f"## {TITLES[table]}", ""]
-        lines.append("| row | compared | top-1 | fused | " + " | ".join(streams) + " | run |")
-        lines.append("|---|---|---:|---:|" + "---:|" * len(streams) + "---|")
+        lines.append("| row | compared | top-1 | fused | " + " | ".join(branches) + " | run |")
+        lines.append("|---|---|---:|---:|" + "---:|" * len(branches) + "---|")
         for row in mine:
             r = results[row.run]
-            cells = [_pct(_top1(r, s)) for s in streams]
+            cells = [_pct(_top1(r, s)) for s in branches]
             lines.append(
                 f"| {row.label} | {row.key} | **{_pct(_top1(r, row.key))}** | {_pct(r['fused']['top1'])} | "
                 + " | ".join(cells)
@@ -258,7 +258,7 @@ def run_ablation(
                     "key": row.key,
                     "top1": _top1(results[row.run], row.key),
                     "fused_top1": results[row.run]["fused"]["top1"],
-                    "per_stream_top1": {s: v["top1"] for s, v in results[row.run]["per_stream"].items()},
+                    "per_branch_top1": {s: v["top1"] for s, v in results[row.run]["per_branch"].items()},
                 }
                 for row in rows
                 if row.table == table
@@ -270,7 +270,7 @@ def run_ablation(
                 "dir": str(out / run.name),
                 "overrides": list(run.overrides),
                 "fused": results[run.name]["fused"],
-                "per_stream": results[run.name]["per_stream"],
+                "per_branch": results[run.name]["per_branch"],
             }
             for run in runs
         },

@@ -44,7 +44,7 @@ class ModelConfig:
     preset: str = "paper"
     backbone: str = "resnet34"
     num_classes: int = 51
-    fusion: str = "early"  # early: GS, GL, GP streams (eq. 19); late: GP, SA, LA (eq. 20)
+    fusion: str = "early"  # early: GS, GL, GP branches (eq. 19); late: GP, SA, LA (eq. 20)
     feature_fusion: str = "concat"  # the composite-feature layer of eqs. 9-10 (Tables II-III ablations)
     sa_map: str = "sum_sq"  # eq. 3: sum_c F_c^2; mean_sq: /C; reference: mean_c F_c^2 then a learnable a*M+b
     sa_temperature: float = 1.0  # M / temperature before the softmax of eq. 4 (1: the paper)
@@ -87,7 +87,7 @@ class ModelConfig:
         return cls(**{**PRESETS[preset], "preset": preset, **overrides})
 
     @property
-    def stream_names(self) -> tuple[str, ...]:
+    def branch_names(self) -> tuple[str, ...]:
         return ("GS", "GL", "GP") if self.fusion == "early" else ("GP", "SA", "LA")
 
 
@@ -165,7 +165,7 @@ class TrainConfig:
     grad_clip: float = 0.0  # max global grad norm; 0 = off
     ga: bool = True  # eq. 17 regularisation
     ga_margin: float = 0.1
-    ga_detach_global: bool = False  # True: GA lifts the attention streams without pushing GP down
+    ga_detach_global: bool = False  # True: GA lifts the attention branches without pushing GP down
     stage: str = "joint"  # joint | spatial (backbone + attention) | temporal (frozen spatial part)
     # (start epoch, end epoch, final temperature): SA's softmax temperature goes geometrically from
     # model.sa_temperature at `start` to `final` at `end` (0-based epochs); () = constant

@@ -1,7 +1,7 @@
 """Convert the authors' published GLANet weights (github ZhenxingZheng/attention-network) to our checkpoint.
 
 Their file is `torch.save(DataParallel(Spatial_TemporalNet).state_dict())`: a ResNet trunk as
-`module.spatial.net.{0..7}` and the three attention/SRU streams under `module.temporal.*`.
+`module.spatial.net.{0..7}` and the three attention/SRU branches under `module.temporal.*`.
 It maps onto ModelConfig(preset="reference", fusion="early", feature_fusion="concat").
 
     python -m glanet.convert --src THEIRS.pth --out OURS.pt --class-names classes.txt
@@ -34,8 +34,8 @@ log = logging.getLogger(__name__)
 SOURCE = "ZhenxingZheng/attention-network (DataParallel state_dict; PyTorch 0.4, sru 2.1)"
 # Their Attention_learned.conv (Conv1d(49, 49, 1)) is built but never called in forward.
 UNUSED_KEYS = ("temporal.attention_learned.conv.0.weight", "temporal.attention_learned.conv.0.bias")
-# Their Recurrent_model instances -> our stream heads: GP alone, [GP, SA] and [GP, LA] (Models.py).
-STREAMS = {"reason_average": "gp", "reason_auto": "gs", "reason_learned": "gl"}
+# Their Recurrent_model instances -> our branch heads: GP alone, [GP, SA] and [GP, LA] (Models.py).
+BRANCHES = {"reason_average": "gp", "reason_auto": "gs", "reason_learned": "gl"}
 
 _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"temporal\.attention_auto\.conv\.(weight|bias)"), r"sa.conv.\1"),
@@ -70,11 +70,11 @@ def _our_key(key: str) -> str | None:
         if pattern.fullmatch(key):
             return pattern.sub(replacement, key)
     m = _SRU_KEY.fullmatch(key)
-    if m and m.group(1) in STREAMS:
-        return f"heads.{STREAMS[m.group(1)]}.sru.rnn_lst.{m.group(2)}.{m.group(3)}"
+    if m and m.group(1) in BRANCHES:
+        return f"heads.{BRANCHES[m.group(1)]}.sru.rnn_lst.{m.group(2)}.{m.group(3)}"
     m = _FC_KEY.fullmatch(key)
-    if m and m.group(1) in STREAMS:
-        return f"heads.{STREAMS[m.group(1)]}.fc.{m.group(2)}"
+    if m and m.group(1) in BRANCHES:
+        return f"heads.{BRANCHES[m.group(1)]}.fc.{m.group(2)}"
     return None
 
 
@@ -89,11 +89,11 @@ def _their_key(ours: str) -> str:
     if ours.startswith(("la.w0.", "la.w1.")):
         index = 0 if ours.startswith("la.w0.") else 2
         return f"module.temporal.attention_learned.linear.{index}.{ours.rsplit('.', 1)[1]}"
-    theirs = {v: k for k, v in STREAMS.items()}
-    stream, _, tail = rest.partition(".")
-    if head == "heads" and stream in theirs:
+    theirs = {v: k for k, v in BRANCHES.items()}
+    branch, _, tail = rest.partition(".")
+    if head == "heads" and branch in theirs:
         tail = tail.replace("sru.", "rnn.", 1)
-        return f"module.temporal.{theirs[stream]}.{tail}"
+        return f"module.temporal.{theirs[branch]}.{tail}"
     return ours
 
 

@@ -33,9 +33,8 @@ from torch.utils.data import DataLoader
 
 from glanet.checkpoint import LoadedCheckpoint, load_checkpoint
 from glanet.cli import error_line
-from glanet.data.datasets import FrameFolderDataset, video_level_accuracy
-from glanet.data.lists import VideoRecord, read_list, write_text_atomic
-from glanet.data.sampling import Sampling
+from glanet.data.datasets import FrameFolderDataset, build_eval_dataset_from, video_level_accuracy
+from glanet.data.lists import read_list, write_text_atomic
 from glanet.data.transforms import EvalTransform
 from glanet.localisation import (
     GroundTruthCache,
@@ -51,23 +50,6 @@ METRICS = ("top1", "top5", "mean_class")
 
 
 # -- the eval data, from the checkpoint's own metadata --------------------------------------------
-
-
-def build_eval_dataset_from(
-    root: str | os.PathLike[str],
-    records: Sequence[VideoRecord],
-    preprocessing: Mapping[str, Any],
-    sampling: Sampling | Mapping[str, Any],
-    max_videos: int | None = None,
-) -> FrameFolderDataset:
-    if max_videos is not None:
-        if max_videos < 1:
-            raise ValueError(f"max_videos = {max_videos} must be at least 1")
-        records = list(records)[:max_videos]
-    samp = sampling if isinstance(sampling, Sampling) else Sampling.from_dict(sampling)
-    return FrameFolderDataset(
-        root, records, samp, EvalTransform.from_preprocessing(preprocessing), train=False
-    )
 
 
 def build_eval_dataset(
@@ -151,15 +133,15 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """Video-level accuracy of `ck` on `list_file` (clip predictions averaged per video), as plain data.
 
-    Keys: checkpoint, list, videos, clips, class_names, streams, fused {top1, top5, mean_class},
-    per_stream {name: {...}}, per_class {name: {videos, top1}} (fused; top1 None for absent classes),
+    Keys: checkpoint, list, videos, clips, class_names, branches, fused {top1, top5, mean_class},
+    per_branch {name: {...}}, per_class {name: {videos, top1}} (fused; top1 None for absent classes),
     confusion (K x K list, rows true, columns predicted, fused), predictions (per video), and
     localisation (SA/LA against the boxes) where the root has SynthActions ground truth.
     """
     dev = resolve_device(device)
     dataset = build_eval_dataset(ck, root, list_file, max_videos)
     model = ck.model.to(dev).eval()
-    names = model.stream_names
+    names = model.branch_names
     loader = DataLoader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=dev.type == "cuda"
     )
@@ -175,7 +157,7 @@ def evaluate_checkpoint(
         videos.append(v)
         labels.append(y)
         if stats is not None and cache is not None:
-            sa, la = out.sa_map.float().cpu(), out.la_map.float().cpu()  # one device sync per batch
+            sa, la = out.maps["sa"].float().cpu(), out.maps["la"].float().cpu()  # one device sync per batch
             for b in range(clips.shape[0]):
                 video, indices = dataset.items[seen + b]
                 add_clip(stats, cache, dataset.records[video], indices, sa[b], la[b])
@@ -184,11 +166,11 @@ def evaluate_checkpoint(
     clip_labels = torch.cat(labels).numpy()
     k = len(ck.class_names)
     main = accuracy_summary(torch.cat(fused).double().numpy(), video_index, clip_labels, k)
-    stream_probs = torch.cat(probs).double().numpy()  # (N, S, K)
-    per_stream = {}
+    branch_probs = torch.cat(probs).double().numpy()  # (N, S, K)
+    per_branch = {}
     for s, name in enumerate(names):
-        acc = accuracy_summary(stream_probs[:, s], video_index, clip_labels, k)
-        per_stream[name] = {m: acc[m] for m in METRICS}
+        acc = accuracy_summary(branch_probs[:, s], video_index, clip_labels, k)
+        per_branch[name] = {m: acc[m] for m in METRICS}
     support = main["confusion"].sum(axis=1)
     result: dict[str, Any] = {
         "checkpoint": str(ck.path),
@@ -199,9 +181,9 @@ def evaluate_checkpoint(
         "videos": dataset.num_videos,
         "clips": len(dataset),
         "class_names": list(ck.class_names),
-        "streams": list(names),
+        "branches": list(names),
         "fused": {m: main[m] for m in METRICS},
-        "per_stream": per_stream,
+        "per_branch": per_branch,
         "per_class": {
             name: {"videos": int(support[c]), "top1": main["per_class"][c]}
             for c, name in enumerate(ck.class_names)
@@ -231,14 +213,14 @@ def evaluate_checkpoint(
 
 
 def mean_over_runs(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The mean of each accuracy (fused, per stream) and localisation figure over several evaluations."""
+    """The mean of each accuracy (fused, per branch) and localisation figure over several evaluations."""
     out: dict[str, Any] = {
         "runs": len(results),
         "fused": {m: float(np.mean([r["fused"][m] for r in results])) for m in METRICS},
     }
-    streams = [s for s in results[0]["streams"] if all(s in r["per_stream"] for r in results)]
-    out["per_stream"] = {
-        s: {m: float(np.mean([r["per_stream"][s][m] for r in results])) for m in METRICS} for s in streams
+    branches = [s for s in results[0]["branches"] if all(s in r["per_branch"] for r in results)]
+    out["per_branch"] = {
+        s: {m: float(np.mean([r["per_branch"][s][m] for r in results])) for m in METRICS} for s in branches
     }
     if all("SA" in r.get("localisation", {}) for r in results):
         out["localisation"] = {
@@ -388,8 +370,8 @@ def collect_examples(ck: LoadedCheckpoint, dataset: FrameFolderDataset, count: i
         examples.append(
             Example(
                 transform.denormalise(clip[t]),
-                out.sa_map[0, t].float().cpu().numpy(),
-                out.la_map[0, t].float().cpu().numpy(),
+                out.maps["sa"][0, t].float().cpu().numpy(),
+                out.maps["la"][0, t].float().cpu().numpy(),
                 ck.class_names[label],
                 ck.class_names[pred],
                 float(out.fused[0, pred]),
@@ -436,7 +418,7 @@ def _pct(v: float | None) -> str:
 
 
 def results_table(results: Sequence[Mapping[str, Any]], mean: Mapping[str, Any] | None = None) -> Table:
-    streams = list(dict.fromkeys(s for r in results for s in r["streams"]))
+    branches = list(dict.fromkeys(s for r in results for s in r["branches"]))
     table = Table(title="video-level accuracy (%)")
     for col in (
         "checkpoint",
@@ -446,7 +428,7 @@ def results_table(results: Sequence[Mapping[str, Any]], mean: Mapping[str, Any] 
         "top-1",
         "top-5",
         "mean class",
-        *(f"{s} top-1" for s in streams),
+        *(f"{s} top-1" for s in branches),
     ):
         table.add_column(col, justify="left" if col in ("checkpoint", "list") else "right")
     for r in results:
@@ -456,7 +438,7 @@ def results_table(results: Sequence[Mapping[str, Any]], mean: Mapping[str, Any] 
             str(r["videos"]),
             str(r["clips"]),
             *(_pct(r["fused"][m]) for m in METRICS),
-            *(_pct(r["per_stream"][s]["top1"]) if s in r["per_stream"] else "–" for s in streams),
+            *(_pct(r["per_branch"][s]["top1"]) if s in r["per_branch"] else "–" for s in branches),
         )
     if mean is not None:
         table.add_row(
@@ -465,7 +447,7 @@ def results_table(results: Sequence[Mapping[str, Any]], mean: Mapping[str, Any] 
             "",
             "",
             *(_pct(mean["fused"][m]) for m in METRICS),
-            *(_pct(mean["per_stream"][s]["top1"]) if s in mean["per_stream"] else "–" for s in streams),
+            *(_pct(mean["per_branch"][s]["top1"]) if s in mean["per_branch"] else "–" for s in branches),
             style="bold",
         )
     return table

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 import torch
 
+from glanet.data.datasets import build_eval_dataset_from
 from glanet.data.lists import VideoRecord, read_list
 from glanet.data.sampling import Sampling
 from glanet.data.synth import load_ground_truth
@@ -27,7 +28,7 @@ from glanet.data.transforms import center_crop_box, resized_size
 
 log = logging.getLogger(__name__)
 
-ATTENTION_STREAMS = ("SA", "LA")
+ATTENTION_MAPS = ("SA", "LA")
 # Zhang et al. count a hit within 15 px of the object at 224 px; scaled to the crop used.
 POINTING_TOLERANCE_AT_224 = 15.0
 
@@ -135,7 +136,7 @@ def pointing_hit(
 
 
 class LocalisationStats:
-    """Per-frame measures for each attention stream, and the report of their means.
+    """Per-frame measures for each attention branch, and the report of their means.
 
     Frames whose box is empty in the crop (the actor hidden or cropped away) are counted as skipped.
     Baselines ride along on the same frames: a uniform map (mass = share) and a point at the crop's centre.
@@ -145,8 +146,8 @@ class LocalisationStats:
         self.preprocessing = dict(preprocessing)
         self.crop = int(preprocessing["crop"])
         self.tolerance = default_tolerance(self.crop) if tolerance_px is None else float(tolerance_px)
-        self.mass: dict[str, list[float]] = {name: [] for name in ATTENTION_STREAMS}
-        self.hits: dict[str, list[bool]] = {name: [] for name in ATTENTION_STREAMS}
+        self.mass: dict[str, list[float]] = {name: [] for name in ATTENTION_MAPS}
+        self.hits: dict[str, list[bool]] = {name: [] for name in ATTENTION_MAPS}
         self.shares: list[float] = []
         self.centre_hits: list[bool] = []
         self.skipped = 0
@@ -165,7 +166,7 @@ class LocalisationStats:
             return
         x0, y0, x1, y1 = (int(v) for v in crop_box)
         box = crop_box.astype(np.float64)
-        for name in ATTENTION_STREAMS:
+        for name in ATTENTION_MAPS:
             up = upsample_map(maps[name], self.crop)
             self.mass[name].append(float(up[y0:y1, x0:x1].sum()))
             i, j = np.unravel_index(int(np.argmax(up)), up.shape)
@@ -198,7 +199,7 @@ class LocalisationStats:
         if not self.frames:
             return out
         share = np.asarray(self.shares)
-        for name in ATTENTION_STREAMS:
+        for name in ATTENTION_MAPS:
             out[name] = self._summary(np.asarray(self.mass[name]), np.asarray(self.hits[name]), share)
         # A uniform map: mass = share in every frame; it points nowhere, so the centre point stands in.
         out["uniform"] = self._summary(share, np.asarray(self.centre_hits), share)
@@ -291,8 +292,6 @@ def localisation_report(
     Returns LocalisationStats.report(): {"SA": {mass_in_box, box_share, ratio_mean_per_frame,
     ratio_of_means, pointing}, "LA": {...}, "uniform": {...}, "centre_point": {...}, "frames", ...}.
     """
-    from glanet.evaluate import build_eval_dataset_from  # evaluate imports this module
-
     records = read_list(list_file)
     dataset = build_eval_dataset_from(dataset_root, records, preprocessing, sampling, max_videos)
     stats = LocalisationStats(preprocessing, tolerance_px)
@@ -304,7 +303,7 @@ def localisation_report(
         out = model(clips)
         for b, i in enumerate(idx):
             video, indices = dataset.items[i]
-            add_clip(stats, cache, dataset.records[video], indices, out.sa_map[b], out.la_map[b])
+            add_clip(stats, cache, dataset.records[video], indices, out.maps["sa"][b], out.maps["la"][b])
     report = stats.report()
     log.info("localisation on %s: %d frames (%d skipped)", split, stats.frames, stats.skipped)
     return report

@@ -1,5 +1,5 @@
 """Training objective: cross-entropy on the fused prediction plus global-attention (GA)
-regularisation of the attention streams (paper eqs. 17-18).
+regularisation of the attention branches (paper eqs. 17-18).
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ def ga_regularisation(
 ) -> Tensor:
     """Eq. 17: mean over the batch of max(0, P_GP(y) - P_att(y) + margin).
 
-    The probabilities are of the ground-truth class y; zero when the attention stream leads GP by
+    The probabilities are of the ground-truth class y; zero when the attention branch leads GP by
     at least `margin`. Nothing is detached by default, as in the published code: the hinge can then
     also be met by pushing GP's probability of the right class down, which the fused loss does not
-    prevent (seen on SynthActions: a GP stream at 0% while the fused prediction was at 95%).
-    `detach_global` stops that: GA then only lifts the attention stream.
+    prevent (seen on SynthActions: a GP branch at 0% while the fused prediction was at 95%).
+    `detach_global` stops that: GA then only lifts the attention branch.
     """
     p_global = global_probs.gather(1, target[:, None]).squeeze(1)
     if detach_global:
@@ -44,26 +44,26 @@ def ga_regularisation(
 def glanet_loss(
     logits: Tensor,
     target: Tensor,
-    stream_names: tuple[str, ...],
+    branch_names: tuple[str, ...],
     score_fusion: str = "probs",
     ga: bool = True,
     margin: float = 0.1,
     detach_global: bool = False,
 ) -> LossParts:
-    """Eq. 18: CE(fused) + GA(GS) + GA(GL). `logits` (B, S, K) per stream, `target` (B,) class ids.
+    """Eq. 18: CE(fused) + GA(GS) + GA(GL). `logits` (B, S, K) per branch, `target` (B,) class ids.
 
-    With `score_fusion="probs"` the fused prediction is the mean of the streams' softmaxes (eq. 19)
+    With `score_fusion="probs"` the fused prediction is the mean of the branches' softmaxes (eq. 19)
     and the CE is its negative log; with "logits" it is the softmax of the mean logits (reference).
-    GA applies where there is a GP stream and composite streams GS/GL (early fusion); late fusion has none.
+    GA applies where there is a GP branch and composite branches GS/GL (early fusion); late fusion has none.
     """
     ce = F.nll_loss(fused_log_probs(logits, score_fusion), target)
     ga_total = logits.new_zeros(())
-    if ga and "GP" in stream_names:
+    if ga and "GP" in branch_names:
         probs = torch.softmax(logits, dim=-1)
-        gp = probs[:, stream_names.index("GP")]
+        gp = probs[:, branch_names.index("GP")]
         for name in ("GS", "GL"):
-            if name in stream_names:
+            if name in branch_names:
                 ga_total = ga_total + ga_regularisation(
-                    gp, probs[:, stream_names.index(name)], target, margin, detach_global
+                    gp, probs[:, branch_names.index(name)], target, margin, detach_global
                 )
     return LossParts(ce + ga_total, ce, ga_total)

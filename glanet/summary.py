@@ -53,10 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         f"0 / {count(model.sa)} / {count(model.la)}",
         f"attention maps {tuple(fmap.shape[2:])}",
     )
-    for name, head in zip(model.stream_names, model.heads.values(), strict=True):
+    for name, head in zip(model.branch_names, model.heads.values(), strict=True):
         sru = head.sru
         table.add_row(
-            f"stream {name}: SRU {sru.num_layers}x{sru.hidden_size} + classifier",
+            f"branch {name}: SRU {sru.num_layers}x{sru.hidden_size} + classifier",
             count(head),
             f"input {sru.input_size} -> {cfg.model.num_classes} classes",
         )

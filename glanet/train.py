@@ -90,7 +90,7 @@ def apply_stage(model: GLANet, stage: str) -> None:
 
     joint: everything trains. spatial: the backbone, attention and classifiers train, the SRUs are
     fixed. temporal: the backbone and attention are fixed (BatchNorm statistics included), the
-    recurrent streams train.
+    recurrent branches train.
     """
     for p in model.parameters():
         p.requires_grad_(True)
@@ -238,7 +238,7 @@ def train_one_epoch(
             parts = glanet_loss(
                 out.logits.float(),
                 labels,
-                inner.stream_names,
+                inner.branch_names,
                 score_fusion=inner.cfg.score_fusion,
                 ga=cfg.train.ga,
                 margin=cfg.train.ga_margin,
@@ -265,23 +265,23 @@ def train_one_epoch(
 
 @torch.no_grad()
 def evaluate(model: GLANet, loader: Iterable, device: torch.device, limit_batches: int = 0) -> dict[str, Any]:
-    """Video-level accuracy (clip predictions averaged per video) for the fused prediction and each stream."""
+    """Video-level accuracy (clip predictions averaged per video) for the fused prediction and each branch."""
     model.eval()
-    fused, streams, videos, labels = [], [], [], []
+    fused, branches, videos, labels = [], [], [], []
     for i, (clips, y, v) in enumerate(loader):
         if limit_batches and i >= limit_batches:
             break
         out = model(clips.to(device))
         fused.append(out.fused.float().cpu())
-        streams.append(out.probs.float().cpu())
+        branches.append(out.probs.float().cpu())
         videos.append(v)
         labels.append(y)
     if not fused:
         raise ValueError("the validation set gave no clips")
     video_index, y_all = torch.cat(videos), torch.cat(labels)
     result: dict[str, Any] = {"fused": video_level_accuracy(torch.cat(fused), video_index, y_all)}
-    probs = torch.cat(streams)
-    for s, name in enumerate(model.stream_names):
+    probs = torch.cat(branches)
+    for s, name in enumerate(model.branch_names):
         result[name] = video_level_accuracy(probs[:, s], video_index, y_all)
     return result
 

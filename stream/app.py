@@ -1,36 +1,42 @@
-"""The streaming pipeline put together: source -> capture thread -> ring buffer -> recognizer -> sinks.
+"""The streaming pipeline put together, for one camera or many:
 
-`run(options)` runs until the source ends, `max_frames`/`duration_s` is reached, the window's quit key,
-or a stop request (`request_stop`, which `run_camera.py` wires to SIGINT/SIGTERM). Whatever ends it,
-the saved video is finalised, events are flushed (an open event is closed) and a summary is returned.
+    sources -> capture threads (one per camera) -> sessions -> runner (the model thread: batched rounds)
+            -> dispatcher queue -> sinks (window mosaic, video per camera, events JSONL, dashboard)
+
+`run()` runs until every source ends, `max_frames` (per camera) / `duration_s`, the window's quit key, or
+a stop request (`request_stop`, which `run_camera.py` wires to SIGINT/SIGTERM). The sinks run on the
+calling thread (where a GUI toolkit wants its window), the model on its own. Whatever ends it, the saved
+videos are finalised, events are flushed (open events are closed) and a summary per camera is returned.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from engines.backend import Backend
 from stream.capture import Capture, CaptureConfig
 from stream.dashboard import Dashboard
-from stream.events import EventConfig, EventDetector
-from stream.overlay import draw_overlay
-from stream.recognizer import Backend, Recognizer, RecognizerConfig
-from stream.sinks import EventLog, VideoSink, WindowSink, has_display
+from stream.dispatch import DashboardSink, Dispatcher, EventFile, MosaicWindow, Output, Sink, VideoFiles, View
+from stream.display import display_problem
+from stream.events import EventConfig
+from stream.runner import Camera, Runner
+from stream.session import RecognizerConfig, Session
+from stream.sinks import EventLog, SinkError
 from stream.sources import SourceSpec
-from stream.stats import Percentiles, RateMeter
-from stream.types import Event, Prediction, SourceStatus, StatsSnapshot
+from stream.types import Prediction, SourceStatus
 
 log = logging.getLogger(__name__)
-ATTENTION_MODES = ("sa", "la", "none")
 
 
 class ModelInfo(Protocol):
-    """What the loop needs to know of the model: a LoadedCheckpoint or an export's Manifest."""
+    """What the runtime needs to know of the model: a LoadedCheckpoint or an export's Manifest."""
 
     @property
     def class_names(self) -> tuple[str, ...]: ...
@@ -43,21 +49,36 @@ class ModelInfo(Protocol):
 
 
 @dataclass(frozen=True)
+class CameraSpec:
+    """One camera of a run: its name, its source and what it overrides of the run's options."""
+
+    name: str
+    source: SourceSpec
+    fast: bool | None = None
+    watchdog_s: float | None = None
+    max_reconnects: int | None = None
+    recognizer: RecognizerConfig | None = None
+    events: EventConfig | None = None
+
+
+@dataclass(frozen=True)
 class StreamOptions:
     fast: bool = False  # files/folders/demo: every frame as fast as possible instead of real time
     headless: bool | None = None  # None: headless when there is no display
-    save: Path | None = None
+    save: Path | None = None  # one camera: this .mp4; several: a folder, <name>.mp4 each
     events: Path | None = None
-    max_frames: int | None = None  # source frames to process, then stop
+    max_frames: int | None = None  # source frames to process per camera, then that camera stops
     duration_s: float | None = None  # wall seconds, then stop
-    attention: str = "sa"
+    attention: str | None = None  # the map shown first (None: the model's first)
     dashboard: bool | None = None  # None: a live dashboard on a terminal, one line every 5 s otherwise
     recognizer: RecognizerConfig = field(default_factory=RecognizerConfig)
     events_config: EventConfig = field(default_factory=EventConfig)
     watchdog_s: float = 5.0
     max_reconnects: int | None = None
     buffer_capacity: int = 0  # 0: the capture default (4 live and real-time files, 64 with --fast)
-    # called in the loop with every prediction (benchmarks, embedding): keep it cheap, it adds to latency
+    max_wait_s: float | None = None  # batch gathering deadline (None: half a model frame interval)
+    note: str = ""  # a line about the model on every overlay (e.g. "trained on synthetic actions only")
+    # called on the model thread with every prediction (benchmarks, embedding): keep it cheap
     on_prediction: Callable[[Prediction], None] | None = None
 
 
@@ -74,12 +95,13 @@ class Summary:
     reconnects: int = 0
     resets: int = 0
     saved_frames: int = 0
-    latency_p50_ms: float = float("nan")  # p50/p95 over the last 2000 predictions (stats.Percentiles)
+    latency_p50_ms: float = float("nan")  # over the last 2000 predictions (stats.Percentiles)
     latency_p95_ms: float = float("nan")
     latency_max_ms: float = float("nan")
     wall_s: float = 0.0
     error: str | None = None
     backend: str = ""
+    source: str = ""
 
     @property
     def fps(self) -> float:
@@ -94,211 +116,292 @@ class Summary:
             f"{self.events} events; backend {self.backend}"
         )
 
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["processed_fps"] = round(self.fps, 3)
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+
+
+@dataclass
+class RunSummary:
+    """The run: a Summary per camera, in order, and how it ended."""
+
+    cameras: dict[str, Summary]
+    reason: str
+    sink_dropped: int = 0  # outputs the sinks could not keep up with (never with --fast)
+
+    @property
+    def error(self) -> str | None:
+        """The error that ended the run: every camera's source failed (or one did, alone)."""
+        errors = [s.error for s in self.cameras.values() if s.error is not None]
+        return errors[0] if errors and len(errors) == len(self.cameras) else None
+
+    def line(self) -> str:
+        if len(self.cameras) == 1:
+            return next(iter(self.cameras.values())).line()
+        total = sum(s.frames for s in self.cameras.values())
+        wall = max((s.wall_s for s in self.cameras.values()), default=0.0)
+        p95 = max(
+            (s.latency_p95_ms for s in self.cameras.values() if math.isfinite(s.latency_p95_ms)),
+            default=math.nan,
+        )
+        failed = [n for n, s in self.cameras.items() if s.error]
+        return (
+            f"{self.reason}: {len(self.cameras)} cameras, {total} frames in {wall:.1f} s, worst latency p95 "
+            f"{p95:.0f} ms" + (f", failed: {', '.join(failed)}" if failed else "")
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reason": self.reason,
+            "sink_dropped": self.sink_dropped,
+            "cameras": {name: s.to_dict() for name, s in self.cameras.items()},
+        }
+
 
 class StreamApp:
     def __init__(
         self,
-        spec: SourceSpec,
+        cameras: Sequence[CameraSpec] | SourceSpec,
         checkpoint: ModelInfo,
         backend: Backend,
         options: StreamOptions = StreamOptions(),
         backend_note: str = "",
     ) -> None:
-        if options.attention not in ATTENTION_MODES:
-            raise ValueError(f"attention {options.attention!r} must be one of {', '.join(ATTENTION_MODES)}")
-        self.spec, self.checkpoint, self.backend, self.options = spec, checkpoint, backend, options
+        if isinstance(cameras, SourceSpec):
+            cameras = [CameraSpec("", cameras)]
+        if not cameras:
+            raise ValueError("no camera to run")
+        names = [c.name for c in cameras]
+        if len(set(names)) != len(names):
+            raise ValueError(f"camera names must be unique: {names}")
+        self.specs = list(cameras)
+        self.checkpoint, self.backend, self.options = checkpoint, backend, options
         self.backend_note = backend_note  # why this backend (auto-selection's sentence)
+        maps = backend.spec.maps
+        self.view = View(maps, options.attention or (maps[0] if maps else "none"), options.note)
         self._stop = threading.Event()
         self.stop_reason = ""
-        self.last_prediction: Prediction | None = None
-        self.capture: Capture | None = None  # while running: the source's capture (status, history)
-        self.recognizer: Recognizer | None = None  # while running: the recognizer (steps, resets)
+        self.cameras: list[Camera] = []  # while running and after: the cameras (capture, session, stats)
+
+    # -- one camera's view, for callers of the single-camera API -----------------------------------------
+    @property
+    def capture(self) -> Capture | None:
+        return self.cameras[0].capture if self.cameras else None
+
+    @property
+    def last_prediction(self) -> Prediction | None:
+        made = [c.session.last_prediction for c in self.cameras if c.session.last_prediction is not None]
+        return max(made, key=lambda p: p.frame.capture_ts) if made else None
 
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
 
     def request_stop(self, reason: str = "stopped") -> None:
-        """Ask the loop to finish (safe from a signal handler or another thread)."""
+        """Ask the run to finish (safe from a signal handler or another thread)."""
         if not self._stop.is_set():
             self.stop_reason = reason
         self._stop.set()
 
-    def _capture_config(self) -> CaptureConfig:
-        o, kind = self.options, self.spec.kind
-        realtime = kind in ("file", "folder", "demo") and not o.fast
+    # -- building ----------------------------------------------------------------------------------------
+    def _capture_config(self, spec: CameraSpec) -> CaptureConfig:
+        o, kind = self.options, spec.source.kind
+        fast = o.fast if spec.fast is None else spec.fast
+        realtime = kind in ("file", "folder", "demo") and not fast
         # the demo with --fast is a generator read as fast as it goes: every frame, like a file
-        live = self.spec.live and not (o.fast and kind == "demo")
+        live = spec.source.live and not (fast and kind == "demo")
+        watchdog = o.watchdog_s if spec.watchdog_s is None else spec.watchdog_s
         return CaptureConfig(
             live=live,
             realtime=realtime,
             capacity=o.buffer_capacity,
-            watchdog_s=o.watchdog_s if kind in ("webcam", "network") else 0.0,
-            max_reconnects=o.max_reconnects,
+            watchdog_s=watchdog if kind in ("webcam", "network") else 0.0,
+            max_reconnects=o.max_reconnects if spec.max_reconnects is None else spec.max_reconnects,
         )
 
-    def run(self) -> Summary:
-        o = self.options
-        ck = self.checkpoint
-        summary = Summary()
-        recognizer = Recognizer(
-            self.backend,
+    def _camera(self, spec: CameraSpec, wake: Callable[[], None]) -> Camera:
+        ck, o = self.checkpoint, self.options
+        config = self._capture_config(spec)
+        session = Session(
+            self.backend.spec,
             preprocessing=ck.preprocessing,
             sampling=ck.sampling,
             class_names=ck.class_names,
-            config=o.recognizer,
+            config=spec.recognizer or o.recognizer,
+            events=spec.events or o.events_config,
+            camera=spec.name,
+            source_name=spec.source.name,
         )
-        self.recognizer = recognizer
-        detector = EventDetector(ck.class_names, self.spec.name, o.events_config)
-        headless = o.headless if o.headless is not None else not has_display()
-        event_log = EventLog(o.events) if o.events else None
-        video: VideoSink | None = None
-        window = None if headless else WindowSink(f"glanet - {self.spec.name}")
-        dashboard = Dashboard(f"{self.spec.name} | {self.backend.describe()}", enabled=o.dashboard)
-        capture = Capture(self.spec.factory, self.spec.name, self._capture_config())
-        self.capture = capture
-        latency = Percentiles()
-        rates = {"capture": RateMeter(), "loop": RateMeter(), "model": RateMeter()}
-        attention = o.attention
-        paused = False
-        t_start = time.monotonic()
-        last_image = None
+        capture = Capture(spec.source.factory, spec.source.name, config, camera=spec.name, wake=wake)
+        return Camera(
+            spec.name or spec.source.name, capture, session, fast=not config.realtime and not config.live
+        )
 
-        cached: list[tuple[float, StatsSnapshot]] = []
-
-        def snapshot(max_age_s: float = 0.2) -> StatsSnapshot:
-            """The numbers now; recomputed at most every `max_age_s` (it runs per frame for the overlay)."""
-            now = time.monotonic()
-            if cached and now - cached[0][0] < max_age_s and cached[0][1].status is capture.status.status:
-                return cached[0][1]
-            cached[:] = [(now, fresh_snapshot(now))]
-            return cached[0][1]
-
-        def fresh_snapshot(now: float) -> StatsSnapshot:
-            status = capture.status
-            return StatsSnapshot(
-                # capture is timed by the frames' capture stamps, up to the newest seen (a queue may
-                # hold older ones than now)
-                fps={k: r.rate(r.last if k == "capture" else now) for k, r in rates.items()},
-                latency_p50_ms=latency.percentile(50) * 1000,
-                latency_p95_ms=latency.percentile(95) * 1000,
-                frames_captured=capture.frames,
-                frames_dropped=capture.buffer.dropped,
-                frames_skipped=summary.frames - summary.predictions,
-                decode_errors=capture.decode_errors,
-                reconnects=capture.reconnects,
-                model_frames=recognizer.steps,
-                status=status.status,
-                status_message=status.message,
-                elapsed_s=now - t_start,
-            )
-
-        def emit(events: list[Event]) -> None:
-            for ev in events:
-                summary.events += 1
-                if event_log is not None:
-                    event_log.write(ev)
-                log.info("event %s %s at %.2f s (peak %.2f)", ev.kind, ev.label, ev.start_ts, ev.peak)
-
-        capture.start()
+    def _video_paths(self) -> dict[str, Path]:
+        save = self.options.save
+        if save is None:
+            return {}
+        if len(self.specs) == 1:
+            if not save.parent.is_dir():  # fail before the first frame, not minutes into a run
+                raise SinkError(f"cannot write video {save}: folder {save.parent} does not exist")
+            return {self.cameras[0].name: save}
+        if save.suffix.lower() in (".mp4", ".avi", ".mkv", ".mov"):
+            raise SinkError(f"--save {save}: with several cameras give a folder (one <camera>.mp4 each)")
         try:
-            while not self._stop.is_set():
-                if o.duration_s is not None and time.monotonic() - t_start >= o.duration_s:
-                    self.request_stop("duration reached")
-                    break
-                if paused:
-                    if window is not None and last_image is not None:
-                        actions = window.show(
-                            draw_overlay(last_image, self.last_prediction, attention=attention,
-                                         stats=snapshot(), status=capture.status, paused=True)
-                        )  # fmt: skip
-                        paused, attention = self._actions(actions, paused, attention)
-                    time.sleep(0.03)
-                    continue
-                frame = capture.get(timeout=0.1)
-                if frame is None:
-                    if capture.finished:
-                        break
-                    dashboard.update(snapshot(), self.last_prediction)
-                    continue
-                now = time.monotonic()
-                if summary.frames == 0 and self.spec.kind in ("file", "folder", "demo"):
-                    recognizer.resampler.source_fps = capture.nominal_fps  # frames on a fixed clock
-                rates["capture"].tick(frame.capture_ts)
-                resets_before = recognizer.resets
-                prediction = recognizer.push(frame)
-                if recognizer.resets != resets_before:  # a new session or a gap: close the open event
-                    emit(detector.reset())
-                summary.frames += 1
-                rates["loop"].tick(now)
-                if prediction is not None:
-                    summary.predictions += 1
-                    rates["model"].tick()
-                    latency.add(prediction.latency_s)
-                    self.last_prediction = prediction
-                    if o.on_prediction is not None:
-                        o.on_prediction(prediction)
-                    if prediction.warm:
-                        emit(detector.update(prediction.probs, frame.source_ts, frame.index))
-                if window is not None or o.save is not None:
-                    image = draw_overlay(
-                        frame.image, self.last_prediction, attention=attention, stats=snapshot(),
-                        status=capture.status, paused=False,
-                    )  # fmt: skip
-                    last_image = frame.image
-                    if o.save is not None:
-                        if video is None:
-                            video = VideoSink(o.save, fps=capture.nominal_fps or self._default_fps())
-                        video.write(image)
-                    if window is not None:
-                        paused, attention = self._actions(window.show(image), paused, attention)
-                dashboard.update(snapshot(), self.last_prediction)
-                if o.max_frames is not None and summary.frames >= o.max_frames:
-                    self.request_stop("max frames reached")
-        finally:
-            capture.close()
-            emit(detector.finish())
-            if video is not None:
-                video.close()
-                summary.saved_frames = video.frames_written
-            if event_log is not None:
-                event_log.close()
-            if window is not None:
-                window.close()
-            summary.wall_s = time.monotonic() - t_start
-            summary.backend = self.backend.describe() + (
-                f" ({self.backend_note})" if self.backend_note else ""
+            save.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SinkError(f"cannot write videos into {save}: {e.strerror or e}") from None
+        return {c.name: save / f"{c.name}.mp4" for c in self.cameras}
+
+    def _sinks(self, dashboard: Dashboard) -> tuple[list[Sink], VideoFiles | None, EventLog | None]:
+        o = self.options
+        sinks: list[Sink] = [DashboardSink(dashboard)]
+        event_log = EventLog(o.events) if o.events else None
+        if event_log is not None:
+            sinks.append(EventFile(event_log))
+        videos = None
+        paths = self._video_paths()
+        if paths:
+            default_fps = float(self.checkpoint.sampling.get("fps") or 25.0)
+            # the source's own rate once it is open (the capture learns it on connecting)
+            fps = {c.name: c.capture.nominal_fps or default_fps for c in self.cameras}
+            videos = VideoFiles(paths, _LazyFps(self.cameras, fps), self.view)  # type: ignore[arg-type]
+            sinks.append(videos)
+        headless = o.headless
+        if headless is None:
+            problem = display_problem()
+            headless = problem is not None
+            if problem is not None and _wants_window():
+                log.warning("no window: %s; running headless", problem)
+        if not headless:
+            title = "glanet - " + (
+                self.specs[0].source.name if len(self.specs) == 1 else f"{len(self.specs)} cameras"
             )
-            summary.model_ticks = recognizer.steps
-            summary.encoded = recognizer.encoded
-            summary.resets = recognizer.resets
-            summary.dropped = capture.buffer.dropped
-            summary.decode_errors = capture.decode_errors
-            summary.reconnects = capture.reconnects
-            summary.latency_p50_ms = latency.percentile(50) * 1000
-            summary.latency_p95_ms = latency.percentile(95) * 1000
-            summary.latency_max_ms = latency.maximum * 1000 if latency.count else float("nan")
-            dashboard.update(snapshot(max_age_s=0.0), self.last_prediction)
-            dashboard.close(final=summary.frames > 0)  # a source that never opened: its one error line only
-        if capture.error is not None:
-            summary.error = str(capture.error)
-            summary.reason = "source failed"
-        elif self.stop_reason:
-            summary.reason = self.stop_reason
-        elif capture.status.status is SourceStatus.ENDED:
-            summary.reason = "end of stream"
-        else:
-            summary.reason = "stopped"
+            sinks.append(MosaicWindow(title, [c.name for c in self.cameras], self.view,
+                                      lambda: self.request_stop("quit key")))  # fmt: skip
+        return sinks, videos, event_log
+
+    # -- running -----------------------------------------------------------------------------------------
+    def run(self) -> RunSummary:
+        o = self.options
+        runner_wake = threading.Event()
+        self.cameras = [self._camera(spec, runner_wake.set) for spec in self.specs]
+        title = self.cameras[0].capture.name if len(self.cameras) == 1 else f"{len(self.cameras)} cameras"
+        dashboard = Dashboard(f"{title} | {self.backend.describe()}", enabled=o.dashboard)
+        sinks, videos, _ = self._sinks(dashboard)
+        fast = all(c.fast for c in self.cameras)
+        dispatcher = Dispatcher(sinks, block=fast)
+        fps = float(self.checkpoint.sampling.get("fps") or 25.0)
+        runner = Runner(
+            self.backend,
+            self.cameras,
+            dispatcher.put,
+            max_wait_s=o.max_wait_s if o.max_wait_s is not None else 0.5 / fps,
+            stop=self._stop,
+            paused=self.view.paused,
+            max_frames=o.max_frames,
+            on_prediction=o.on_prediction,
+        )
+        runner.wake = runner_wake
+        self.runner = runner
+        t_start = time.monotonic()
+        for cam in self.cameras:
+            cam.capture.start()
+        model = threading.Thread(target=self._model_thread, args=(runner, dispatcher), name="glanet-model")
+        model.start()
+        timer = None
+        if o.duration_s is not None:
+            timer = threading.Timer(o.duration_s, self.request_stop, args=("duration reached",))
+            timer.daemon = True
+            timer.start()
+        try:
+            dispatcher.drain()
+        except BaseException:
+            self.request_stop("error")
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self._stop.set()
+            dispatcher.finish()  # a model thread blocked on a full queue must not wait for sinks now gone
+            model.join()
+            for cam in self.cameras:
+                cam.capture.close()
+            dispatcher.close()
+            wall = time.monotonic() - t_start
+            summary = self._summary(runner, videos, wall, dispatcher.dropped)
+            for cam in self.cameras:
+                dashboard.update(cam.snapshot(max_age_s=0.0), cam.session.last_prediction, camera=cam.name)
+            dashboard.close(final=any(c.session.frames for c in self.cameras))
+        if runner.error is not None:
+            raise runner.error
         return summary
 
-    def _default_fps(self) -> float:
-        return float(self.checkpoint.sampling.get("fps") or 25.0)
+    def _model_thread(self, runner: Runner, dispatcher: Dispatcher) -> None:
+        try:
+            runner.run()
+        finally:
+            dispatcher.finish()
 
-    def _actions(self, actions: set[str], paused: bool, attention: str) -> tuple[bool, str]:
-        if "quit" in actions:
-            self.request_stop("quit key")
-        if "pause" in actions:
-            paused = not paused
-        if "attention" in actions:
-            attention = ATTENTION_MODES[(ATTENTION_MODES.index(attention) + 1) % len(ATTENTION_MODES)]
-        return paused, attention
+    def _summary(
+        self, runner: Runner, videos: VideoFiles | None, wall: float, sink_dropped: int
+    ) -> RunSummary:
+        backend = self.backend.describe() + (f" ({self.backend_note})" if self.backend_note else "")
+        out: dict[str, Summary] = {}
+        for cam in self.cameras:
+            s, c = cam.session, cam.capture
+            summary = Summary(
+                frames=s.frames,
+                predictions=s.predictions,
+                model_ticks=s.steps,
+                encoded=s.encoded,
+                events=s.detector.events_fired,
+                dropped=c.buffer.dropped,
+                decode_errors=c.decode_errors,
+                reconnects=c.reconnects,
+                resets=s.resets,
+                saved_frames=videos.frames_written(cam.name) if videos else 0,
+                latency_p50_ms=s.latency.percentile(50) * 1000,
+                latency_p95_ms=s.latency.percentile(95) * 1000,
+                latency_max_ms=s.latency.maximum * 1000 if s.latency.count else float("nan"),
+                wall_s=wall,
+                backend=backend,
+                source=c.name,
+            )
+            if c.error is not None:
+                summary.error, summary.reason = str(c.error), "source failed"
+            elif self.max_frames_reached(cam):
+                summary.reason = "max frames reached"
+            elif c.status.status is SourceStatus.ENDED and cam.done:
+                summary.reason = "end of stream"
+            else:
+                summary.reason = self.stop_reason or "stopped"
+            out[cam.name] = summary
+        reasons = {s.reason for s in out.values()}
+        reason = self.stop_reason or (reasons.pop() if len(reasons) == 1 else "every camera finished")
+        return RunSummary(out, reason, sink_dropped)
+
+    def max_frames_reached(self, cam: Camera) -> bool:
+        return self.options.max_frames is not None and cam.session.frames >= self.options.max_frames
+
+
+class _LazyFps(dict):
+    """A camera's video frame rate, read when its first frame is written (the capture knows the source's
+    rate only once it has opened it)."""
+
+    def __init__(self, cameras: Sequence[Camera], fallback: dict[str, float]) -> None:
+        super().__init__(fallback)
+        self._cameras = {c.name: c for c in cameras}
+
+    def __getitem__(self, name: str) -> float:
+        return self._cameras[name].capture.nominal_fps or super().__getitem__(name)
+
+
+def _wants_window() -> bool:
+    import os
+
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+__all__ = ["CameraSpec", "ModelInfo", "Output", "RunSummary", "StreamApp", "StreamOptions", "Summary"]

@@ -52,8 +52,19 @@ class Capture:
     """Start with `start()`; consume with `get(timeout)`; `None` from `get` with `finished` means the
     end (see `error`). Counters are read by the consumer's stats."""
 
-    def __init__(self, factory: Callable[[], Source], name: str, config: CaptureConfig) -> None:
+    def __init__(
+        self,
+        factory: Callable[[], Source],
+        name: str,
+        config: CaptureConfig,
+        *,
+        camera: str = "",
+        wake: Callable[[], None] | None = None,
+    ) -> None:
+        """`camera` names the frames' camera; `wake` is called after each frame is queued and each status
+        change (the multi-camera runner's wake-up), from the capture thread: quick, and never raising."""
         self.factory, self.name, self.config = factory, name, config
+        self.camera, self._wake = camera, wake
         self.buffer = config.buffer()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -126,6 +137,8 @@ class Capture:
             self._status = update
             self.history.append(update)
         log.info("%s: %s %s", self.name, update.status.value, update.message)
+        if self._wake is not None:
+            self._wake()
 
     def _spawn(self, attempt: int = 0) -> None:
         with self._lock:
@@ -263,10 +276,13 @@ class Capture:
                         return "stopped"
                     now = time.monotonic()
             self._last_frame = now
-            frame = Frame(image, self.frames, source_ts, now, session)
+            truth = getattr(source, "truth", None)  # the demo knows the action it draws
+            frame = Frame(image, self.frames, source_ts, now, session, self.camera, truth)
             self.frames += 1
             if not self._put(frame, generation):
                 return "stopped"
+            if self._wake is not None:
+                self._wake()
         return "stopped"
 
     def _put(self, frame: Frame, generation: int) -> bool:

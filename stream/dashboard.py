@@ -58,33 +58,53 @@ class Dashboard:
         self._clock = clock
         self._live: Live | None = None
         self._last_draw = clock()  # the first summary line comes one interval after the start
-        self._stats: StatsSnapshot | None = None
-        self._prediction: Prediction | None = None
+        self._rows: dict[str, tuple[StatsSnapshot, Prediction | None]] = {}  # camera -> its newest numbers
         self._closed = False
 
-    def update(self, stats: StatsSnapshot, prediction: Prediction | None) -> None:
-        """Record the latest numbers; redraw (or print a line) only when one is due."""
+    @property
+    def _stats(self) -> StatsSnapshot | None:
+        return next(iter(self._rows.values()))[0] if self._rows else None
+
+    def update(self, stats: StatsSnapshot, prediction: Prediction | None, camera: str = "") -> None:
+        """Record a camera's latest numbers; redraw (or print a line) only when one is due."""
         if self._closed:
             return
-        self._stats, self._prediction = stats, prediction
+        self._rows[camera] = (stats, prediction)
         now = self._clock()
         if self.live_view and self._live is None:
-            self._live = Live(self.render(stats, prediction), console=self.console, auto_refresh=False)
+            self._live = Live(self._view(), console=self.console, auto_refresh=False)
             self._live.start(refresh=True)
             self._last_draw = now
-        elif now - self._last_draw >= self._interval:
+        else:
+            self.redraw(now)
+
+    def redraw(self, now: float | None = None) -> None:
+        """Redraw if one is due (called when there is nothing new, so a stalled camera still shows)."""
+        now = self._clock() if now is None else now
+        if not self._closed and now - self._last_draw >= self._interval:
             self._last_draw = now
             self._draw()
 
+    def _view(self) -> RenderableType:
+        if len(self._rows) == 1:
+            stats, prediction = next(iter(self._rows.values()))
+            return self.render(stats, prediction)
+        return self.render_table(self._rows)
+
+    def _lines(self) -> list[str]:
+        if len(self._rows) == 1:
+            stats, prediction = next(iter(self._rows.values()))
+            return [self.summary(stats, prediction)]
+        return [self.summary(s, p, camera) for camera, (s, p) in self._rows.items()]
+
     def _draw(self) -> None:
-        if self._stats is None:
+        if not self._rows:
             return
         if self._live is not None:
-            self._live.update(self.render(self._stats, self._prediction), refresh=True)
+            self._live.update(self._view(), refresh=True)
         else:
-            self.console.print(
-                self.summary(self._stats, self._prediction), markup=False, highlight=False, soft_wrap=True
-            )
+            for line in self._lines():
+                self.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
     def close(self, final: bool = True) -> None:
         """Draw the last numbers (a final summary line when not live, unless `final` is False) and stop.
@@ -98,9 +118,9 @@ class Dashboard:
             self._draw()
             self._live.stop()
             self._live = None
-        elif self._stats is not None:
-            line = "final: " + self.summary(self._stats, self._prediction)
-            self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        elif self._rows:
+            for line in self._lines():
+                self.console.print("final: " + line, markup=False, highlight=False, soft_wrap=True)
         else:
             self.console.print(f"final: {self.source_name} | no frames", markup=False, highlight=False)
 
@@ -152,14 +172,54 @@ class Dashboard:
                     f"{100 * p:.1f}%",
                 )
             parts.append(top)
-            parts.append(Text(_fmt_streams(prediction), style="dim"))
+            if prediction.frame.truth is not None:
+                right = prediction.top(1)[0][0] == prediction.frame.truth
+                parts.append(Text(f"truth: {prediction.frame.truth}", style="green" if right else "yellow"))
+            parts.append(Text(_fmt_branches(prediction), style="dim"))
         return Panel(Group(*parts), title=f"glanet: {self.source_name}", title_align="left", expand=False)
 
-    def summary(self, stats: StatsSnapshot, prediction: Prediction | None) -> str:
+    def render_table(self, rows: dict[str, tuple[StatsSnapshot, Prediction | None]]) -> RenderableType:
+        """Several cameras: a row each (status, fps, latency p95, top-1 and the truth where known, last
+        event) and a line of totals."""
+        table = Table(expand=False, pad_edge=False, box=None, padding=(0, 2))
+        for name, justify in (("camera", "left"), ("status", "left"), ("fps", "right"), ("p95", "right"),
+                              ("dropped", "right"), ("reconnects", "right"), ("top-1", "left"),
+                              ("last event", "left")):  # fmt: skip
+            table.add_column(name, justify=justify, style="bold" if name == "camera" else "")
+        fps_total = 0.0
+        p95s = []
+        dropped = 0
+        for camera, (stats, prediction) in rows.items():
+            fps = stats.fps.get("model", 0.0)
+            fps_total += fps
+            if math.isfinite(stats.latency_p95_ms):
+                p95s.append(stats.latency_p95_ms)
+            dropped += stats.frames_dropped
+            table.add_row(
+                camera,
+                Text(stats.status.value, style=_STATUS_STYLE.get(stats.status, "")),
+                f"{fps:.1f}",
+                _fmt_ms(stats.latency_p95_ms),
+                str(stats.frames_dropped),
+                str(stats.reconnects),
+                _fmt_top(prediction),
+                stats.last_event or "-",
+            )
+        elapsed = max((s.elapsed_s for s, _ in rows.values()), default=0.0)
+        worst = max(p95s, default=math.nan)
+        totals = Text(
+            f"{len(rows)} cameras   model fps {fps_total:.1f}   worst p95 {_fmt_ms(worst)}   "
+            f"dropped {dropped}   elapsed {_fmt_elapsed(elapsed)}",
+            style="dim",
+        )
+        return Panel(Group(table, Text(), totals), title=f"glanet: {self.source_name}", title_align="left",
+                     expand=False)  # fmt: skip
+
+    def summary(self, stats: StatsSnapshot, prediction: Prediction | None, camera: str = "") -> str:
         """One line for logs."""
         status = stats.status.value + (f" ({stats.status_message})" if stats.status_message else "")
         fields = [
-            self.source_name,
+            camera or self.source_name,
             status,
             _fmt_elapsed(stats.elapsed_s),
             f"fps {_fmt_fps(stats.fps) or '-'}",
@@ -172,8 +232,7 @@ class Dashboard:
         if prediction is None:
             fields.append("no prediction yet")
         else:
-            name, p = prediction.top(1)[0]
-            fields.append(f"top {name} {100 * p:.1f}%")
+            fields.append(f"top {_fmt_top(prediction)}")
             if not prediction.warm:
                 fields.append(f"warming up {prediction.history}/{prediction.window}")
         return " | ".join(fields)
@@ -192,13 +251,23 @@ def _fmt_fps(fps: dict[str, float]) -> str:
     return "  ".join(f"{name} {v:.1f}" for name, v in fps.items())
 
 
-def _fmt_streams(prediction: Prediction) -> str:
-    sp = np.asarray(prediction.stream_probs)
+def _fmt_branches(prediction: Prediction) -> str:
+    sp = np.asarray(prediction.branch_probs)
     out = []
-    for s, name in enumerate(prediction.stream_names[: sp.shape[0]]):
+    for s, name in enumerate(prediction.branch_names[: sp.shape[0]]):
         i = int(np.argmax(sp[s]))
         out.append(f"{name} {prediction.class_names[i]} {100 * sp[s, i]:.0f}%")
-    return "streams: " + "   ".join(out)
+    return "branches: " + "   ".join(out)
+
+
+def _fmt_top(prediction: Prediction | None) -> str:
+    if prediction is None:
+        return "-"
+    name, p = prediction.top(1)[0]
+    text = f"{name} {100 * p:.1f}%"
+    if prediction.frame.truth is not None:
+        text += f" (truth {prediction.frame.truth})"
+    return text
 
 
 def _bar(p: float) -> str:

@@ -3,6 +3,8 @@ above `enter` for `min_duration_s` (source time) and ends when it falls under `e
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,9 +29,17 @@ class EventDetector:
     """Feed `update(probs, ts, frame_index)` in time order; it returns the events that fired."""
 
     def __init__(
-        self, class_names: tuple[str, ...], source: str, config: EventConfig = EventConfig()
+        self,
+        class_names: tuple[str, ...],
+        source: str,
+        config: EventConfig = EventConfig(),
+        camera: str = "",
+        *,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        self.class_names, self.source, self.config = class_names, source, config
+        self.class_names, self.source, self.config, self.camera = class_names, source, config, camera
+        self._clock = clock
+        self.events_fired = 0
         self._candidate: int | None = None  # above `enter`, not yet for long enough
         self._candidate_since = 0.0
         self._active: int | None = None
@@ -45,9 +55,10 @@ class EventDetector:
 
     def _event(self, kind: str, end: float | None, frame_index: int) -> Event:
         assert self._active is not None
+        self.events_fired += 1
         return Event(
             kind, self.class_names[self._active], self._active, self.source, self._start, end,
-            self._peak, self._peak_ts, frame_index,
+            self._peak, self._peak_ts, frame_index, self.camera, self._clock(),
         )  # fmt: skip
 
     def update(self, probs: np.ndarray, ts: float, frame_index: int) -> list[Event]:

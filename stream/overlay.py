@@ -25,7 +25,7 @@ import numpy as np
 
 from stream.types import Prediction, SourceStatus, StatsSnapshot, StatusUpdate
 
-ATTENTION_MODES = ("sa", "la", "none")
+ATTENTION_OFF = "none"
 
 _MIN_HEIGHT = 360  # frames are enlarged to at least this height, for legible text
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -33,6 +33,7 @@ _UNICODE_TEXT = int(cv2.__version__.split(".")[0]) >= 5  # OpenCV 5 draws any te
 _WHITE = (255, 255, 255)
 _GREY = (190, 190, 190)
 _AMBER = (0, 190, 255)
+_GREEN = (90, 220, 90)
 _PANEL_BG = (28, 28, 28)
 _BAR_BG = (70, 70, 70)
 _BAR_TOP1 = (40, 150, 40)
@@ -132,18 +133,20 @@ def draw_overlay(
     stats: StatsSnapshot | None = None,
     status: StatusUpdate | None = None,
     paused: bool = False,
+    note: str = "",
 ) -> np.ndarray:
-    """The frame with the attention heat map, crop box, a panel (top-5, per-stream top class, FPS,
+    """The frame with the attention heat map, crop box, a panel (top-5, per-branch top class, FPS,
     latency, warm-up), a banner when the source is not live, and "PAUSED".
 
     image: (H, W, 3) uint8 BGR; the crop box is taken in `prediction.frame`'s pixels and scaled to
-    `image` if their sizes differ. attention: "sa", "la" or "none". The source status comes from
+    `image` if their sizes differ. attention: the name of one of the model's maps ("sa", "la") or "none".
+    note: a line for the panel about the model (e.g. what it was trained on). The source status comes from
     `status`, or from `stats` when `status` is None. Returns a new (h, w, 3) uint8 image with
     (w, h) = overlay_size(W, H).
     """
     _check_image(image)
-    if attention not in ATTENTION_MODES:
-        raise ValueError(f"attention = {attention!r} must be one of {', '.join(ATTENTION_MODES)}")
+    if prediction is not None and attention != "none" and attention not in prediction.maps:
+        raise ValueError(f"attention = {attention!r} must be one of {', '.join([*prediction.maps, 'none'])}")
     lay = _layout(image.shape[1], image.shape[0])
     base = image
     if lay.scale > 1:
@@ -161,13 +164,12 @@ def draw_overlay(
     if prediction is not None:
         box = _scaled_box(prediction, image.shape, lay.scale)
         if attention != "none":
-            attn = prediction.sa_map if attention == "sa" else prediction.la_map
-            _blend_into(video, attn, box)
+            _blend_into(video, prediction.maps[attention], box)
         p0 = (round(box[0]), round(box[1]))
         p1 = (round(box[2]) - 1, round(box[3]) - 1)
         cv2.rectangle(video, p0, p1, _BOX, lay.thick, cv2.LINE_AA)
 
-    _draw_panel(out, lay, prediction, attention, stats)
+    _draw_panel(out, lay, prediction, attention, stats, note)
     banner = _status_lines(status, stats)
     if banner:
         _draw_banner(video, lay, banner)
@@ -256,10 +258,17 @@ class _Row(NamedTuple):
 
 
 def _panel_rows(
-    prediction: Prediction | None, attention: str, stats: StatsSnapshot | None, max_w: int, lay: _Layout
+    prediction: Prediction | None,
+    attention: str,
+    stats: StatsSnapshot | None,
+    max_w: int,
+    lay: _Layout,
+    note: str = "",
 ) -> list[_Row]:
     rows: list[_Row] = []
-    label = {"sa": "attention: SA", "la": "attention: LA", "none": "attention: off"}[attention]
+    label = "attention: off" if attention == "none" else f"attention: {attention.upper()}"
+    if prediction is not None and prediction.frame.camera:
+        rows.append(_Row(prediction.frame.camera))
     if prediction is None:
         rows += [_Row("no prediction yet", color=_AMBER), _Row(label, color=_GREY)]
     else:
@@ -267,10 +276,14 @@ def _panel_rows(
         if not prediction.warm:
             frac = prediction.history / max(prediction.window, 1)
             rows.append(_Row(f"warming up {prediction.history}/{prediction.window}", frac=frac, bar=_AMBER))
-        for i, (name, p) in enumerate(prediction.top(5)):
+        top = prediction.top(5)
+        for i, (name, p) in enumerate(top):
             rows.append(_Row(name, f"{100 * p:.1f}%", frac=p, bar=_BAR_TOP1 if i == 0 else _BAR_OTHER))
-        sp = np.asarray(prediction.stream_probs)
-        for s, sname in enumerate(prediction.stream_names[: sp.shape[0]]):
+        truth = prediction.frame.truth
+        if truth is not None:  # the demo knows what it shows: let the viewer judge the model
+            rows.append(_Row(f"truth: {truth}", color=_GREEN if top[0][0] == truth else _AMBER))
+        sp = np.asarray(prediction.branch_probs)
+        for s, sname in enumerate(prediction.branch_names[: sp.shape[0]]):
             i = int(np.argmax(sp[s]))
             rows.append(_Row(f"{sname}: {prediction.class_names[i]}", f"{100 * sp[s, i]:.0f}%", _GREY))
     if stats is not None:
@@ -285,16 +298,23 @@ def _panel_rows(
             rows.append(_Row(line, color=_GREY))
         lat = f"latency p50 {_fmt_ms(stats.latency_p50_ms)}  p95 {_fmt_ms(stats.latency_p95_ms)}"
         rows.append(_Row(lat, color=_GREY))
+    if note:
+        rows.append(_Row(note, color=_AMBER))
     return rows
 
 
 def _draw_panel(
-    out: np.ndarray, lay: _Layout, prediction: Prediction | None, attention: str, stats: StatsSnapshot | None
+    out: np.ndarray,
+    lay: _Layout,
+    prediction: Prediction | None,
+    attention: str,
+    stats: StatsSnapshot | None,
+    note: str = "",
 ) -> None:
     x_panel = 0 if lay.inside else lay.width
     inner_x = x_panel + lay.pad
     inner_w = lay.panel_w - 2 * lay.pad
-    rows = _panel_rows(prediction, attention, stats, inner_w, lay)
+    rows = _panel_rows(prediction, attention, stats, inner_w, lay, note)
     rows = rows[: max(1, (lay.height - 2 * lay.pad) // lay.line)]
     if lay.inside:  # darken the frame behind the panel so the text reads on any picture
         y1 = min(lay.height, 2 * lay.pad + len(rows) * lay.line)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
@@ -13,6 +12,7 @@ from typing import IO, Self
 import cv2
 import numpy as np
 
+from stream.display import _opencv_has_gui, has_display  # noqa: F401
 from stream.errors import StreamError
 from stream.types import Event
 
@@ -27,51 +27,10 @@ _KEY_ACTIONS = {
     ord("p"): "pause",
     ord("a"): "attention",
 }
-# Lines of the "GUI:" section of cv2.getBuildInformation() that name a toolkit (not e.g. "VTK support").
-_GUI_BACKENDS = ("QT", "GTK", "WIN32UI", "COCOA", "WAYLAND", "FRAMEBUFFER")
 
 
 class SinkError(StreamError):
     """A sink could not be opened or written; the message is one line naming the path."""
-
-
-def has_display() -> bool:
-    """True only if an OpenCV window can open: a display (on Linux, DISPLAY or WAYLAND_DISPLAY) and an
-    OpenCV built with a GUI toolkit (opencv-python-headless has none). Never raises."""
-    try:
-        if sys.platform.startswith("linux") and not (
-            os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-        ):
-            return False
-        return _opencv_has_gui(cv2.getBuildInformation())
-    except Exception:  # a check, not an operation: any failure means "no window"
-        log.debug("could not tell whether a display is available", exc_info=True)
-        return False
-
-
-def _opencv_has_gui(build_info: str) -> bool:
-    """Parse the "GUI:" section of cv2.getBuildInformation().
-
-    OpenCV >= 4.6 names the toolkit on the header line ("GUI:  QT5", or "NONE" in headless builds);
-    older builds list the toolkits below it ("GTK+: YES (ver 3.24)").
-    """
-    lines = build_info.splitlines()
-    for i, line in enumerate(lines):
-        key, _, value = line.strip().partition(":")
-        if key != "GUI":
-            continue
-        value = value.strip().upper()
-        if value and value != "NONE":
-            return True
-        indent = len(line) - len(line.lstrip())
-        for sub in lines[i + 1 :]:
-            if not sub.strip() or len(sub) - len(sub.lstrip()) <= indent:
-                break  # end of the section
-            name, _, val = sub.strip().partition(":")
-            if name.upper().startswith(_GUI_BACKENDS) and val.strip().upper().startswith("YES"):
-                return True
-        return False
-    return False
 
 
 def key_action(code: int) -> str | None:

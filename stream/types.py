@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import enum
 from dataclasses import dataclass, field
 
@@ -17,6 +18,8 @@ class Frame:
     source_ts: float  # seconds on the source's clock: position in a file, capture clock for live
     capture_ts: float  # time.monotonic() when the capture thread got it
     session: int = 0  # connection number: a new one after a reconnect (the recognizer resets state)
+    camera: str = ""  # the camera's name (multi-camera runs); "" for a lone source
+    truth: str | None = None  # the action really shown, where the source knows it (the demo)
 
 
 class SourceStatus(enum.Enum):
@@ -46,11 +49,10 @@ class Prediction:
     window: int  # the checkpoint's clip length W: `history` reaches it once warm
     probs: np.ndarray  # (K,) fused class probabilities, smoothed if smoothing is on
     raw_probs: np.ndarray  # (K,) fused probabilities of this step before smoothing
-    stream_probs: np.ndarray  # (S, K) per stream (GS, GL, GP or GP, SA, LA)
-    stream_names: tuple[str, ...]
+    branch_probs: np.ndarray  # (S, K) per branch (GLANet: GS, GL, GP or GP, SA, LA)
+    branch_names: tuple[str, ...]
     class_names: tuple[str, ...]
-    sa_map: np.ndarray  # (h, w) statistic attention T of this frame (eq. 4), sums to 1
-    la_map: np.ndarray  # (h, w) learned attention T (eq. 7)
+    maps: dict[str, np.ndarray]  # the model's spatial maps of this frame, (h, w) each, summing to 1
     crop_box: tuple[float, float, float, float]  # (x0, y0, x1, y1): the part of `frame` the model saw
     latency_s: float  # capture -> prediction (time.monotonic() now minus frame.capture_ts)
     ticks_since_reset: int = 0  # model frames since the temporal state last started (or was reset)
@@ -78,10 +80,18 @@ class Event:
     peak: float  # highest confidence so far
     peak_ts: float
     frame_index: int  # source frame index of the step that fired the event
+    camera: str = ""  # the camera's name
+    wall_time: float | None = None  # time.time() when the event fired (written as ISO 8601 UTC)
 
     def to_dict(self) -> dict[str, object]:
+        stamp = None
+        if self.wall_time is not None:
+            when = datetime.datetime.fromtimestamp(self.wall_time, datetime.UTC)
+            stamp = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
         return {
             "event": self.kind,
+            "camera": self.camera,
+            "time": stamp,
             "label": self.label,
             "class_index": self.class_index,
             "source": self.source,
@@ -110,3 +120,4 @@ class StatsSnapshot:
     status: SourceStatus = SourceStatus.CONNECTING
     status_message: str = ""
     elapsed_s: float = 0.0
+    last_event: str = ""  # e.g. "wave_one_hand start at 12.4 s"

@@ -45,7 +45,7 @@ def test_overrides_make_the_models_the_tables_compare() -> None:
         return load_config(CONFIG, RUNS[run].overrides)
 
     assert cfg("I_late").model.fusion == "late"
-    assert cfg("I_late").model.stream_names == ("GP", "SA", "LA")
+    assert cfg("I_late").model.branch_names == ("GP", "SA", "LA")
     for f in ("max", "multiply", "average", "concat"):
         c = cfg(f"II_{f}")
         assert (c.model.fusion, c.model.feature_fusion, c.train.ga) == ("early", f, True)
@@ -88,7 +88,7 @@ def test_table_iv_end_to_end_and_resume(synth: Path, tmp_path: Path, capsys) -> 
     rows = data["tables"]["IV"]
     assert [r["row"] for r in rows] == ["GA off", "GA on"]
     for r in rows:
-        assert 0.0 <= r["top1"] <= 1.0 and set(r["per_stream_top1"]) == {"GS", "GL", "GP"}
+        assert 0.0 <= r["top1"] <= 1.0 and set(r["per_branch_top1"]) == {"GS", "GL", "GP"}
     for run in ("IV_off", "II_concat"):
         report = json.loads((out / run / "report.json").read_text())
         assert report["ablation"]["epochs"] == 1 and report["videos"] == 3

@@ -227,7 +227,7 @@ def test_the_sa_stream_uses_the_affine_conv(theirs: dict[str, Tensor]) -> None:
         model.load_state_dict(ours)
         with torch.no_grad():
             outs.append(model.eval()(clip))
-    assert not torch.allclose(outs[0].sa_map, outs[1].sa_map)
+    assert not torch.allclose(outs[0].maps["sa"], outs[1].maps["sa"])
     assert not torch.allclose(outs[0].logits[0, 0], outs[1].logits[0, 0])  # GS
     torch.testing.assert_close(outs[0].logits[0, 2], outs[1].logits[0, 2])  # GP does not see SA
 

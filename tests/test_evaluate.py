@@ -78,9 +78,9 @@ def test_metrics_match_a_hand_computation(result: dict, checkpoints: list[Path],
 
 
 def test_report_contents(result: dict) -> None:
-    assert result["streams"] == ["GS", "GL", "GP"]
-    assert set(result["per_stream"]) == {"GS", "GL", "GP"}
-    for acc in (result["fused"], *result["per_stream"].values()):
+    assert result["branches"] == ["GS", "GL", "GP"]
+    assert set(result["per_branch"]) == {"GS", "GL", "GP"}
+    for acc in (result["fused"], *result["per_branch"].values()):
         assert set(acc) == {"top1", "top5", "mean_class"}
         assert 0.0 <= acc["top1"] <= acc["top5"] <= 1.0
     cm = np.array(result["confusion"])
@@ -149,8 +149,8 @@ def test_three_splits_give_a_mean(checkpoints: list[Path], synth: Path, tmp_path
         assert report["mean"]["fused"][key] == pytest.approx(
             np.mean([r["fused"][key] for r in report["runs"]])
         )
-    assert report["mean"]["per_stream"]["GL"]["top1"] == pytest.approx(
-        np.mean([r["per_stream"]["GL"]["top1"] for r in report["runs"]])
+    assert report["mean"]["per_branch"]["GL"]["top1"] == pytest.approx(
+        np.mean([r["per_branch"]["GL"]["top1"] for r in report["runs"]])
     )
     assert "SA" in report["mean"]["localisation"]
     for i, ck in enumerate(checkpoints, start=1):
@@ -163,7 +163,7 @@ def test_three_splits_give_a_mean(checkpoints: list[Path], synth: Path, tmp_path
 def test_late_fusion_streams_and_max_videos(synth: Path, tmp_path: Path) -> None:
     ck = load_checkpoint(make_checkpoint(tmp_path / "late.pt", seed=3, fusion="late"))
     res = evaluate_checkpoint(ck, synth, synth / "val.txt", workers=0, device="cpu", max_videos=3)
-    assert res["streams"] == ["GP", "SA", "LA"] and res["videos"] == 3
+    assert res["branches"] == ["GP", "SA", "LA"] and res["videos"] == 3
     assert np.array(res["confusion"]).sum() == 3
 
 

@@ -141,8 +141,7 @@ def test_ground_truth_file_mapping(tmp_path: Path) -> None:
 
 
 class _Out(NamedTuple):
-    sa_map: torch.Tensor
-    la_map: torch.Tensor
+    maps: dict[str, torch.Tensor]
 
 
 class UniformMaps(nn.Module):
@@ -151,7 +150,7 @@ class UniformMaps(nn.Module):
     def forward(self, clip: torch.Tensor) -> _Out:
         b, t = clip.shape[:2]
         m = torch.full((b, t, 5, 5), 1 / 25)
-        return _Out(m, m)
+        return _Out({"sa": m, "la": m})
 
 
 @pytest.fixture(scope="module")

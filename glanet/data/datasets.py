@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -24,6 +25,7 @@ from torch.utils.data import Dataset
 
 from glanet.data.lists import VideoFileRecord, VideoRecord, read_list, read_video_csv, scan_video_folder
 from glanet.data.sampling import Sampling
+from glanet.data.transforms import EvalTransform
 from glanet.data.video import VideoError, VideoInfo, probe, read_frames, resample_indices
 
 log = logging.getLogger(__name__)
@@ -235,3 +237,20 @@ def open_dataset(
         records, _ = read_video_csv(source, class_names or None, root=root or None)
         return VideoFileDataset(records, sampling, transform, train, seed)
     return FrameFolderDataset(root, source, sampling, transform, train, seed)
+
+
+def build_eval_dataset_from(
+    root: str | os.PathLike[str],
+    records: Sequence[VideoRecord],
+    preprocessing: Mapping[str, Any],
+    sampling: Sampling | Mapping[str, Any],
+    max_videos: int | None = None,
+) -> FrameFolderDataset:
+    if max_videos is not None:
+        if max_videos < 1:
+            raise ValueError(f"max_videos = {max_videos} must be at least 1")
+        records = list(records)[:max_videos]
+    samp = sampling if isinstance(sampling, Sampling) else Sampling.from_dict(sampling)
+    return FrameFolderDataset(
+        root, records, samp, EvalTransform.from_preprocessing(preprocessing), train=False
+    )

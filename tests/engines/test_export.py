@@ -78,7 +78,7 @@ def test_graphs_pass_the_checker_and_the_manifest_describes_them(tiny):
     m.verify()
     data = json.loads((out / MANIFEST).read_text())
     assert data["opset"] == 18 and onnx.load(str(out / ENCODE_FILE)).opset_import[0].version == 18
-    assert m.stream_names == ("GS", "GL", "GP") and m.class_names == ck.class_names
+    assert m.branch_names == ("GS", "GL", "GP") and m.class_names == ck.class_names
     assert m.preprocessing == ck.preprocessing and m.sampling == ck.sampling and m.image_size == (64, 64)
     assert data["source"]["weights_sha256"] == ck.weights_sha256
     assert Path(data["source"]["checkpoint"]) == ckpt.resolve()
@@ -121,11 +121,11 @@ def test_openvino_fp32_matches_torch(tiny, batch):
         ref_out, ref_state = model.temporal_step(feats, state)
     got = encode(frames.numpy())
     for name, ref in zip(
-        encode_output_names(model.stream_names), (*feats.streams, feats.sa_map, feats.la_map), strict=True
+        encode_output_names(model.branch_names), (*feats.streams, feats.sa_map, feats.la_map), strict=True
     ):
         assert relative_error(got[name], ref.numpy()) <= TOL, name
     inputs = dict(
-        zip(step_input_names(model.stream_names), (t.numpy() for t in (*feats.streams, *state)), strict=True)
+        zip(step_input_names(model.branch_names), (t.numpy() for t in (*feats.streams, *state)), strict=True)
     )
     got = step(inputs)
     for name, ref in zip(STEP_OUTPUTS, (*ref_out[:3], *ref_state), strict=True):
@@ -136,7 +136,7 @@ def test_temporal_step_graph_carries_its_state_for_30_steps(tiny):
     ckpt, out = tiny
     model = load_checkpoint(ckpt).model
     encode, step = compile_graphs(out)
-    names = step_input_names(model.stream_names)
+    names = step_input_names(model.branch_names)
     clip = torch.randn(2, 30, 3, 64, 64, generator=torch.Generator().manual_seed(7))
     # The graphs alone: the features come from encode.onnx (all 60 frames in one batch).
     got_feats = encode(clip.flatten(0, 1).numpy())

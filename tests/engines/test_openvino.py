@@ -83,7 +83,7 @@ def run_clips(backend: OpenVINOBackend, clips: torch.Tensor) -> torch.Tensor:
 def test_fp32_backend_equals_the_torch_backend(demo, cache):
     backend = OpenVINOBackend.from_manifest(demo, "fp32", cache_dir=cache)
     reference = TorchBackend(load_checkpoint(DEMO).model)
-    assert backend.name == "openvino" and backend.stream_names == reference.stream_names
+    assert backend.name == "openvino" and backend.branch_names == reference.branch_names
     assert "fp32" in backend.describe()
     frames = torch.randn(3, 3, 96, 96, generator=torch.Generator().manual_seed(1))
     got, ref = backend.encode(frames), reference.encode(frames)

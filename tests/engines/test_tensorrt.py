@@ -179,7 +179,7 @@ def _manifest(tmp_path: Path, outputs: list[str], streams=("GS", "GL", "GP")) ->
         "inputs": [{"name": "frames", "shape": ["batch", 3, 112, 112], "dtype": "float32"}],
         "outputs": [{"name": n, "shape": ["batch", 4], "dtype": "float32"} for n in outputs],
     }
-    return Manifest(tmp_path, {"graphs": {"encode": encode}, "stream_names": list(streams)})
+    return Manifest(tmp_path, {"graphs": {"encode": encode}, "branch_names": list(streams)})
 
 
 def test_encode_io_reads_the_export_manifest(tmp_path):
@@ -410,7 +410,7 @@ def test_fp16_onnx_of_the_glanet_encode_graph(tmp_path):
 
     torch.manual_seed(0)
     model = GLANet(ModelConfig(backbone="resnet18", num_classes=5, sru_hidden=16)).eval()
-    names = list(encode_output_names(model.stream_names))
+    names = list(encode_output_names(model.branch_names))
     src = _export(EncodeGraph(model), tmp_path / "encode.onnx", torch.randn(2, 3, 64, 64), names)
     dst = fp16_onnx(src, tmp_path / "encode16.onnx")
     x = torch.randn(1, 3, 64, 64)

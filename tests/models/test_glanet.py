@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from glanet.config import PRESETS, ModelConfig
-from glanet.models import GLANet, reset_state
+from glanet.models import GLANet
+from glanet.models.online import reset_rows
 
 
 def small(**kw) -> ModelConfig:
@@ -59,9 +60,9 @@ def test_forward_equals_step_by_step(name):
     for field in ("logits", "probs", "fused"):
         assert (getattr(offline, field) - getattr(last, field)).abs().max() <= 1e-5, field
     for t, out in enumerate(outs):  # the maps come with every step
-        assert torch.allclose(out.sa_map, offline.sa_map[:, t], atol=1e-6)
-        assert torch.allclose(out.la_map, offline.la_map[:, t], atol=1e-6)
-    assert torch.equal(state.steps, torch.full((2,), 7.0))
+        assert torch.allclose(out.maps["sa"], offline.maps["sa"][:, t], atol=1e-6)
+        assert torch.allclose(out.maps["la"], offline.maps["la"][:, t], atol=1e-6)
+    assert torch.equal(state["steps"], torch.full((2,), 7.0))
     # every intermediate step is the offline prediction for the clip so far
     with torch.no_grad():
         prefix = model(clip[:, :3])
@@ -75,7 +76,7 @@ def test_forward_equals_step_by_step_resnet34_224():
     with torch.no_grad():
         offline = model(clip)
         outs, _ = run_steps(model, clip)
-    assert offline.sa_map.shape == (1, 3, 7, 7) == offline.la_map.shape
+    assert offline.maps["sa"].shape == (1, 3, 7, 7) == offline.maps["la"].shape
     assert (offline.logits - outs[-1].logits).abs().max() <= 1e-5
     assert (offline.fused - outs[-1].fused).abs().max() <= 1e-5
 
@@ -89,14 +90,14 @@ def test_shapes(size, hw, fusion):
         feats = model.encode(torch.randn(4, 3, size, size))
     assert out.logits.shape == (2, 3, 6) == out.probs.shape
     assert out.fused.shape == (2, 6)
-    assert out.sa_map.shape == (2, 3, hw, hw) == out.la_map.shape
+    assert out.maps["sa"].shape == (2, 3, hw, hw) == out.maps["la"].shape
     dims = (1024, 1024, 512) if fusion == "early" else (512, 512, 512)
-    assert tuple(f.shape for f in feats.streams) == tuple((4, d) for d in dims) and model.feature_dims == dims
-    assert model.stream_names == (("GS", "GL", "GP") if fusion == "early" else ("GP", "SA", "LA"))
-    for t in out:
+    assert tuple(f.shape for f in feats.features.values()) == tuple((4, d) for d in dims) and model.feature_dims == dims
+    assert model.branch_names == (("GS", "GL", "GP") if fusion == "early" else ("GP", "SA", "LA"))
+    for t in (*out[:3], *out.maps.values()):
         assert torch.isfinite(t).all()
     assert torch.allclose(out.fused.sum(-1), torch.ones(2), atol=1e-6)
-    assert torch.allclose(out.sa_map.sum((-1, -2)), torch.ones(2, 3), atol=1e-5)
+    assert torch.allclose(out.maps["sa"].sum((-1, -2)), torch.ones(2, 3), atol=1e-5)
 
 
 def test_fused_is_mean_of_stream_probabilities():
@@ -147,8 +148,8 @@ def test_reset_state_restarts_only_chosen_rows():
         state = model.init_state(2)
         for t in range(3):
             _, state = model.step(frames[t], state)
-        state = reset_state(state, torch.tensor([True, False]))
-        assert state.steps.tolist() == [0.0, 3.0]
+        state = reset_rows(model.spec.step_state, state, torch.tensor([True, False]))
+        assert state["steps"].tolist() == [0.0, 3.0]
         for t in range(3, 5):
             out, state = model.step(frames[t], state)
         fresh = model(frames[3:5, 0:1].transpose(0, 1))
@@ -162,8 +163,8 @@ def test_temporal_step_takes_plain_stream_tuples():
     with torch.no_grad():
         feats = model.encode(torch.randn(2, 3, 64, 64))
         a, _ = model.temporal_step(feats, model.init_state(2))
-        b, _ = model.temporal_step(tuple(feats.streams), model.init_state(2))
-    assert torch.equal(a.fused, b.fused) and a.sa_map is None
+        b, _ = model.temporal_step(feats.features, model.init_state(2))
+    assert torch.equal(a.fused, b.fused) and a.maps is None
 
 
 def test_clip_must_be_5d():
@@ -180,6 +181,6 @@ def test_config_is_kept_and_frozen():
 def test_reset_state_recovers_a_non_finite_row():
     model = GLANet(small()).eval()
     state = model.init_state(2)
-    state = state._replace(c=torch.full_like(state.c, float("nan")))
-    state = reset_state(state, torch.tensor([True, False]))
-    assert torch.isfinite(state.c[0]).all() and torch.isnan(state.c[1]).all()
+    state = {**state, "c": torch.full_like(state["c"], float("nan"))}
+    state = reset_rows(model.spec.step_state, state, torch.tensor([True, False]))
+    assert torch.isfinite(state["c"][0]).all() and torch.isnan(state["c"][1]).all()

@@ -19,20 +19,21 @@ def fake_prediction(
     window: int = 30,
     index: int = 7,
     latency_s: float = 0.04,
+    camera: str = "",
+    truth: str | None = None,
 ) -> Prediction:
-    """Streams GS/GL/GP whose probabilities are `probs` rolled by 0, 1, 2."""
+    """Branches GS/GL/GP whose probabilities are `probs` rolled by 0, 1, 2."""
     return Prediction(
-        frame=Frame(image=image, index=index, source_ts=index / 30, capture_ts=0.0),
+        frame=Frame(image=image, index=index, source_ts=index / 30, capture_ts=0.0, camera=camera, truth=truth),
         step=index,
         history=history,
         window=window,
         probs=probs,
         raw_probs=probs,
-        stream_probs=np.stack([np.roll(probs, s) for s in range(3)]),
-        stream_names=("GS", "GL", "GP"),
+        branch_probs=np.stack([np.roll(probs, s) for s in range(3)]),
+        branch_names=("GS", "GL", "GP"),
         class_names=class_names,
-        sa_map=sa_map,
-        la_map=la_map,
+        maps={"sa": sa_map, "la": la_map},
         crop_box=box,
         latency_s=latency_s,
     )

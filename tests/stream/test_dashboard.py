@@ -81,7 +81,7 @@ def test_render_shows_the_numbers_the_top5_and_warm_up():
     lines = text.splitlines()
     assert "reconnects" in text and any("reconnects" in line and "2" in line for line in lines)
     assert any("model frames" in line and "606" in line for line in lines)
-    top5 = [line for line in lines if "%" in line and "streams" not in line]
+    top5 = [line for line in lines if "%" in line and "branches" not in line]
     assert [next(n for n in CLASSES if f" {n} " in line) for line in top5] == [
         "jump",
         "wave",

@@ -75,8 +75,8 @@ def test_streaming_equals_offline_clip_of_the_state_shown(model, window, stride)
         clip = [g.image for g in fs[t - p.history + 1 : t + 1]]
         torch.testing.assert_close(torch.from_numpy(p.raw_probs), offline(model, clip), atol=1e-5, rtol=0)
         np.testing.assert_allclose(p.probs.sum(), 1.0, atol=1e-5)
-        assert p.stream_probs.shape == (3, 5)
-        assert p.sa_map.shape == p.la_map.shape and abs(p.sa_map.sum() - 1) < 1e-4
+        assert p.branch_probs.shape == (3, 5)
+        assert p.maps["sa"].shape == p.maps["la"].shape and abs(p.maps["sa"].sum() - 1) < 1e-4
     assert histories[:window] == list(range(1, window + 1))  # warming up, then full windows
     assert max(histories) == window
     # once warm, the state shown always has between W-S+1 and W frames behind it

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from stream import sinks
+from stream import display, sinks
 from stream.sinks import EventLog, SinkError, VideoSink, WindowSink, has_display, key_action
 from stream.types import Event
 
@@ -70,6 +70,7 @@ OLD_GUI = f"  GUI: \n    GTK+:{PAD}{{}}\n    VTK support:{PAD}NO\n\n  Media I/O:
 def test_display_needs_an_opencv_gui_backend(monkeypatch, build_info, expected):
     monkeypatch.setattr(sys, "platform", "linux")
     monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setattr(display, "x_server_reachable", lambda *_args, **_kwargs: True)
     monkeypatch.setattr(sinks.cv2, "getBuildInformation", lambda: build_info)
     assert has_display() is expected
 
