@@ -73,6 +73,22 @@ def int8_files(manifest: Manifest) -> Mapping[str, str]:
     return build["files"]
 
 
+def best_built_precision(manifest: Manifest) -> tuple[str, str]:
+    """The fastest precision an export directory can run here, and a sentence saying which and why:
+    int8 when `engines.build` made its model for this encode graph, else bf16 where the CPU has it."""
+    try:
+        verify_files(manifest.directory, int8_files(manifest))
+        return "int8", f"running the int8 engine built there ({INT8_XML})"
+    except EngineError:
+        pass
+    if cpu_supports_bf16(ov.Core()):
+        return (
+            "bf16",
+            "no int8 engine built there; running bf16 (python -m engines.build ... --precision int8)",
+        )
+    return "fp32", "no int8 engine built there and no bf16 on this CPU; running fp32"
+
+
 class OpenVINOBackend:
     name = "openvino"
 

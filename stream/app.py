@@ -136,6 +136,13 @@ class RunSummary:
         errors = [s.error for s in self.cameras.values() if s.error is not None]
         return errors[0] if errors and len(errors) == len(self.cameras) else None
 
+    def __getattr__(self, name: str) -> Any:
+        """A lone camera's Summary fields (frames, latency_p95_ms, ...) read as the run's own."""
+        cameras = self.__dict__.get("cameras", {})
+        if len(cameras) == 1 and not name.startswith("_"):
+            return getattr(next(iter(cameras.values())), name)
+        raise AttributeError(name)
+
     def line(self) -> str:
         if len(self.cameras) == 1:
             return next(iter(self.cameras.values())).line()
