@@ -174,12 +174,6 @@ def main(argv: list[str] | None = None) -> int:
             defaults = dataclasses.replace(defaults, folder_fps=model_fps)
         specs = [camera_spec(camera, defaults, args, one=len(cameras) == 1) for camera in cameras]
         note = synthetic_note(info)
-        if note:  # said once here, and on every overlay
-            print(
-                "glanet: note: this model was trained on SynthActions (synthetic figures) only: it knows those "
-                "12 generated actions, not real footage (train on your own data: see the README)",
-                file=sys.stderr,
-            )
         options = StreamOptions(
             fast=args.fast,
             headless=True if args.headless else None,
@@ -194,6 +188,13 @@ def main(argv: list[str] | None = None) -> int:
             watchdog_s=args.watchdog,
             max_reconnects=args.max_reconnects,
             note=note,
+            # said once, when the model first speaks (a bad source stays one line), and on every overlay
+            announce=(
+                "glanet: note: this model was trained on SynthActions (synthetic figures) only: it knows "
+                "those 12 generated actions, not real footage (train on your own data: see the README)"
+            )
+            if note
+            else "",
         )
         precision = args.precision
         if args.engine is not None and precision is None and backend_name == "openvino":

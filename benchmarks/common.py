@@ -8,7 +8,7 @@ import os
 import platform
 import time
 from array import array
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,8 @@ from glanet.checkpoint import save_checkpoint
 from glanet.config import ModelConfig
 from glanet.data.synth import LiveSynth
 from glanet.data.transforms import EvalTransform
-from glanet.models.glanet import Features, GLANet, State, StepOutput
+from glanet.models.glanet import GLANet
+from glanet.models.online import Encoded, OnlineSpec, State, StepOutput
 
 # The paper's model as both benchmarks build it: ResNet-34 at 224 px (resize 256), 51 classes, 30-frame clips
 # every 15 frames at 25 fps, the rate of the SynthActions sources they feed it.
@@ -141,8 +142,8 @@ class TimedBackend:
         self.device = device
 
     @property
-    def branch_names(self) -> tuple[str, ...]:
-        return self.inner.branch_names
+    def spec(self) -> OnlineSpec:
+        return self.inner.spec
 
     def describe(self) -> str:
         return self.inner.describe()
@@ -150,16 +151,14 @@ class TimedBackend:
     def init_state(self, batch: int) -> State:
         return self.inner.init_state(batch)
 
-    def encode(self, frames: Tensor) -> Features:
+    def encode(self, frames: Tensor, state: State | None = None) -> Encoded:
         start = time.perf_counter()
-        out = self.inner.encode(frames)
+        out = self.inner.encode(frames, state)
         sync(self.device)
         self.record("encode", (time.perf_counter() - start) * 1e3)
         return out
 
-    def temporal_step(
-        self, features: Features | tuple[Tensor, ...], state: State
-    ) -> tuple[StepOutput, State]:
+    def temporal_step(self, features: Mapping[str, Tensor], state: State) -> tuple[StepOutput, State]:
         start = time.perf_counter()
         out = self.inner.temporal_step(features, state)
         sync(self.device)

@@ -73,7 +73,7 @@ from engines.select import available_backends, choose_backend, make_backend
 from engines.torch_backend import TorchBackend
 from glanet.checkpoint import load_checkpoint
 from glanet.data.transforms import EvalTransform
-from glanet.models.glanet import Features
+from glanet.models.online import Encoded
 from stream.app import StreamApp, StreamOptions
 from stream.sources import parse_source
 from stream.types import Prediction
@@ -295,10 +295,10 @@ def agreement(cands: list[Candidate], frames: Tensor) -> None:
         state = backend.init_state(1)
         feats, peaks, probs = [], [], []
         for i in range(frames.shape[0]):
-            f: Features = backend.encode(frames[i : i + 1])
-            out, state = backend.temporal_step(f, state)
-            feats.append([s.float().cpu().flatten().numpy() for s in f.streams])
-            peaks.append(int(f.sa_map.float().cpu().flatten().argmax()))
+            f: Encoded = backend.encode(frames[i : i + 1])
+            out, state = backend.temporal_step(f.features, state)
+            feats.append([s.float().cpu().flatten().numpy() for s in f.features.values()])
+            peaks.append(int(f.maps["sa"].float().cpu().flatten().argmax()))
             probs.append(out.fused.float().cpu().flatten().numpy())
         return feats, peaks, probs
 
@@ -462,7 +462,8 @@ def warm_up(backend: Any, transform: EvalTransform) -> None:
     x = transform(synth_images(1, seed=1))
     k = math.ceil(WINDOW / STRIDE)
     f = backend.encode(x)
-    backend.temporal_step(tuple(s.expand(k, *s.shape[1:]) for s in f.streams), backend.init_state(k))
+    feats = {n: s.expand(k, *s.shape[1:]) for n, s in f.features.items()}
+    backend.temporal_step(feats, backend.init_state(k))
 
 
 def stream_run(label: str, backend: Any, info: Any, video: Path, seconds: float, why: str) -> dict[str, Any]:

@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     console.print(
         f"step / backbone-alone = {ratio:.3f} (target <= 1.10)   "
         f"[{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-        f"SRU {cfg.sru_layers}x{cfg.sru_hidden}, streams {', '.join(cfg.branch_names)}]",
+        f"SRU {cfg.sru_layers}x{cfg.sru_hidden}, branches {', '.join(cfg.branch_names)}]",
         markup=False,
     )
 

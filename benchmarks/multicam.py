@@ -57,14 +57,6 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [str(ROOT) if Path(p or ".").resolve() == ROOT / "benchmarks" else p for p in sys.path]
 
-import glanet.models.glanet as _glanet_module
-from glanet.models.online import Encoded
-
-if not hasattr(_glanet_module, "Features"):
-    # benchmarks/common.py and benchmarks/engines.py still import the name the online-model contract
-    # replaced (`Features`, now `Encoded`); they use it in annotations only. Remove once they are updated.
-    _glanet_module.Features = Encoded  # type: ignore[attr-defined]
-
 from benchmarks.common import (
     CROP,
     FPS,
@@ -361,6 +353,8 @@ def run_separate(
         "cameras": cams,
         "rounds": sum(r["rounds"] for r in results),
         "batch_mean": 1.0,
+        "full_rounds": 1.0,
+        "batch_sizes": {"1": sum(r["rounds"] for r in results)},
         "cpu_s": cpu_s,
         "wall_s": wall,
         "cpu_pct": sum(r["cpu_pct"] for r in results),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -78,6 +79,7 @@ class StreamOptions:
     buffer_capacity: int = 0  # 0: the capture default (4 live and real-time files, 64 with --fast)
     max_wait_s: float | None = None  # batch gathering deadline (None: half a model frame interval)
     note: str = ""  # a line about the model on every overlay (e.g. "trained on synthetic actions only")
+    announce: str = ""  # said once on stderr at the first prediction (a bad source stays one line)
     # called on the model thread with every prediction (benchmarks, embedding): keep it cheap
     on_prediction: Callable[[Prediction], None] | None = None
 
@@ -308,7 +310,7 @@ class StreamApp:
             stop=self._stop,
             paused=self.view.paused,
             max_frames=o.max_frames,
-            on_prediction=o.on_prediction,
+            on_prediction=self._announcing(o.on_prediction),
         )
         runner.wake = runner_wake
         self.runner = runner
@@ -344,6 +346,22 @@ class StreamApp:
         if runner.error is not None:
             raise runner.error
         return summary
+
+    def _announcing(
+        self, on_prediction: Callable[[Prediction], None] | None
+    ) -> Callable[[Prediction], None] | None:
+        if not self.options.announce:
+            return on_prediction
+        said = threading.Event()
+
+        def hook(prediction: Prediction) -> None:
+            if not said.is_set():
+                said.set()
+                print(self.options.announce, file=sys.stderr, flush=True)
+            if on_prediction is not None:
+                on_prediction(prediction)
+
+        return hook
 
     def _model_thread(self, runner: Runner, dispatcher: Dispatcher) -> None:
         try:

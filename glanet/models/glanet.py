@@ -148,7 +148,7 @@ class GLANet(nn.Module):
         return StepOutput(logits, probs, fused), state
 
     def step(self, frames: Tensor, state: State) -> tuple[StepOutput, State]:
-        """encode + temporal_step for one frame per sequence: frames (B, 3, H, W); `state` from `init_state`."""
+        """encode + temporal_step, one frame per sequence: frames (B, 3, H, W); `state` from `init_state`."""
         enc = self.encode(frames)
         out, state = self.temporal_step(enc.features, state)
         return out._replace(maps=enc.maps), state

@@ -4,6 +4,7 @@ step and 30 steps with the state fed back), the manifest describes them, and mis
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,19 +17,25 @@ import engines.export as export_module
 from engines.export import (
     ENCODE_FILE,
     STEP_FILE,
-    STEP_OUTPUTS,
     ExportMismatch,
-    encode_output_names,
     export,
     main,
     relative_error,
-    step_input_names,
     verify_graphs,
 )
-from engines.manifest import MANIFEST, file_sha256, read_manifest
+from engines.graph_io import (
+    encode_inputs,
+    encode_outputs,
+    flatten_encoded,
+    flatten_step,
+    step_inputs,
+    step_outputs,
+)
+from engines.manifest import FORMAT_VERSION, MANIFEST, ManifestError, file_sha256, read_manifest
+from engines.openvino_backend import OpenVINOBackend
 from glanet.checkpoint import load_checkpoint, save_checkpoint
 from glanet.config import ModelConfig
-from glanet.models.glanet import State, build_model
+from glanet.models.glanet import build_model
 
 TINY = ModelConfig(backbone="resnet10", num_classes=5, sru_hidden=16, sru_layers=2, la_hidden=8)
 PRE = {"resize": [72, 72], "crop": 64, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
@@ -83,6 +90,8 @@ def test_graphs_pass_the_checker_and_the_manifest_describes_them(tiny):
     assert data["source"]["weights_sha256"] == ck.weights_sha256
     assert Path(data["source"]["checkpoint"]) == ckpt.resolve()
     assert {"glanet_version", "torch_version", "created_utc"} <= set(data)
+    assert data["format_version"] == FORMAT_VERSION == 2 and "stream_names" not in data
+    assert data["online_spec"] == ck.model.spec.to_dict() and m.spec == ck.model.spec
     for graph in ("encode", "temporal_step"):
         assert m.graph(graph)["sha256"] == file_sha256(m.graph_path(graph))
     enc, step = m.graph("encode"), m.graph("temporal_step")
@@ -91,12 +100,23 @@ def test_graphs_pass_the_checker_and_the_manifest_describes_them(tiny):
         ("feat_gs", ["batch", 1024]),
         ("feat_gl", ["batch", 1024]),
         ("feat_gp", ["batch", 512]),
-        ("sa_map", ["batch", 2, 2]),
-        ("la_map", ["batch", 2, 2]),
+        ("map_sa", ["batch", 2, 2]),
+        ("map_la", ["batch", 2, 2]),
     ]
+    assert tuple(i["name"] for i in enc["inputs"]) == encode_inputs(m.spec)
+    assert tuple(o["name"] for o in enc["outputs"]) == encode_outputs(m.spec)
     assert [i["name"] for i in step["inputs"]] == ["feat_gs", "feat_gl", "feat_gp", "c", "logit_sum", "steps"]
-    assert m.input_shape("temporal_step", "c") == ["batch", 3, 2, 16]
-    assert [o["name"] for o in step["outputs"]] == list(STEP_OUTPUTS)
+    assert tuple(i["name"] for i in step["inputs"]) == step_inputs(m.spec)
+    assert next(i["shape"] for i in step["inputs"] if i["name"] == "c") == ["batch", 3, 2, 16]
+    assert [o["name"] for o in step["outputs"]] == [
+        "logits",
+        "probs",
+        "fused",
+        "c_out",
+        "logit_sum_out",
+        "steps_out",
+    ]
+    assert tuple(o["name"] for o in step["outputs"]) == step_outputs(m.spec)
     # The ONNX files themselves carry the same shapes, batch symbolic.
     proto = onnx.load(str(out / STEP_FILE), load_external_data=False)
     c_out = next(o for o in proto.graph.output if o.name == "c_out")
@@ -111,24 +131,27 @@ def test_openvino_fp32_matches_torch(tiny, batch):
     encode, step = compile_graphs(out)
     g = torch.Generator().manual_seed(batch)
     frames = torch.randn(batch, 3, 64, 64, generator=g)
-    state = State(
-        torch.randn(batch, 3, 2, 16, generator=g),
-        torch.randn(batch, 3, 5, generator=g),
-        torch.full((batch,), 4.0),
-    )
+    spec = model.spec
+    state = {
+        "c": torch.randn(batch, 3, 2, 16, generator=g),
+        "logit_sum": torch.randn(batch, 3, 5, generator=g),
+        "steps": torch.full((batch,), 4.0),
+    }
     with torch.no_grad():
-        feats = model.encode(frames)
-        ref_out, ref_state = model.temporal_step(feats, state)
+        enc = model.encode(frames)
+        ref_out, ref_state = model.temporal_step(enc, state)
     got = encode(frames.numpy())
-    for name, ref in zip(
-        encode_output_names(model.branch_names), (*feats.streams, feats.sa_map, feats.la_map), strict=True
-    ):
+    names = encode_outputs(spec)
+    assert len(names) == 5
+    for name, ref in zip(names, flatten_encoded(spec, enc), strict=True):
         assert relative_error(got[name], ref.numpy()) <= TOL, name
-    inputs = dict(
-        zip(step_input_names(model.branch_names), (t.numpy() for t in (*feats.streams, *state)), strict=True)
-    )
+    values = (*(enc.features[f] for f in spec.feature_names), *(state[f.name] for f in spec.step_state))
+    inputs = dict(zip(step_inputs(spec), (t.numpy() for t in values), strict=True))
+    assert len(inputs) == 6
     got = step(inputs)
-    for name, ref in zip(STEP_OUTPUTS, (*ref_out[:3], *ref_state), strict=True):
+    names = step_outputs(spec)
+    assert len(names) == 6
+    for name, ref in zip(names, flatten_step(spec, ref_out, ref_state), strict=True):
         assert relative_error(got[name], ref.numpy()) <= TOL, name
 
 
@@ -136,21 +159,23 @@ def test_temporal_step_graph_carries_its_state_for_30_steps(tiny):
     ckpt, out = tiny
     model = load_checkpoint(ckpt).model
     encode, step = compile_graphs(out)
-    names = step_input_names(model.branch_names)
+    spec = model.spec
+    names = step_inputs(spec)
     clip = torch.randn(2, 30, 3, 64, 64, generator=torch.Generator().manual_seed(7))
     # The graphs alone: the features come from encode.onnx (all 60 frames in one batch).
     got_feats = encode(clip.flatten(0, 1).numpy())
     streams = [got_feats[n].reshape(2, 30, -1) for n in names[:3]]
     state_ref = model.init_state(2)
-    state = [t.numpy() for t in state_ref]
+    state = [state_ref[f.name].numpy() for f in spec.step_state]
     with torch.no_grad():
-        feats = model.encode(clip.flatten(0, 1)).streams
+        feats = model.encode(clip.flatten(0, 1)).features
         for t in range(30):
-            ref, state_ref = model.temporal_step(tuple(f.view(2, 30, -1)[:, t] for f in feats), state_ref)
+            step_feats = {k: f.view(2, 30, -1)[:, t] for k, f in feats.items()}
+            ref, state_ref = model.temporal_step(step_feats, state_ref)
             got = step(dict(zip(names, (*(f[:, t] for f in streams), *state), strict=True)))
             state = [got["c_out"], got["logit_sum_out"], got["steps_out"]]
             assert relative_error(got["fused"], ref.fused.numpy()) <= TOL, t
-            assert relative_error(got["c_out"], state_ref.c.numpy()) <= TOL, t
+            assert relative_error(got["c_out"], state_ref["c"].numpy()) <= TOL, t
         clip_out = model(clip)
     assert state[2].tolist() == [30.0, 30.0]
     np.testing.assert_allclose(got["fused"], clip_out.fused.numpy(), atol=1e-5)
@@ -172,7 +197,23 @@ def test_export_at_another_size_and_opset(tiny, tmp_path):
     assert m.image_size == (96, 96) and m.data["opset"] == 20
     assert m.preprocessing["crop"] == 96 and m.preprocessing["resize"] == [108, 108]  # 72 * 96/64
     assert onnx.load(str(m.graph_path("encode"))).opset_import[0].version == 20
+    assert m.graph("encode")["outputs"][3]["name"] == "map_sa"
     assert m.graph("encode")["outputs"][3]["shape"] == ["batch", 3, 3]
+
+
+def test_a_manifest_of_format_1_is_refused(tiny, tmp_path):
+    _, out = tiny
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    data = json.loads((old / MANIFEST).read_text())
+    # What glanet wrote before the online spec: format 1, fixed stream names, no online_spec.
+    data["format_version"] = 1
+    data["stream_names"] = data.pop("online_spec")["branch_names"]
+    (old / MANIFEST).write_text(json.dumps(data))
+    with pytest.raises(ManifestError, match=r"format 1 was written by an older glanet; export again"):
+        read_manifest(old)
+    with pytest.raises(ManifestError, match=r"written by an older glanet; export again"):
+        OpenVINOBackend.from_manifest(old, cache=False)
 
 
 def one_line(capsys: pytest.CaptureFixture[str]) -> str:

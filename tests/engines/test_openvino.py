@@ -20,13 +20,13 @@ from engines.build import main as build_main
 from engines.calibration import CalibrationError, calibration_frames
 from engines.errors import EngineError, EngineUnavailable
 from engines.export import export
-from engines.manifest import MANIFEST, ManifestError
+from engines.manifest import MANIFEST, ManifestError, read_manifest
 from engines.openvino_backend import OpenVINOBackend
 from engines.torch_backend import TorchBackend
 from glanet.checkpoint import load_checkpoint
 from glanet.data.synth import CLASSES, LiveSynth, generate_video
 from glanet.data.transforms import EvalTransform
-from glanet.models.glanet import Features, State, StepOutput
+from glanet.models.online import Encoded, StepOutput
 from stream.recognizer import Recognizer
 from stream.types import Frame
 
@@ -76,36 +76,44 @@ def run_clips(backend: OpenVINOBackend, clips: torch.Tensor) -> torch.Tensor:
     """Each clip frame by frame through the backend (all clips batched, one state row each) -> fused."""
     state = backend.init_state(clips.shape[0])
     for t in range(clips.shape[1]):
-        out, state = backend.temporal_step(backend.encode(clips[:, t]), state)
+        out, state = backend.temporal_step(backend.encode(clips[:, t]).features, state)
     return out.fused
 
 
 def test_fp32_backend_equals_the_torch_backend(demo, cache):
     backend = OpenVINOBackend.from_manifest(demo, "fp32", cache_dir=cache)
     reference = TorchBackend(load_checkpoint(DEMO).model)
-    assert backend.name == "openvino" and backend.branch_names == reference.branch_names
+    assert backend.name == "openvino" and backend.spec == reference.spec
+    assert backend.spec.branch_names == reference.spec.branch_names
     assert "fp32" in backend.describe()
     frames = torch.randn(3, 3, 96, 96, generator=torch.Generator().manual_seed(1))
     got, ref = backend.encode(frames), reference.encode(frames)
     got_np = backend.encode(frames.numpy())  # numpy in, the same out
-    assert isinstance(got, Features) and all(isinstance(s, torch.Tensor) for s in got.streams)
-    pairs = zip((*got.streams, got.sa_map, got.la_map), (*ref.streams, ref.sa_map, ref.la_map), strict=True)
-    for a, b in pairs:
+    assert isinstance(got, Encoded) and all(isinstance(s, torch.Tensor) for s in got.features.values())
+    assert tuple(got.features) == tuple(ref.features) == backend.spec.feature_names
+    assert tuple(got.maps) == tuple(ref.maps) == ("sa", "la")
+    assert got.state == ref.state == {}
+
+    def tensors(enc: Encoded) -> list[torch.Tensor]:
+        return [*enc.features.values(), *enc.maps.values()]
+
+    for a, b in zip(tensors(got), tensors(ref), strict=True):
         assert a.dtype == torch.float32 and a.shape == b.shape
         torch.testing.assert_close(a, b, atol=1e-4 * float(b.max() - b.min()), rtol=0)
-    for a, b in zip(
-        (*got_np.streams, got_np.sa_map, got_np.la_map), (*got.streams, got.sa_map, got.la_map), strict=True
-    ):
+    for a, b in zip(tensors(got_np), tensors(got), strict=True):
         torch.testing.assert_close(a, b)
     state_ov, state_ref = backend.init_state(3), reference.init_state(3)
-    assert all(a.shape == b.shape for a, b in zip(state_ov, state_ref, strict=True))
+    assert list(state_ov) == list(state_ref) == ["c", "logit_sum", "steps"]
+    assert all(state_ov[k].shape == state_ref[k].shape for k in state_ref)
     for _ in range(3):
-        out_ov, state_ov = backend.temporal_step(got.streams, state_ov)
-        out_ref, state_ref = reference.temporal_step(ref, state_ref)
-    assert isinstance(out_ov, StepOutput) and isinstance(state_ov, State)
+        out_ov, state_ov = backend.temporal_step(got.features, state_ov)
+        out_ref, state_ref = reference.temporal_step(ref.features, state_ref)
+    assert isinstance(out_ov, StepOutput) and isinstance(state_ov, dict)
+    assert list(state_ov) == ["c", "logit_sum", "steps"]
+    assert all(isinstance(t, torch.Tensor) for t in state_ov.values())
     torch.testing.assert_close(out_ov.fused, out_ref.fused, atol=1e-5, rtol=0)
-    torch.testing.assert_close(state_ov.c, state_ref.c, atol=1e-4, rtol=1e-4)
-    assert state_ov.steps.tolist() == [3.0, 3.0, 3.0]
+    torch.testing.assert_close(state_ov["c"], state_ref["c"], atol=1e-4, rtol=1e-4)
+    assert state_ov["steps"].tolist() == [3.0, 3.0, 3.0]
     assert any(cache.iterdir()), "compiled models are cached on disk"
 
 
@@ -139,7 +147,8 @@ def test_the_recognizer_runs_on_openvino_unchanged(demo, cache):
             a, b = ours.push(frame), reference.push(frame)
             assert a is not None and b is not None
             np.testing.assert_allclose(a.probs, b.probs, atol=1e-5)
-            np.testing.assert_allclose(a.sa_map, b.sa_map, atol=1e-5)
+            assert set(a.maps) == set(b.maps) == {"sa", "la"}
+            np.testing.assert_allclose(a.maps["sa"], b.maps["sa"], atol=1e-5)
     assert a.history == b.history and a.warm
 
 
@@ -172,6 +181,30 @@ def test_int8_before_a_build_says_how_to_make_it(demo, demo_int8, tmp_path):
     (stale / MANIFEST).write_text(json.dumps(data))
     with pytest.raises(EngineError, match=r"built from another encode\.onnx: run python -m engines\.build"):
         OpenVINOBackend.from_manifest(stale, "int8")
+
+
+def test_best_built_precision(demo, demo_int8, tmp_path, monkeypatch):
+    bf16 = ovb.cpu_supports_bf16(ovb.ov.Core())
+    precision, why = ovb.best_built_precision(read_manifest(demo))  # no build there
+    assert precision == ("bf16" if bf16 else "fp32")
+    assert "no int8 engine built there" in why and "\n" not in why
+    assert ovb.best_built_precision(read_manifest(demo_int8))[0] == "int8"
+    tampered = tmp_path / "tampered"
+    shutil.copytree(demo_int8, tampered)
+    with open(tampered / ovb.INT8_BIN, "r+b") as f:  # one byte of an int8 weight changed
+        f.seek(-100, 2)
+        byte = f.read(1)
+        f.seek(-100, 2)
+        f.write(bytes([byte[0] ^ 1]))
+    precision, why = ovb.best_built_precision(read_manifest(tampered))
+    assert precision != "int8" and precision == ("bf16" if bf16 else "fp32")
+    assert "no int8 engine built there" in why
+    monkeypatch.setattr(ovb, "cpu_supports_bf16", lambda core: False)
+    assert ovb.best_built_precision(read_manifest(demo)) == (
+        "fp32",
+        "no int8 engine built there and no bf16 on this CPU; running fp32",
+    )
+    assert ovb.best_built_precision(read_manifest(demo_int8))[0] == "int8"
 
 
 def test_bf16_is_refused_where_the_cpu_lacks_it(demo, monkeypatch):

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from engines import select
+from engines import cache, select
+from engines.cache import encode_digest
 from engines.errors import EngineError, EngineUnavailable
 from engines.select import (
     BACKENDS,
@@ -176,6 +177,7 @@ def test_default_device():
 
 
 def test_default_cache_dir(monkeypatch, tmp_path):
+    assert default_cache_dir is cache.default_cache_dir  # engines.select re-exports engines.cache's
     monkeypatch.setenv("GLANET_CACHE_DIR", str(tmp_path / "c"))
     assert default_cache_dir() == tmp_path / "c"
     monkeypatch.delenv("GLANET_CACHE_DIR")
@@ -232,14 +234,19 @@ def test_make_auto_here_exports_once_and_runs_openvino(checkpoint, tmp_path, mon
     monkeypatch.setattr(engines.export, "export", lambda *a, **k: calls.append(a) or real_export(*a, **k))
     backend = make_backend("auto", checkpoint, cache_dir=tmp_path)
     assert backend.name == "openvino"
-    assert len(calls) == 1 and len(list((tmp_path / "exports").glob("*/manifest.json"))) == 1
+    manifests = list((tmp_path / "exports").glob("*/manifest.json"))
+    assert len(calls) == 1 and len(manifests) == 1
+    digest = encode_digest(checkpoint.model.cfg, checkpoint.weights_sha256, (3, 40, 40))
+    assert manifests[0].parent.name == f"v2-{digest[:24]}"
     again = make_backend("openvino", checkpoint, precision="fp32", cache_dir=tmp_path)
     assert len(calls) == 1  # the export in the cache is reused
     frames = torch.randn(2, 3, 40, 40)
     with torch.no_grad():
         ref = checkpoint.model.eval().encode(frames)
     got = again.encode(frames)
-    for r, g in zip(ref.streams, got.streams, strict=True):
+    assert tuple(got.features) == tuple(ref.features) == checkpoint.model.spec.feature_names
+    for name, r in ref.features.items():
+        g = got.features[name]
         assert (g - r).abs().max().item() <= 1e-3 * max(1.0, r.abs().max().item())
-    out, _ = again.temporal_step(got, again.init_state(2))
+    out, _ = again.temporal_step(got.features, again.init_state(2))
     assert out.fused.shape == (2, 4)

@@ -19,8 +19,10 @@ from onnx.reference import ReferenceEvaluator
 from torch import Tensor, nn
 
 from engines import onnx_fp16
+from engines.cache import encode_digest
 from engines.errors import EngineError, EngineUnavailable
-from engines.manifest import Manifest
+from engines.graph_io import encode_inputs, encode_outputs, flatten_encoded
+from engines.manifest import FORMAT_VERSION, Manifest
 from engines.onnx_fp16 import FP16_MAX, NodeFloats, fp16_onnx, fp32_tensor_names, half_nodes
 from engines.tensorrt_backend import (
     TensorRTBackend,
@@ -32,7 +34,7 @@ from engines.tensorrt_backend import (
     profile_shapes,
     trt_major,
 )
-from engines.torch_tensorrt_backend import compile_options, encode_digest, import_torch_tensorrt
+from engines.torch_tensorrt_backend import compile_options, import_torch_tensorrt
 from glanet.config import ModelConfig
 from glanet.models.glanet import GLANet
 
@@ -172,24 +174,53 @@ def test_profile_shapes_rejects(shape, max_batch, opt, match):
         profile_shapes(shape, max_batch, opt)
 
 
-def _manifest(tmp_path: Path, outputs: list[str], streams=("GS", "GL", "GP")) -> Manifest:
+SPEC = GLANet(ModelConfig(backbone="resnet18", num_classes=4, sru_hidden=8)).spec  # branches GS, GL, GP
+ENCODE_OUTPUTS = ["feat_gs", "feat_gl", "feat_gp", "map_sa", "map_la"]
+
+
+def _manifest(
+    tmp_path: Path, outputs: list[str], inputs=("frames",), frame_shape=("batch", 3, 112, 112)
+) -> Manifest:
     encode = {
         "file": "encode.onnx",
         "sha256": SHA,
-        "inputs": [{"name": "frames", "shape": ["batch", 3, 112, 112], "dtype": "float32"}],
+        "inputs": [{"name": n, "shape": list(frame_shape), "dtype": "float32"} for n in inputs],
         "outputs": [{"name": n, "shape": ["batch", 4], "dtype": "float32"} for n in outputs],
     }
-    return Manifest(tmp_path, {"graphs": {"encode": encode}, "branch_names": list(streams)})
+    data = {"format_version": FORMAT_VERSION, "graphs": {"encode": encode}, "online_spec": SPEC.to_dict()}
+    return Manifest(tmp_path, data)
 
 
 def test_encode_io_reads_the_export_manifest(tmp_path):
-    outputs = ["feat_gs", "feat_gl", "feat_gp", "sa_map", "la_map"]
-    assert encode_io(_manifest(tmp_path, outputs)) == ("frames", (3, 112, 112), tuple(outputs))
+    assert encode_inputs(SPEC) == ("frames",) and encode_outputs(SPEC) == tuple(ENCODE_OUTPUTS)
+    assert encode_io(_manifest(tmp_path, ENCODE_OUTPUTS)) == (
+        ("frames",),
+        (3, 112, 112),
+        tuple(ENCODE_OUTPUTS),
+    )
 
 
-def test_encode_io_wants_one_output_per_stream_and_two_maps(tmp_path):
-    with pytest.raises(EngineError, match="4 outputs, expected one per stream"):
-        encode_io(_manifest(tmp_path, ["feat_gs", "feat_gl", "sa_map", "la_map"]))
+@pytest.mark.parametrize(
+    ("outputs", "inputs"),
+    [
+        (["feat_gs", "feat_gl", "map_sa", "map_la"], ("frames",)),  # a branch's features missing
+        (["feat_gs", "feat_gl", "feat_gp", "sa_map", "la_map"], ("frames",)),  # format 1's map names
+        (["feat_gl", "feat_gs", "feat_gp", "map_sa", "map_la"], ("frames",)),  # not in the spec's order
+        (ENCODE_OUTPUTS, ("images",)),
+        (ENCODE_OUTPUTS, ("frames", "c")),  # a state input the spec does not have
+    ],
+)
+def test_encode_io_wants_the_online_specs_names(tmp_path, outputs, inputs):
+    wrong = r"encode's inputs/outputs .* are not the online spec's .*: export again"
+    with pytest.raises(EngineError, match=wrong):
+        encode_io(_manifest(tmp_path, outputs, inputs))
+
+
+def test_encode_io_wants_a_frame_shape(tmp_path):
+    with pytest.raises(EngineError, match=r"encode input shape .* is not \(batch, C, H, W\)"):
+        encode_io(_manifest(tmp_path, ENCODE_OUTPUTS, frame_shape=("batch", 3, "h", "w")))
+    with pytest.raises(EngineError, match=r"encode input shape .* is not \(batch, C, H, W\)"):
+        encode_io(_manifest(tmp_path, ENCODE_OUTPUTS, frame_shape=("batch", 3, 112)))
 
 
 # -- without TensorRT / torch-tensorrt: clear one-line errors ------------------------------------------
@@ -213,7 +244,7 @@ def test_build_without_tensorrt_says_how_to_get_it(no_tensorrt, tmp_path):
 def test_backend_without_tensorrt(no_tensorrt, tmp_path):
     model = GLANet(ModelConfig(backbone="resnet18", num_classes=3, sru_hidden=8))
     with pytest.raises(EngineUnavailable, match="TensorRT is not installed"):
-        TensorRTBackend(tmp_path / "x.plan", model, "frames", ("a", "b", "c", "d", "e"), 1)
+        TensorRTBackend(tmp_path / "x.plan", model, ("frames",), tuple(ENCODE_OUTPUTS), 1)
 
 
 def test_torch_tensorrt_missing(no_tensorrt):
@@ -234,12 +265,12 @@ def test_torch_tensorrt_compile_options():
 def test_encode_digest_follows_weights_config_and_size():
     model = GLANet(ModelConfig(backbone="resnet18", num_classes=3, sru_hidden=8))
     other = GLANet(ModelConfig(backbone="resnet18", num_classes=3, sru_hidden=8, sa_temperature=2.0))
-    base = encode_digest(model, SHA, (3, 112, 112))
+    base = encode_digest(model.cfg, SHA, (3, 112, 112))
     assert re.fullmatch(r"[0-9a-f]{64}", base)
-    assert base == encode_digest(model, SHA, (3, 112, 112))
-    assert base != encode_digest(model, "cd" * 32, (3, 112, 112))
-    assert base != encode_digest(model, SHA, (3, 128, 128))
-    assert base != encode_digest(other, SHA, (3, 112, 112))
+    assert base == encode_digest(model.cfg, SHA, (3, 112, 112))
+    assert base != encode_digest(model.cfg, "cd" * 32, (3, 112, 112))
+    assert base != encode_digest(model.cfg, SHA, (3, 128, 128))
+    assert base != encode_digest(other.cfg, SHA, (3, 112, 112))
 
 
 # -- the fp16 ONNX -------------------------------------------------------------------------------------
@@ -406,17 +437,18 @@ def test_fp16_onnx_runs_in_openvino(tiny_onnx, tmp_path):
 
 def test_fp16_onnx_of_the_glanet_encode_graph(tmp_path):
     """The real encode graph (engines.export's EncodeGraph): fp16 features within 1% of torch."""
-    from engines.export import EncodeGraph, encode_output_names
+    from engines.export import EncodeGraph
 
     torch.manual_seed(0)
     model = GLANet(ModelConfig(backbone="resnet18", num_classes=5, sru_hidden=16)).eval()
-    names = list(encode_output_names(model.branch_names))
+    names = list(encode_outputs(model.spec))
+    assert names == ENCODE_OUTPUTS
     src = _export(EncodeGraph(model), tmp_path / "encode.onnx", torch.randn(2, 3, 64, 64), names)
     dst = fp16_onnx(src, tmp_path / "encode16.onnx")
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         feats = model.encode(x)
-    ref = [t.numpy() for t in (*feats.streams, feats.sa_map, feats.la_map)]
+    ref = [t.numpy() for t in flatten_encoded(model.spec, feats)]
     got = ReferenceEvaluator(str(dst)).run(None, {"frames": x.numpy()})
     for name, r, g in zip(names, ref, got, strict=True):
         assert _rel_err(g, r) < 1e-2, name
@@ -478,13 +510,12 @@ def test_tensorrt_plan_matches_torch(tmp_path, precision):
         ref = model.cuda().encode(frames)
     got = backend.encode(frames)
     tol = 1e-3 if precision == "fp32" else 2e-2
-    for r, g in zip(
-        (*ref.streams, ref.sa_map, ref.la_map), (*got.streams, got.sa_map, got.la_map), strict=True
-    ):
+    assert tuple(got.features) == tuple(ref.features) and tuple(got.maps) == tuple(ref.maps)
+    for r, g in zip(flatten_encoded(model.spec, ref), flatten_encoded(model.spec, got), strict=True):
         assert g.shape == r.shape and g.device.type == "cuda"
         assert _rel_err(g.cpu().numpy(), r.cpu().numpy()) < tol
     state = backend.init_state(3)
-    out, state = backend.temporal_step(got, state)
+    out, state = backend.temporal_step(got.features, state)
     assert out.fused.shape == (3, 5) and torch.isfinite(out.fused).all()
     with pytest.raises(EngineError, match="outside this plan's profile"):
         backend.encode(torch.randn(5, 3, 64, 64, device="cuda"))
@@ -505,12 +536,12 @@ def test_torch_tensorrt_compile_save_load_round_trip(tmp_path):
         with torch.no_grad():
             ref = model.encode(frames)
             got = loaded(frames)
-        for r, g in zip((*ref.streams, ref.sa_map, ref.la_map), got, strict=True):
+        for r, g in zip(flatten_encoded(model.spec, ref), got, strict=True):
             assert _rel_err(g.cpu().numpy(), r.cpu().numpy()) < 1e-3
     backend = TorchTensorRTBackend.from_model(
         model, weights_sha256=SHA, input_shape=(3, 64, 64), precision="fp16", max_batch=2, cache_dir=tmp_path
     )
     feats = backend.encode(torch.randn(2, 3, 64, 64, device="cuda"))
-    out, _ = backend.temporal_step(feats, backend.init_state(2))
+    out, _ = backend.temporal_step(feats.features, backend.init_state(2))
     assert torch.isfinite(out.fused).all()
     assert len(list(tmp_path.glob("*.pt2"))) == 2  # the round-trip file and the cached fp16 program

@@ -92,7 +92,8 @@ def test_shapes(size, hw, fusion):
     assert out.fused.shape == (2, 6)
     assert out.maps["sa"].shape == (2, 3, hw, hw) == out.maps["la"].shape
     dims = (1024, 1024, 512) if fusion == "early" else (512, 512, 512)
-    assert tuple(f.shape for f in feats.features.values()) == tuple((4, d) for d in dims) and model.feature_dims == dims
+    assert tuple(f.shape for f in feats.features.values()) == tuple((4, d) for d in dims)
+    assert model.feature_dims == dims
     assert model.branch_names == (("GS", "GL", "GP") if fusion == "early" else ("GP", "SA", "LA"))
     for t in (*out[:3], *out.maps.values()):
         assert torch.isfinite(t).all()

@@ -24,7 +24,7 @@ def fake_prediction(
 ) -> Prediction:
     """Branches GS/GL/GP whose probabilities are `probs` rolled by 0, 1, 2."""
     return Prediction(
-        frame=Frame(image=image, index=index, source_ts=index / 30, capture_ts=0.0, camera=camera, truth=truth),
+        frame=Frame(image, index, index / 30, 0.0, camera=camera, truth=truth),
         step=index,
         history=history,
         window=window,

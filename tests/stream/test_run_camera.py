@@ -4,6 +4,7 @@ input as one line on stderr with a non-zero exit code."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -167,3 +168,50 @@ def test_a_file_that_is_not_a_checkpoint_is_one_line(tmp_path):
     torch.save({"state_dict": {}, "arch": "smnet"}, other)
     one_line_error(run("--checkpoint", str(other), "--headless"))
     one_line_error(run("--checkpoint", str(tmp_path / "missing.pt"), "--headless"))
+
+
+# -- many cameras -----------------------------------------------------------------------------------------
+
+
+def test_two_named_cameras_save_a_video_each_and_a_summary(tmp_path, video):
+    out, summary = tmp_path / "videos", tmp_path / "summary.json"
+    proc = run(
+        "--source", f"one={video}", "--source", f"two={video}", "--fast", "--headless", "--no-dashboard",
+        "--save", str(out), "--summary-json", str(summary), "--backend", "torch",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(summary.read_text())
+    assert set(data["cameras"]) == {"one", "two"}
+    for name in ("one", "two"):
+        cam = data["cameras"][name]
+        assert cam["frames"] == 50 and cam["saved_frames"] == 50 and cam["reason"] == "end of stream"
+        assert count_frames(out / f"{name}.mp4")[0] == 50
+    assert "2 cameras" in proc.stderr.splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--source", "a=demo", "--source", "a=demo"], "given twice"),
+        (["--source", "bad name!=demo"], "source not found"),
+        (["--sources", "missing.toml"], "missing.toml"),
+    ],
+)
+def test_bad_cameras_are_one_line(args, needle):
+    assert needle in one_line_error(run(*args, "--headless", "--max-frames", "1"))
+
+
+def test_a_bad_sources_file_is_one_line(tmp_path):
+    cams = tmp_path / "cams.toml"
+    cams.write_text('[[camera]]\nname = "a"\nsource = "demo"\nwatchdg = 3\n')
+    line = one_line_error(run("--sources", str(cams), "--headless"))
+    assert "watchdg" in line and "cams.toml" in line
+
+
+def test_a_display_with_no_x_server_falls_back_to_headless(tmp_path, video):
+    env = {**os.environ, "DISPLAY": ":93", "GLANET_CACHE_DIR": os.environ.get("GLANET_CACHE_DIR", "")}
+    args = ["--source", str(video), "--fast", "--no-dashboard", "--backend", "torch", "--max-frames", "10"]
+    proc = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if "no window" in line]
+    assert len(warnings) == 1 and ":93" in warnings[0]
