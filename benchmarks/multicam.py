@@ -23,8 +23,10 @@ Targets: every camera >= 24.5 fps processed and p95 <= 150 ms (int8: at least 6 
     every camera >= 14.7 fps processed and p95 <= 150 ms.
 A real-time source caps each camera at its frame rate: when both ways keep up, the ratio is ~1.0x; it only
 grows once separate processes fall behind. The file source blocks rather than drops: a model that cannot
-keep up shows as fewer fps (and latency), not as drops. `--quick`: N = 1, 2, separate N = 2, demo N = 8,
-5 s, the first precision, 32 int8 calibration frames (a smoke run).
+keep up shows as fewer fps (and latency), not as drops. `--torch-threads N` sets torch's intra-op threads
+(the runtime's per-frame preprocessing runs in torch, on the model thread) in every process; default:
+torch's own. `--quick`: N = 1, 2, separate N = 2, demo N = 8, 5 s, the first precision, 32 int8
+calibration frames (a smoke run).
 """
 
 # ruff: noqa: E402  (the project's imports come after the sys.path fix below)
@@ -308,11 +310,19 @@ def read_line(proc: subprocess.Popen[str], prefix: str, deadline: float) -> str:
 
 
 def run_separate(
-    export_dir: Path, cache: Path, precision: str, video: Path, n: int, seconds: float, logs: Path
+    export_dir: Path,
+    cache: Path,
+    precision: str,
+    video: Path,
+    n: int,
+    seconds: float,
+    logs: Path,
+    torch_threads: int | None = None,
 ) -> dict[str, Any]:
     """`n` worker processes, one camera each: all built and warm first, then started on one go."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--export", str(export_dir)]
     cmd += ["--cache", str(cache), "--precision", precision, "--video", str(video), "--seconds", str(seconds)]
+    cmd += ["--torch-threads", str(torch_threads)] if torch_threads else []
     procs: list[subprocess.Popen[str]] = []
     log_paths = [logs / f"worker-{precision}-{n}-{i}.log" for i in range(n)]
     try:
@@ -387,7 +397,9 @@ def part_paper(
             rows.append(run_batched(backend, manifest, video, n, args.seconds, PAPER_TARGET))
         for n in args.separate_list:
             say(f"... {precision}: {n} separate processes, {args.seconds:g} s")
-            rows.append(run_separate(export_dir, cache, precision, video, n, args.seconds, logs))
+            rows.append(
+                run_separate(export_dir, cache, precision, video, n, args.seconds, logs, args.torch_threads)
+            )
         ratios = batched_ratios(rows)
         out[precision] = {"backend": backend.describe(), "warm_up_s": warm_s, "rows": rows, "ratios": ratios}
         console.print(table_paper(precision, backend.describe(), rows, args.seconds))
@@ -605,6 +617,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--calib-frames", type=int, help="int8 calibration frames (default 300; --quick 32)")
     p.add_argument("--json", type=Path, help="write every figure here (default: <tmp>/glanet_multicam.json)")
     p.add_argument("--work", type=Path, help="keep the model, export and videos here and reuse them")
+    p.add_argument(
+        "--torch-threads",
+        type=int,
+        help="torch intra-op threads in every process (default: torch's own; the runtime's per-frame "
+        "preprocessing runs in torch on the model thread)",
+    )
     # one worker process of the separate-processes runs (started by this script)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--export", type=Path, help=argparse.SUPPRESS)
@@ -655,6 +673,8 @@ def run(args: argparse.Namespace, work: Path, out: dict[str, Any]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
     if args.worker:
         worker_main(args)
         return
