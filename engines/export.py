@@ -69,7 +69,7 @@ DEFAULT_OPSET = 18
 TOLERANCE = 1e-4  # max |openvino - torch| / range of the torch output, per output
 VERIFY_BATCHES = (1, 3)
 # Files a build leaves beside the graphs; they belong to the previous export and go with it.
-_BUILT = ("encode_int8.xml", "encode_int8.bin")
+_BUILT = ("encode_int8.xml", "encode_int8.bin", "temporal_step_int8.xml", "temporal_step_int8.bin")
 
 
 class ExportError(EngineError):

@@ -40,6 +40,13 @@ PRECISIONS = ("fp32", "bf16", "int8")
 INT8_BUILD = "openvino_int8"  # the manifest's builds entry written by engines.build
 INT8_XML = "encode_int8.xml"
 INT8_BIN = "encode_int8.bin"
+STEP_INT8_BUILD = "openvino_step_int8"  # temporal_step with int8-compressed weights (engines.build)
+STEP_INT8_XML = "temporal_step_int8.xml"
+STEP_INT8_BIN = "temporal_step_int8.bin"
+# OpenVINO's CPU plugin quantises the inputs of int8-weight matmuls per group of this many values on the fly
+# (its default; set here so that an upgrade cannot change it silently): most of the compressed step's speed
+# (2.5-3.6x vs fp32 at 2-32 rows, against 1.3-2.2x for weights alone). The state stays fp32 in and out.
+STEP_DYNAMIC_QUANT_GROUP = 32
 _HINT = {"fp32": "f32", "bf16": "bf16"}
 
 
@@ -89,6 +96,16 @@ def best_built_precision(manifest: Manifest) -> tuple[str, str]:
     return "fp32", "no int8 engine built there and no bf16 on this CPU; running fp32"
 
 
+def step_int8_files(manifest: Manifest) -> Mapping[str, str] | None:
+    """The int8-weight temporal_step's files and sha256, if `engines.build` made them for this export."""
+    build = manifest.builds.get(STEP_INT8_BUILD)
+    if build is None or not (manifest.directory / STEP_INT8_XML).is_file():
+        return None
+    if build.get("source_sha256") != manifest.graph(TEMPORAL_STEP)["sha256"]:
+        return None
+    return build["files"]
+
+
 class OpenVINOBackend:
     name = "openvino"
 
@@ -100,8 +117,12 @@ class OpenVINOBackend:
         cache_dir: str | os.PathLike[str] | None = None,
         cache: bool = True,
         threads: int | None = None,
+        step_weights: str | None = None,
     ) -> None:
-        """Compile the manifest's graphs (already verified: use `from_manifest`)."""
+        """Compile the manifest's graphs (already verified: use `from_manifest`).
+
+        `step_weights`: "int8" runs the temporal_step whose weights `engines.build` compressed (its state
+        stays fp32), "fp32" the exported one; None: int8 with `precision` int8 where it was built."""
         if precision not in PRECISIONS:
             raise EngineError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)} for openvino")
         self.manifest = manifest
@@ -128,9 +149,24 @@ class OpenVINOBackend:
         self._encode = self.core.compile_model(
             str(encode_path), "CPU", {**common, "INFERENCE_PRECISION_HINT": encode_hint}
         )
-        self._step = self.core.compile_model(
-            str(manifest.graph_path(TEMPORAL_STEP)), "CPU", {**common, "INFERENCE_PRECISION_HINT": "f32"}
-        )
+        if step_weights is None:
+            step_weights = "int8" if precision == "int8" and step_int8_files(manifest) else "fp32"
+        if step_weights not in ("fp32", "int8"):
+            raise EngineError(f"temporal_step weights {step_weights!r} must be fp32 or int8")
+        step_config: dict[str, Any] = {**common, "INFERENCE_PRECISION_HINT": "f32"}
+        if step_weights == "int8":
+            if step_int8_files(manifest) is None:
+                raise EngineError(
+                    f"{manifest.directory}: no int8 temporal_step ({STEP_INT8_XML}) for this export yet: run "
+                    f"python -m engines.build --manifest {manifest.directory} --backend openvino "
+                    "--precision int8"
+                )
+            step_path = manifest.directory / STEP_INT8_XML
+            step_config["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = STEP_DYNAMIC_QUANT_GROUP
+        else:
+            step_path = manifest.graph_path(TEMPORAL_STEP)
+        self.step_weights = step_weights
+        self._step = self.core.compile_model(str(step_path), "CPU", step_config)
         self._encode_request = self._encode.create_infer_request()
         self._step_request = self._step.create_infer_request()
         self._spec = manifest.spec
@@ -146,13 +182,23 @@ class OpenVINOBackend:
         cache_dir: str | os.PathLike[str] | None = None,
         cache: bool = True,
         threads: int | None = None,
+        step_weights: str | None = None,
     ) -> OpenVINOBackend:
         """Read `directory/manifest.json`, check the graphs' sha256, compile. EngineError on any problem."""
         manifest = read_manifest(directory)
         manifest.verify()
         if precision == "int8":
             verify_files(manifest.directory, int8_files(manifest))
-        return cls(manifest, precision, cache_dir=cache_dir, cache=cache, threads=threads)
+        step_files = step_int8_files(manifest)
+        if (
+            step_files is not None
+            and step_weights != "fp32"
+            and (precision == "int8" or step_weights == "int8")
+        ):
+            verify_files(manifest.directory, step_files)
+        return cls(
+            manifest, precision, cache_dir=cache_dir, cache=cache, threads=threads, step_weights=step_weights
+        )
 
     @staticmethod
     def _cache(cache_dir: str | os.PathLike[str] | None) -> Path | None:
@@ -169,7 +215,10 @@ class OpenVINOBackend:
         return self._spec
 
     def describe(self) -> str:
-        return f"openvino {self.precision} on CPU ({self.encode_path.name}; temporal_step fp32)"
+        step = (
+            "temporal_step int8 weights, fp32 state" if self.step_weights == "int8" else "temporal_step fp32"
+        )
+        return f"openvino {self.precision} on CPU ({self.encode_path.name}; {step})"
 
     def encode(self, frames: Tensor | np.ndarray, state: State | None = None) -> Encoded:
         """frames (N, 3, H, W) normalised -> features, maps and the next backbone state."""

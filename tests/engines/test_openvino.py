@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import engines.openvino_backend as ovb
-from engines.build import build_openvino_int8
+from engines.build import build_openvino_int8, build_openvino_step_int8
 from engines.build import main as build_main
 from engines.calibration import CalibrationError, calibration_frames
 from engines.errors import EngineError, EngineUnavailable
@@ -53,6 +53,7 @@ def demo_int8(demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo-int8") / "export"
     shutil.copytree(demo, out)
     build_openvino_int8(out, calib="synth", calib_frames=100)
+    build_openvino_step_int8(out)
     return out
 
 
@@ -133,6 +134,29 @@ def test_reduced_precision_agrees_with_pytorch_on_top1(precision, needed, demo, 
         f"{(fused - ref).abs().max():.4f}"
     )
     assert agree >= needed
+
+
+def test_int8_weights_of_temporal_step_agree_with_fp32(demo_int8, cache, validation):
+    """The compressed step (int8 weights, fp32 state) against the exported fp32 step, both fed fp32 encode
+    features: kept only if the fused top-1 agrees on >= 99% of the 100 clips."""
+    clips, _ = validation
+    fp32 = OpenVINOBackend.from_manifest(demo_int8, "fp32", cache_dir=cache, step_weights="fp32")
+    int8 = OpenVINOBackend.from_manifest(demo_int8, "fp32", cache_dir=cache, step_weights="int8")
+    assert "int8 weights" in int8.describe() and int8.step_weights == "int8"
+    states = {"fp32": fp32.init_state(len(clips)), "int8": int8.init_state(len(clips))}
+    for t in range(clips.shape[1]):
+        feats = fp32.encode(clips[:, t]).features
+        ref, states["fp32"] = fp32.temporal_step(feats, states["fp32"])
+        got, states["int8"] = int8.temporal_step(feats, states["int8"])
+    assert all(v.dtype == torch.float32 for v in states["int8"].values())  # the state stays fp32
+    agree = (got.fused.argmax(1) == ref.fused.argmax(1)).float().mean().item()
+    diff = (got.fused - ref.fused).abs().max().item()
+    print(f"temporal_step int8 weights: top-1 agreement with fp32 {agree:.3f} on {len(clips)} clips, "
+          f"max |fused diff| {diff:.4f}")  # fmt: skip
+    assert agree >= 0.99 and diff < 0.05
+    # precision int8 takes the compressed step where it was built; fp32 never does unless asked
+    assert OpenVINOBackend.from_manifest(demo_int8, "int8", cache_dir=cache).step_weights == "int8"
+    assert OpenVINOBackend.from_manifest(demo_int8, "fp32", cache_dir=cache).step_weights == "fp32"
 
 
 def test_the_recognizer_runs_on_openvino_unchanged(demo, cache):
