@@ -82,8 +82,8 @@ def _openvino_cpu() -> str:
     import openvino as ov
 
     version = ".".join(ov.get_version().split(".")[:2])
-    precision = ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").to_string()
-    return f"OpenVINO {version} on CPU with {precision.upper()}"
+    bf16 = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return f"OpenVINO {version} on CPU" + (" (bf16 capable)" if bf16 else "")
 
 
 def choose_backend(
@@ -220,12 +220,12 @@ def make_backend(
 
     if name == "openvino":
         directory = _manifest_dir(name, checkpoint, manifest_dir, cache)
-        import openvino as ov
 
-        from engines.openvino_backend import OpenVINOBackend, cpu_supports_bf16
+        from engines.manifest import read_manifest
+        from engines.openvino_backend import OpenVINOBackend, faster_float_precision
 
-        if precision is None:  # the CPU's own default, as `choose_backend` reports it
-            precision = "bf16" if cpu_supports_bf16(ov.Core()) else "fp32"
+        if precision is None:  # bf16 or fp32, whichever is faster on this CPU (measured once, remembered)
+            precision = faster_float_precision(read_manifest(directory), cache / "openvino")
         return OpenVINOBackend.from_manifest(directory, precision, cache_dir=cache / "openvino")
 
     if name == "tensorrt":

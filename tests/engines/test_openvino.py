@@ -208,11 +208,13 @@ def test_int8_before_a_build_says_how_to_make_it(demo, demo_int8, tmp_path):
 
 
 def test_best_built_precision(demo, demo_int8, tmp_path, monkeypatch):
-    bf16 = ovb.cpu_supports_bf16(ovb.ov.Core())
-    precision, why = ovb.best_built_precision(read_manifest(demo))  # no build there
-    assert precision == ("bf16" if bf16 else "fp32")
+    cache = tmp_path / "cache"
+    faster = ovb.faster_float_precision(read_manifest(demo), cache)  # measured here, bf16 or fp32
+    assert faster in ("bf16", "fp32")
+    precision, why = ovb.best_built_precision(read_manifest(demo), cache)  # no build there
+    assert precision == faster
     assert "no int8 engine built there" in why and "\n" not in why
-    assert ovb.best_built_precision(read_manifest(demo_int8))[0] == "int8"
+    assert ovb.best_built_precision(read_manifest(demo_int8), cache)[0] == "int8"
     tampered = tmp_path / "tampered"
     shutil.copytree(demo_int8, tampered)
     with open(tampered / ovb.INT8_BIN, "r+b") as f:  # one byte of an int8 weight changed
@@ -220,15 +222,27 @@ def test_best_built_precision(demo, demo_int8, tmp_path, monkeypatch):
         byte = f.read(1)
         f.seek(-100, 2)
         f.write(bytes([byte[0] ^ 1]))
-    precision, why = ovb.best_built_precision(read_manifest(tampered))
-    assert precision != "int8" and precision == ("bf16" if bf16 else "fp32")
-    assert "no int8 engine built there" in why
+    precision, why = ovb.best_built_precision(read_manifest(tampered), cache)
+    assert precision == faster and "no int8 engine built there" in why
     monkeypatch.setattr(ovb, "cpu_supports_bf16", lambda core: False)
-    assert ovb.best_built_precision(read_manifest(demo)) == (
-        "fp32",
-        "no int8 engine built there and no bf16 on this CPU; running fp32",
-    )
-    assert ovb.best_built_precision(read_manifest(demo_int8))[0] == "int8"
+    assert ovb.best_built_precision(read_manifest(demo), cache)[0] == "fp32"
+    assert ovb.best_built_precision(read_manifest(demo_int8), cache)[0] == "int8"
+
+
+def test_the_faster_float_precision_is_measured_once_per_cpu_and_graph(demo, tmp_path, monkeypatch):
+    if not ovb.cpu_supports_bf16(ovb.ov.Core()):
+        pytest.skip("bf16: this CPU has no BF16 support, so there is nothing to choose (NOT run)")
+    cache = tmp_path / "cache"
+    first = ovb.faster_float_precision(read_manifest(demo), cache)
+    record = json.loads((cache / "float_precision.json").read_text())
+    assert list(record.values()) == [first]
+    (key,) = record
+    assert read_manifest(demo).graph("encode")["sha256"] in key
+    # remembered: the recorded answer is used as it is, without measuring again
+    other = "fp32" if first == "bf16" else "bf16"
+    (cache / "float_precision.json").write_text(json.dumps({key: other}))
+    monkeypatch.setattr(ovb.time, "perf_counter", lambda: pytest.fail("measured again"))
+    assert ovb.faster_float_precision(read_manifest(demo), cache) == other
 
 
 def test_bf16_is_refused_where_the_cpu_lacks_it(demo, monkeypatch):
