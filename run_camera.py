@@ -172,6 +172,10 @@ def main(argv: list[str] | None = None) -> int:
         model_fps = float(info.sampling.get("fps") or 25.0)
         if not defaults.folder_fps:
             defaults = dataclasses.replace(defaults, folder_fps=model_fps)
+        # several demo cameras show different scenes: seeds demo_seed, demo_seed + 1, ... unless given
+        demos = [i for i, c in enumerate(cameras) if c.source.strip() == "demo" and c.demo_seed is None]
+        for k, i in enumerate(demos[1:], start=1):
+            cameras[i] = dataclasses.replace(cameras[i], demo_seed=args.demo_seed + k)
         specs = [camera_spec(camera, defaults, args, one=len(cameras) == 1) for camera in cameras]
         note = synthetic_note(info)
         options = StreamOptions(

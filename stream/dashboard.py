@@ -217,7 +217,8 @@ class Dashboard:
 
     def summary(self, stats: StatsSnapshot, prediction: Prediction | None, camera: str = "") -> str:
         """One line for logs."""
-        status = stats.status.value + (f" ({stats.status_message})" if stats.status_message else "")
+        message = stats.status_message if stats.status_message != stats.status.value else ""
+        status = stats.status.value + (f" ({message})" if message else "")
         fields = [
             camera or self.source_name,
             status,
