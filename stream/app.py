@@ -267,7 +267,7 @@ class StreamApp:
 
     def _sinks(self, dashboard: Dashboard) -> tuple[list[Sink], VideoFiles | None, EventLog | None]:
         o = self.options
-        sinks: list[Sink] = [DashboardSink(dashboard)]
+        sinks: list[Sink] = [DashboardSink(dashboard, [c.name for c in self.cameras])]
         event_log = EventLog(o.events) if o.events else None
         if event_log is not None:
             sinks.append(EventFile(event_log))

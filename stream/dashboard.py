@@ -59,6 +59,7 @@ class Dashboard:
         self._live: Live | None = None
         self._last_draw = clock()  # the first summary line comes one interval after the start
         self._rows: dict[str, tuple[StatsSnapshot, Prediction | None]] = {}  # camera -> its newest numbers
+        self.order: tuple[str, ...] = ()  # the cameras' order on screen (the command line's)
         self._closed = False
 
     @property
@@ -69,6 +70,10 @@ class Dashboard:
         """Record a camera's latest numbers; redraw (or print a line) only when one is due."""
         if self._closed:
             return
+        if camera not in self._rows and self.order:
+            rows = {**self._rows, camera: (stats, prediction)}
+            rank = {name: i for i, name in enumerate(self.order)}
+            self._rows = dict(sorted(rows.items(), key=lambda kv: rank.get(kv[0], len(rank))))
         self._rows[camera] = (stats, prediction)
         now = self._clock()
         if self.live_view and self._live is None:

@@ -182,8 +182,9 @@ def mosaic(images: Sequence[np.ndarray], count: int, max_width: int = 1920) -> n
 class DashboardSink:
     """The terminal dashboard: one camera as a panel, several as a table with totals."""
 
-    def __init__(self, dashboard: Dashboard) -> None:
+    def __init__(self, dashboard: Dashboard, cameras: Sequence[str] = ()) -> None:
         self.dashboard = dashboard
+        dashboard.order = tuple(cameras)
 
     def write(self, output: Output) -> None:
         self.dashboard.update(output.stats, output.prediction, camera=output.camera)
