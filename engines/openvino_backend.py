@@ -3,8 +3,9 @@
     backend = OpenVINOBackend.from_manifest("exports/demo", precision="bf16")
 
 `encode` runs in the chosen precision (int8: `encode_int8.xml`, made by `python -m engines.build`);
-`temporal_step` always runs in fp32: the state it carries must stay exact over time. It is small in
-FLOPs but not in bytes: the paper model's three 3x1024 SRUs are 110 MB read per step (~5 ms here).
+`temporal_step` keeps its state in fp32 (it must stay exact over time); its weights are fp32, or int8 with
+precision int8 where `engines.build` compressed them (`temporal_step_int8.xml`). It is small in FLOPs but
+not in bytes: the paper model's three 3x1024 SRUs are 110 MB in fp32, read per step (~5 ms; int8: ~1.6 ms).
 Inputs may be torch tensors or numpy arrays; outputs are the torch backend's NamedTuples of CPU tensors,
 so the streaming runtime runs unchanged. Graph names and state come from the manifest's online spec.
 One backend object per thread: its infer requests are reused.
@@ -87,7 +88,7 @@ def faster_float_precision(manifest: Manifest, cache_dir: str | os.PathLike[str]
     of each at batch 1) and remembered in the cache per CPU, OpenVINO version and graph.
 
     Having bf16 instructions is not enough: on the AMD Zen 4 this project was first measured on bf16 was
-    3x faster than fp32, on an Intel Xeon with AVX512-BF16 and no AMX it was 1.5x slower (ResNet-34).
+    1.8x faster than fp32, on an Intel Xeon with AVX512-BF16 and no AMX it was 1.5x slower (ResNet-34).
     """
     core = ov.Core()
     if not cpu_supports_bf16(core):
