@@ -51,6 +51,16 @@ PRESETS = ("mixed", "performance")
 HEAD_OP_TYPES = ("MatMul", "Power", "ReduceMean", "Softmax", "Tanh")
 
 
+def _save_beside(out: Path, model: ov.Model, xml: str, weights: str) -> dict[str, str]:
+    """Save `model` as out/xml + out/weights; their sha256. Written under temporary names, then renamed:
+    a failed build leaves no half model. compress_to_fp16=False: what stays float stays fp32."""
+    with tempfile.TemporaryDirectory(dir=out, prefix=".build-") as tmp:
+        ov.save_model(model, str(Path(tmp) / xml), compress_to_fp16=False)
+        for name in (xml, weights):
+            os.replace(Path(tmp) / name, out / name)
+    return hashes(out, (xml, weights))
+
+
 def build_openvino_int8(
     directory: str | os.PathLike[str],
     *,
@@ -81,13 +91,8 @@ def build_openvino_int8(
         ignored_scope=nncf.IgnoredScope(types=list(HEAD_OP_TYPES), validate=False),
     )
     out = manifest.directory
-    # Write beside the manifest under temporary names, then rename: a failed build leaves no half model.
-    with tempfile.TemporaryDirectory(dir=out, prefix=".build-") as tmp:
-        ov.save_model(quantized, str(Path(tmp) / INT8_XML), compress_to_fp16=False)
-        for name in (INT8_XML, INT8_BIN):
-            os.replace(Path(tmp) / name, out / name)
     entry: dict[str, Any] = {
-        "files": hashes(out, (INT8_XML, INT8_BIN)),
+        "files": _save_beside(out, quantized, INT8_XML, INT8_BIN),
         "source_sha256": manifest.graph(ENCODE)["sha256"],
         "calibration": {"source": str(calib), "frames": len(frames), "seed": seed},
         "preset": preset,
@@ -116,13 +121,8 @@ def build_openvino_step_int8(directory: str | os.PathLike[str]) -> Manifest:
     model = ov.Core().read_model(str(manifest.graph_path(TEMPORAL_STEP)))
     compressed = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
     out = manifest.directory
-    with tempfile.TemporaryDirectory(dir=out, prefix=".build-") as tmp:
-        # compress_to_fp16=False: the biases and other constants stay fp32
-        ov.save_model(compressed, str(Path(tmp) / STEP_INT8_XML), compress_to_fp16=False)
-        for name in (STEP_INT8_XML, STEP_INT8_BIN):
-            os.replace(Path(tmp) / name, out / name)
     entry: dict[str, Any] = {
-        "files": hashes(out, (STEP_INT8_XML, STEP_INT8_BIN)),
+        "files": _save_beside(out, compressed, STEP_INT8_XML, STEP_INT8_BIN),
         "source_sha256": manifest.graph(TEMPORAL_STEP)["sha256"],
         "mode": "INT8_ASYM weight compression (NNCF)",
         "nncf_version": nncf.__version__,

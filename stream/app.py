@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 import threading
 import time
@@ -275,9 +276,10 @@ class StreamApp:
         paths = self._video_paths()
         if paths:
             default_fps = float(self.checkpoint.sampling.get("fps") or 25.0)
-            # the source's own rate once it is open (the capture learns it on connecting)
-            fps = {c.name: c.capture.nominal_fps or default_fps for c in self.cameras}
-            videos = VideoFiles(paths, _LazyFps(self.cameras, fps), self.view)  # type: ignore[arg-type]
+            by_name = {c.name: c for c in self.cameras}
+            videos = VideoFiles(
+                paths, lambda name: by_name[name].capture.nominal_fps or default_fps, self.view
+            )
             sinks.append(videos)
         headless = o.headless
         if headless is None:
@@ -418,21 +420,7 @@ class StreamApp:
         return self.options.max_frames is not None and cam.session.frames >= self.options.max_frames
 
 
-class _LazyFps(dict):
-    """A camera's video frame rate, read when its first frame is written (the capture knows the source's
-    rate only once it has opened it)."""
-
-    def __init__(self, cameras: Sequence[Camera], fallback: dict[str, float]) -> None:
-        super().__init__(fallback)
-        self._cameras = {c.name: c for c in cameras}
-
-    def __getitem__(self, name: str) -> float:
-        return self._cameras[name].capture.nominal_fps or super().__getitem__(name)
-
-
 def _wants_window() -> bool:
-    import os
-
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 

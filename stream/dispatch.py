@@ -87,8 +87,10 @@ class Sink(Protocol):
 class VideoFiles:
     """Every processed frame of each camera, with its overlay, into that camera's .mp4."""
 
-    def __init__(self, paths: Mapping[str, Path], fps: Mapping[str, float], view: View) -> None:
-        self.paths, self.fps, self.view = dict(paths), dict(fps), view
+    def __init__(self, paths: Mapping[str, Path], fps: Callable[[str], float], view: View) -> None:
+        """`fps(camera)` is asked when that camera's first frame is written (a capture learns its source's
+        rate only once it has opened it)."""
+        self.paths, self.fps, self.view = dict(paths), fps, view
         self.videos: dict[str, VideoSink] = {}
 
     def write(self, output: Output) -> None:
@@ -97,7 +99,7 @@ class VideoFiles:
             return
         video = self.videos.get(output.camera)
         if video is None:
-            video = self.videos[output.camera] = VideoSink(path, self.fps[output.camera])
+            video = self.videos[output.camera] = VideoSink(path, self.fps(output.camera))
         video.write(output.overlay(self.view))
 
     def idle(self) -> None:
