@@ -320,8 +320,8 @@ class StreamApp:
             paused=self.view.paused,
             max_frames=o.max_frames,
             on_prediction=self._announcing(o.on_prediction),
+            wake=runner_wake,
         )
-        runner.wake = runner_wake
         self.runner = runner
         t_start = time.monotonic()
         for cam in self.cameras:

@@ -131,13 +131,15 @@ class Runner:
         paused: threading.Event | None = None,
         max_frames: int | None = None,  # per camera: source frames to process, then that camera is done
         on_prediction: Callable[[Prediction], None] | None = None,
+        wake: threading.Event | None = None,
     ) -> None:
+        """`wake`: set by the capture threads at every frame and status change (their `wake` callback)."""
         self.backend, self.cameras, self.emit = backend, list(cameras), emit
         self.max_wait_s = max_wait_s
         self.stop, self.paused = stop, paused or threading.Event()
         self.max_frames = max_frames
         self.on_prediction = on_prediction
-        self.wake = threading.Event()  # set by the capture threads at every frame and status change
+        self.wake = wake or threading.Event()
         self.rounds = 0
         self.batch_sizes: list[int] = []  # how many cameras each round served (for benchmarks)
         self.error: BaseException | None = None
