@@ -14,6 +14,7 @@ their mean. On SynthActions (a `<split>_gt/` beside the frames) the SA/LA locali
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -33,8 +34,14 @@ from torch.utils.data import DataLoader
 
 from glanet.checkpoint import LoadedCheckpoint, load_checkpoint
 from glanet.cli import error_line
-from glanet.data.datasets import FrameFolderDataset, build_eval_dataset_from, video_level_accuracy
-from glanet.data.lists import read_list, write_text_atomic
+from glanet.data.datasets import (
+    FrameFolderDataset,
+    VideoFileDataset,
+    build_eval_dataset_from,
+    video_level_accuracy,
+)
+from glanet.data.lists import read_list, read_video_csv, scan_video_folder, write_text_atomic
+from glanet.data.sampling import Sampling
 from glanet.data.transforms import EvalTransform
 from glanet.localisation import (
     GroundTruthCache,
@@ -57,12 +64,37 @@ def build_eval_dataset(
     root: str | os.PathLike[str],
     list_file: str | os.PathLike[str],
     max_videos: int | None = None,
-) -> FrameFolderDataset:
-    """Every test clip of every video of `list_file`, preprocessed and sampled as `ck` was trained."""
+) -> FrameFolderDataset | VideoFileDataset:
+    """Every test clip of every video `list_file` names, preprocessed and sampled as `ck` was trained.
+
+    The same sources as training reads: a `path nframes label` list of frame folders under `root`, a CSV of
+    video files (`path,label[,start,end]`) or a folder `<class>/<video>.mp4` (classes matched by name to
+    the checkpoint's, so a folder's sorted order need not be the training order)."""
+    source = Path(list_file)
+    k = len(ck.class_names)
+    if source.is_dir() or source.suffix.lower() == ".csv":
+        if source.is_dir():
+            found, names = scan_video_folder(source)
+            unknown = [n for n in names if n not in ck.class_names]
+            if unknown:
+                raise ValueError(
+                    f"{source}: class folder {unknown[0]!r} is not one of {ck.path.name}'s {k} classes"
+                )
+            index = {n: ck.class_names.index(n) for n in names}
+            videos = [dataclasses.replace(r, label=index[names[r.label]]) for r in found]
+        else:
+            videos, _ = read_video_csv(source, ck.class_names, root=root or None)
+        if not videos:
+            raise ValueError(f"{source}: no videos")
+        if max_videos is not None:
+            if max_videos < 1:
+                raise ValueError(f"max_videos = {max_videos} must be at least 1")
+            videos = videos[:max_videos]
+        transform = EvalTransform.from_preprocessing(ck.preprocessing)
+        return VideoFileDataset(videos, Sampling.from_dict(ck.sampling), transform, train=False)
     records = read_list(list_file)
     if not records:
         raise ValueError(f"{list_file}: no videos")
-    k = len(ck.class_names)
     bad = [r for r in records if r.label >= k]
     if bad:
         raise ValueError(
@@ -483,15 +515,24 @@ class _Parser(argparse.ArgumentParser):
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = _Parser(
-        prog="python -m glanet.evaluate", description="Evaluate GLANet checkpoints on frame-folder lists."
+        prog="python -m glanet.evaluate",
+        description="Evaluate GLANet checkpoints on frame-folder lists, video CSVs or class folders.",
     )
     p.add_argument(
         "--checkpoint", action="append", required=True, help="a checkpoint; repeat, paired with --list"
     )
     p.add_argument(
-        "--list", action="append", required=True, help="a `path nframes label` list; one per --checkpoint"
+        "--list",
+        action="append",
+        required=True,
+        help="what glanet.train reads: a `path nframes label` list of frame folders, a CSV of videos "
+        "(path,label[,start,end]) or a folder <class>/<video>.mp4; one per --checkpoint",
     )
-    p.add_argument("--root", required=True, help="frames are <root>/<path>/<i>.jpg")
+    p.add_argument(
+        "--root",
+        default="",
+        help="frame folders are <root>/<path>/<i>.jpg (a list file needs it); a CSV's relative paths too",
+    )
     p.add_argument("--out", required=True, help="report folder")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--workers", type=int, default=2)

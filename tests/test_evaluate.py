@@ -214,3 +214,58 @@ def test_cli_missing_frame_in_a_worker_is_one_line(
     argv = ["--checkpoint", str(checkpoints[0]), "--list", str(tmp_path / "short.txt"), "--root", str(synth)]
     code, err = _run_cli([*argv, "--out", str(tmp_path / "o"), "--workers", "1"], capsys)
     assert code == 2 and len(err) == 1 and "frame missing" in err[0], err
+
+
+# -- the sources training reads: a <class>/<video>.mp4 folder and a CSV of videos ---------------------------
+
+
+def _write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, frames.shape[2:0:-1])
+    for f in frames:
+        out.write(f)
+    out.release()
+
+
+@pytest.fixture(scope="module")
+def demo_videos(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """The demo model and two SynthActions videos of each of 3 classes, as a class folder and as a CSV."""
+    from glanet.data.synth import generate_video
+
+    demo = Path(__file__).resolve().parents[1] / "models" / "glanet_synthactions_demo.pt"
+    root = tmp_path_factory.mktemp("videos")
+    # folders named for the checkpoint's classes, in an order unlike the checkpoint's (sorted by name)
+    rows = ["path,label"]
+    for name in ("walk", "jump", "clap"):
+        for seed in (1, 2):
+            v = generate_video(name, 7000 + seed, num_frames=16, size=112, fps=7.5)
+            path = root / "by_class" / name / f"{seed}.mp4"
+            _write_mp4(path, v.frames, 7.5)
+            rows.append(f"by_class/{name}/{seed}.mp4,{name}")
+    csv = root / "videos.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    return demo, root / "by_class", csv
+
+
+def test_evaluate_reads_a_class_folder_and_a_csv_as_train_does(demo_videos, tmp_path) -> None:
+    demo, folder, csv = demo_videos
+    ck = load_checkpoint(demo)
+    by_folder = build_eval_dataset(ck, "", folder)
+    by_csv = build_eval_dataset(ck, csv.parent, csv)
+    # labels are the checkpoint's indices of the folder names, not the folders' sorted order
+    want = sorted(ck.class_names.index(n) for n in ("walk", "jump", "clap") for _ in (1, 2))
+    assert sorted(r.label for r in by_folder.records) == want == sorted(r.label for r in by_csv.records)
+    out = tmp_path / "report"
+    code = main(["--checkpoint", str(demo), "--list", str(folder), "--out", str(out), "--examples", "2"])
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["videos"] == 6 and 0.0 <= report["fused"]["top1"] <= 1.0
+    assert (out / "confusion.png").is_file()
+
+
+def test_evaluate_refuses_a_folder_of_unknown_classes(demo_videos, tmp_path) -> None:
+    demo, folder, _ = demo_videos
+    (folder.parent / "odd" / "bicycle").mkdir(parents=True, exist_ok=True)
+    (folder.parent / "odd" / "bicycle" / "1.mp4").write_bytes((folder / "walk" / "1.mp4").read_bytes())
+    with pytest.raises(ValueError, match="class folder 'bicycle' is not one of"):
+        build_eval_dataset(load_checkpoint(demo), "", folder.parent / "odd")
