@@ -100,6 +100,13 @@ class RingBuffer(Generic[T]):
             self._cond.notify_all()
             return item
 
+    def set_policy(self, policy: BufferPolicy) -> None:
+        """Switch policy while running: a capture made for a live URL that turned out to be a file
+        needs BLOCK (every frame) from its first frame on."""
+        with self._cond:
+            self.policy = policy
+            self._cond.notify_all()
+
     def close(self) -> None:
         with self._cond:
             self._closed = True

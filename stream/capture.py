@@ -4,6 +4,9 @@ A live source that fails, or freezes (no new frame for `watchdog_s`, checked by 
 is reconnected with capped exponential backoff; each connection is a new `session` so the recognizer
 resets its temporal state across the gap. A wedged read cannot be interrupted, so a frozen worker is
 abandoned (its frames are ignored) and a fresh one started. `close()` returns at once from any state.
+A reconnect attempt counts as failed until a frame arrives, so `max_reconnects` also ends a source that
+connects but never delivers. A source configured live that reports `live = False` once open (an http
+URL to a video file) is played like a file: every frame, paced, no watchdog, and it ends at its end.
 """
 
 from __future__ import annotations
@@ -33,8 +36,13 @@ class CaptureConfig:
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 10.0
     max_reconnects: int | None = None  # None: forever
-    max_decode_errors: int = 100  # in a row, then the source counts as lost (live) or ended (file)
+    # live: this many in a row, then the source counts as lost. Files and folders are finite and skip
+    # their bad frames themselves, so they go on to their real end.
+    max_decode_errors: int = 100
     take_latest: bool | None = None  # `get` returns the newest frame, dropping older ones (None: live)
+    # a live-configured source that turns out to be a file at open (an http URL to a video) is paced
+    # at its own frame rate unless this is False (--fast)
+    realtime_if_file: bool = True
 
     def buffer(self) -> RingBuffer[Frame]:
         policy = self.policy or (BufferPolicy.DROP_OLDEST if self.live else BufferPolicy.BLOCK)
@@ -73,6 +81,8 @@ class Capture:
         self._status = StatusUpdate(SourceStatus.CONNECTING, f"connecting to {name}")
         self.history: collections.deque[StatusUpdate] = collections.deque([self._status], maxlen=256)
         self._connected_once = False
+        self._live = config.live  # False once a source configured live says, at open, it is a file
+        self._attempts = 0  # reconnect attempts since the last frame (reset by a frame, not by an open)
         self._last_frame = time.monotonic()
         self.error: StreamError | None = None
         self.session = 0
@@ -82,6 +92,11 @@ class Capture:
         self.nominal_fps: float | None = None
 
     # -- consumer side ------------------------------------------------------------------------------
+    @property
+    def live(self) -> bool:
+        """Whether the source is treated as live: the config's word until a source said otherwise."""
+        return self._live
+
     @property
     def status(self) -> StatusUpdate:
         return self._status
@@ -103,7 +118,7 @@ class Capture:
         """The next frame, or None (nothing within `timeout`, or the end: check `finished`)."""
         self._watchdog()
         latest = self.config.take_latest
-        if latest if latest is not None else self.config.live:
+        if latest if latest is not None else self._live:
             return self.buffer.get_latest(timeout)  # live: never work on a stale frame
         return self.buffer.get(timeout)
 
@@ -140,26 +155,55 @@ class Capture:
         if self._wake is not None:
             self._wake()
 
-    def _spawn(self, attempt: int = 0) -> None:
+    def _spawn(self) -> None:
         with self._lock:
             self._generation += 1
             generation = self._generation
-        t = threading.Thread(
-            target=self._run, args=(generation, attempt), name=f"capture-{generation}", daemon=True
-        )
+        t = threading.Thread(target=self._run, args=(generation,), name=f"capture-{generation}", daemon=True)
         self._threads = [th for th in self._threads if th.is_alive()] + [t]
         t.start()
 
     def _watchdog(self) -> None:
         cfg = self.config
-        if not cfg.live or cfg.watchdog_s <= 0 or self._stop.is_set():
+        if not self._live or cfg.watchdog_s <= 0 or self._stop.is_set():
             return
         if self._status.status is SourceStatus.LIVE and time.monotonic() - self._last_frame > cfg.watchdog_s:
             log.warning("%s: no frame for %.1f s, reconnecting", self.name, cfg.watchdog_s)
-            self._set_status(
-                StatusUpdate(SourceStatus.RECONNECTING, f"no frame for {cfg.watchdog_s:g} s", attempt=1)
-            )
-            self._spawn(attempt=1)  # the old worker sees a newer generation and leaves quietly
+            reason = f"no frame for {cfg.watchdog_s:g} s"
+            attempt = self._count_attempt()
+            if self._over_limit(attempt):
+                self._fail(self._gave_up(attempt, reason), self._generation)
+                return
+            self._set_status(StatusUpdate(SourceStatus.RECONNECTING, reason, attempt=attempt))
+            self._spawn()  # the old worker sees a newer generation and leaves quietly
+
+    def _count_attempt(self) -> int:
+        with self._lock:
+            self._attempts += 1
+            return self._attempts
+
+    def _over_limit(self, attempt: int) -> bool:
+        limit = self.config.max_reconnects
+        return limit is not None and attempt > limit
+
+    def _gave_up(self, attempt: int, reason: str) -> SourceError:
+        return SourceError(
+            f"{self.name}: gave up after {attempt - 1} reconnect attempts (last: {reason}); "
+            "raise --max-reconnects to keep trying"
+        )
+
+    def _retry(self, generation: int, reason: str) -> bool:
+        """One more reconnect attempt: announce it and wait its backoff. False: give up (over
+        max_reconnects: FAILED) or stop."""
+        attempt = self._count_attempt()
+        if self._over_limit(attempt):
+            self._fail(self._gave_up(attempt, reason), generation)
+            return False
+        delay = self.config.backoff(attempt)
+        self._set_status(
+            StatusUpdate(SourceStatus.RECONNECTING, reason, attempt=attempt, retry_in_s=delay), generation
+        )
+        return not self._stop.wait(delay)
 
     def _current(self, generation: int) -> bool:
         return generation == self._generation and not self._stop.is_set()
@@ -171,30 +215,16 @@ class Capture:
         self._set_status(StatusUpdate(SourceStatus.FAILED, str(error)), generation)
         self.buffer.close()
 
-    def _run(self, generation: int, attempt: int = 0) -> None:
-        """`attempt`: reconnect attempts already begun (1 for a worker started by the watchdog)."""
-        cfg = self.config
+    def _run(self, generation: int) -> None:
         while self._current(generation):
             try:
                 source = self.factory()
                 source.open()
             except SourceError as error:
-                if not cfg.live or not self._connected_once:
+                if not self._live or not self._connected_once:
                     self._fail(error, generation)  # a bad source at start: say so, don't retry forever
                     return
-                attempt += 1
-                if cfg.max_reconnects is not None and attempt > cfg.max_reconnects:
-                    self._fail(
-                        SourceError(f"{self.name}: gave up after {attempt - 1} reconnect attempts"),
-                        generation,
-                    )
-                    return
-                delay = cfg.backoff(attempt)
-                self._set_status(
-                    StatusUpdate(SourceStatus.RECONNECTING, str(error), attempt=attempt, retry_in_s=delay),
-                    generation,
-                )
-                if self._stop.wait(delay):
+                if not self._retry(generation, str(error)):
                     return
                 continue
             except Exception as error:  # a bug or an unexpected library error: hand it to the consumer
@@ -210,10 +240,10 @@ class Capture:
                 self._connected_once = True
                 self.session += 1
                 session = self.session
-            self.nominal_fps = source.fps
+            self._adopt(source)
             self._last_frame = time.monotonic()
             self._set_status(StatusUpdate(SourceStatus.LIVE, f"{self.name}"), generation)
-            attempt = 0
+            frames_before = self.frames
             try:
                 outcome = self._pump(source, generation, session)
             except Exception as error:
@@ -229,23 +259,28 @@ class Capture:
                 return
             if outcome == "stopped":
                 return
-            # lost: try again, first after the initial backoff
-            if not cfg.live:
+            if not self._live:
                 self._fail(SourceError(f"{self.name}: reading failed"), generation)
                 return
-            attempt = 1
-            delay = cfg.backoff(attempt)
-            self._set_status(
-                StatusUpdate(SourceStatus.RECONNECTING, "connection lost", attempt=attempt, retry_in_s=delay),
-                generation,
-            )
-            if self._stop.wait(delay):
+            # lost: try again. A connection that gave no frame is one more failed attempt in a row.
+            reason = "connection lost" if self.frames > frames_before else "connected, but no frame came"
+            if not self._retry(generation, reason):
                 return
+
+    def _adopt(self, source: Source) -> None:
+        """Take the source's own word, once open, on what it is: a URL configured live that is a file
+        is played like one (every frame, BLOCK buffer, paced unless --fast, no watchdog or reconnect)."""
+        self.nominal_fps = source.fps
+        if self._live and not source.live:
+            self._live = False
+            if self.config.policy is None:
+                self.buffer.set_policy(BufferPolicy.BLOCK)
+            log.info("%s: a video file, not a live stream: every frame, ends at its end", self.name)
 
     def _pump(self, source: Source, generation: int, session: int) -> str:
         """Read until the end ('ended'), a failure ('lost'), or stop/abandon ('stopped')."""
         cfg = self.config
-        pace = cfg.realtime
+        pace = cfg.realtime or (cfg.live and not self._live and cfg.realtime_if_file)
         start_wall: float | None = None
         start_ts = 0.0
         bad = 0
@@ -255,15 +290,15 @@ class Capture:
             except DecodeError:
                 self.decode_errors += 1
                 bad += 1
-                if bad >= cfg.max_decode_errors:
-                    return "lost" if cfg.live else "ended"
+                if self._live and bad >= cfg.max_decode_errors:
+                    return "lost"
                 continue
             except SourceLost:
                 return "lost"
             if not self._current(generation):
                 return "stopped"
             if item is None:
-                return "lost" if cfg.live else "ended"
+                return "lost" if self._live else "ended"
             bad = 0
             image, source_ts = item
             now = time.monotonic()
@@ -281,6 +316,7 @@ class Capture:
             self.frames += 1
             if not self._put(frame, generation):
                 return "stopped"
+            self._attempts = 0  # a frame arrived: the connection works, the next loss starts at 1
             if self._wake is not None:
                 self._wake()
         return "stopped"

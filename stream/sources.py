@@ -4,16 +4,22 @@ A source is opened, read frame by frame, and closed, all from one capture thread
 `(image, source_ts)`, `None` at the end of a file, raises `DecodeError` for one bad frame (counted,
 skipped) and `SourceLost` when a live source stops delivering (the capture thread reconnects).
 `parse_source` turns the `--source` argument into a factory that makes a fresh source per connection.
+A network source learns at open whether it is live: an http(s) URL to a video file (a finite frame
+count) sets `live = False` and is then read like a local file; the capture reads `live` after `open`.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import re
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote
 
 import cv2
 import numpy as np
@@ -21,37 +27,57 @@ import numpy as np
 from glanet.data.synth import LiveSynth
 from stream.errors import DecodeError, SourceError, SourceLost
 
+log = logging.getLogger(__name__)
+
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https")
+# Only these can carry a recorded file (a finite frame count); RTSP/RTMP are always treated as live.
+FILE_CAPABLE_SCHEMES = ("http", "https")
+DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322, "rtmp": 1935, "http": 80, "https": 443}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-_SECRET_QUERY_KEYS = re.compile(r"(pass|pwd|secret|token|key|auth|sig|user|login)", re.IGNORECASE)
-# A file read that fails this many times in a row is at its end (or hopelessly damaged there).
+# Matched anywhere in a query key (percent-decoded, any case): api_key, access_token, X-Amz-Signature...
+_SECRET_QUERY_KEYS = re.compile(
+    r"pass|pwd|secret|token|key|auth|sig|user|login|session|cred|jwt|hmac|otp|bearer", re.IGNORECASE
+)
+# A scheme and what follows it, typos included: rtsp://, rtsp:/, rtsp:///, rtsp// all start a URL.
+_URL_START = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*(?://|:/+|//+)")
+_SCHEME_TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+# A file read that fails this many times more than the frames left is at its end (the data ran out).
 MAX_BAD_READS = 8
 
 
-def redact(url: str) -> str:
-    """A URL safe to print and log: user/password and secret-looking query values become ***."""
-    scheme, sep, rest = url.partition("://")
-    if not scheme or not sep or not rest:
-        return url
+def redact(text: str) -> str:
+    """`text` safe to print and log: user/password, secret-looking query values and the #fragment
+    become ***. Works on mistyped URLs too (rtsp:/user:pw@host, rtsp//user:pw@host, user:pw@host/x);
+    a plain path without '@' comes back unchanged."""
+    start = _URL_START.match(text)
+    prefix, rest = (start.group(), text[start.end() :]) if start else ("", text)
+    if start is None and "@" not in rest:
+        return text  # a path, a device index, 'demo': nothing that can hold a secret
     if "@" in rest:
         # Cut at the last '@', not where urlsplit would: a password typed raw may hold '/', '?' or '#',
         # and urlsplit would then show it whole. An '@' later in the URL only hides a little more.
         rest = "***@" + rest.rpartition("@")[2]
-    base, question, tail = rest.partition("?")
+    rest, hash_, fragment = rest.partition("#")
+    base, question, query = rest.partition("?")
     if question:
-        # Pair by pair, as typed: only the secret values change (no re-encoding of the others).
-        query, hash_, fragment = tail.partition("#")
-        pairs = [
-            f"{key}=***" if eq and _SECRET_QUERY_KEYS.search(key) else f"{key}{eq}{value}"
-            for key, eq, value in (pair.partition("=") for pair in query.split("&"))
-        ]
-        rest = f"{base}?{'&'.join(pairs)}{hash_}{fragment}"
-    return f"{scheme}://{rest}"
+        query = _redact_query(query)
+    return f"{prefix}{base}{question}{query}{hash_}{'***' if fragment else ''}"
+
+
+def _redact_query(query: str) -> str:
+    """Pair by pair, as typed (& or ; between pairs): only the secret values change, nothing is re-encoded."""
+    parts = re.split(r"([&;])", query)
+    for i in range(0, len(parts), 2):
+        key, eq, _ = parts[i].partition("=")
+        if eq and _SECRET_QUERY_KEYS.search(unquote(key)):
+            parts[i] = f"{key}=***"
+    return "".join(parts)
 
 
 class Source:
     """The interface. `live`: frames come at the source's pace and may be dropped; otherwise every
-    frame is wanted (files, folders). `fps`: the nominal rate (None when unknown)."""
+    frame is wanted (files, folders). A source may change `live` in `open` (an http URL that turns out
+    to be a file); the capture reads it after each open. `fps`: the nominal rate (None when unknown)."""
 
     name: str = "source"
     live: bool = False
@@ -73,8 +99,61 @@ def _check_image(image: np.ndarray | None) -> np.ndarray:
     return image
 
 
+def _nominal_fps(cap: cv2.VideoCapture) -> float | None:
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    return fps if 0 < fps < 1000 else None
+
+
+def _frame_count(cap: cv2.VideoCapture) -> int | None:
+    """The container's frame count, or None for a stream without one (FFmpeg reports 0 or a negative
+    or absurd number when the duration is unknown)."""
+    count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+    return int(count) if math.isfinite(count) and 0 < count < 2**31 else None
+
+
+def _host_port(url: str) -> tuple[str, int | None]:
+    """Host and port of a URL, read after the last '@' so a raw password cannot confuse it."""
+    scheme, _, rest = url.partition("://")
+    authority = re.split(r"[/?#]", rest.rpartition("@")[2], maxsplit=1)[0]
+    if authority.startswith("["):  # [IPv6]:port
+        host, _, tail = authority[1:].partition("]")
+        port_text = tail.removeprefix(":")
+    else:
+        host, _, port_text = authority.partition(":")
+    port = int(port_text) if port_text.isdigit() else DEFAULT_PORTS.get(scheme.lower())
+    return host, port
+
+
+def _why_not_connected(url: str, elapsed_s: float, timeout_s: float) -> str:
+    """What went wrong with a network open that failed, in words: timed out, refused, unknown host, or
+    a server that answered but gave no stream. A quick TCP probe tells them apart."""
+    if elapsed_s >= 0.9 * timeout_s:
+        return f"timed out after {elapsed_s:.1f} s with no answer (host down? a slow camera: --open-timeout)"
+    host, port = _host_port(url)
+    if not host or port is None:
+        return f"failed after {elapsed_s:.1f} s (no host or port in the URL)"
+    try:
+        socket.create_connection((host, port), timeout=min(2.0, timeout_s)).close()
+    except ConnectionRefusedError:
+        return f"connection refused by {host}:{port} (nothing listens there: wrong port, or server off)"
+    except socket.gaierror:
+        return f"unknown host {host!r} (check the address)"
+    except TimeoutError:
+        return f"no answer from {host}:{port} (host down or unreachable?)"
+    except OSError as error:
+        return f"{host}:{port}: {error.strerror or error}"
+    return (
+        f"{host}:{port} answered but no stream opened after {elapsed_s:.1f} s "
+        "(wrong path or credentials, or not a stream OpenCV can decode)"
+    )
+
+
 class OpenCVSource(Source):
-    """A webcam (device index), a network stream or a video file, through cv2.VideoCapture."""
+    """A webcam (device index), a network stream or a video file, through cv2.VideoCapture.
+
+    Files (and http URLs that turn out to be files) are read to their real end: a corrupt stretch
+    is skipped, each undecodable frame raising one DecodeError once the next good frame is found, and
+    frames carry the container's timestamps (variable frame rate), else index / fps."""
 
     def __init__(
         self,
@@ -87,16 +166,26 @@ class OpenCVSource(Source):
         if kind not in ("webcam", "network", "file"):
             raise ValueError(f"kind {kind!r} must be webcam, network or file")
         self.target, self.kind = target, kind
-        self.live = kind != "file"
+        self.live = kind != "file"  # a network URL may turn out to be a file at open
         self.open_timeout_s, self.read_timeout_s = open_timeout_s, read_timeout_s
         self.name = (
             redact(str(target))
             if kind == "network"
             else (f"webcam {target}" if kind == "webcam" else str(target))
         )
+        self.frame_count: int | None = None  # a file's reported frame count (None: unknown, or live)
         self._cap: cv2.VideoCapture | None = None
-        self._index = 0
         self._t0 = 0.0
+        self._reset_file_state()
+
+    def _reset_file_state(self) -> None:
+        self._index = 0  # frames returned
+        self._skipped = 0  # undecodable frames passed over
+        self._last_ts: float | None = None
+        self._pending: tuple[np.ndarray, float] | None = None  # the good frame after a corrupt stretch
+        self._pending_errors = 0  # DecodeErrors still to raise before it
+        self._gap_message = ""
+        self._ended = False
 
     def _params(self) -> list[int]:
         return [
@@ -108,65 +197,148 @@ class OpenCVSource(Source):
 
     def open(self) -> None:
         if self.kind == "file":
-            path = Path(str(self.target))
-            if not path.exists():
-                raise SourceError(f"video file not found: {path}")
-            if not path.is_file():
-                raise SourceError(f"not a file: {path}")
-            cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-            if not cap.isOpened():
-                cap.release()
-                raise SourceError(
-                    f"cannot open {path}: not a video OpenCV can decode, or the file is corrupt"
-                )
-            fps = cap.get(cv2.CAP_PROP_FPS)
-            self.fps = fps if 0 < fps < 1000 else None
+            cap = self._open_file()
         elif self.kind == "network":
-            url = str(self.target)
-            cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, self._params())
-            if not cap.isOpened():
-                cap.release()
-                raise SourceError(
-                    f"cannot connect to {self.name} within {self.open_timeout_s:g} s "
-                    "(unreachable host, wrong path or credentials, or not a stream OpenCV can decode)"
-                )
-            fps = cap.get(cv2.CAP_PROP_FPS)
-            self.fps = fps if 0 < fps < 1000 else None
+            cap = self._open_network()
         else:
-            index = int(self.target)
-            device = Path(f"/dev/video{index}")
-            if os.name == "posix" and Path("/dev").is_dir() and not device.exists():
-                raise SourceError(f"no webcam {index}: {device} does not exist (no camera on this machine?)")
-            cap = cv2.VideoCapture(index)
-            if not cap.isOpened():
-                cap.release()
-                raise SourceError(f"cannot open webcam {index} (in use by another program, or no permission)")
-            fps = cap.get(cv2.CAP_PROP_FPS)
-            self.fps = fps if 0 < fps < 1000 else None
+            cap = self._open_webcam()
+        self.fps = _nominal_fps(cap)
         self._cap = cap
-        self._index = 0
+        self._reset_file_state()
         self._t0 = time.monotonic()
+
+    def _open_file(self) -> cv2.VideoCapture:
+        path = Path(str(self.target))
+        if not path.exists():
+            raise SourceError(f"video file not found: {path}")
+        if not path.is_file():
+            raise SourceError(f"not a file: {path}")
+        cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(f"cannot open {path}: not a video OpenCV can decode, or the file is corrupt")
+        self.frame_count = _frame_count(cap)
+        return cap
+
+    def _open_network(self) -> cv2.VideoCapture:
+        url = str(self.target)
+        t0 = time.monotonic()
+        cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, self._params())
+        if not cap.isOpened():
+            cap.release()
+            why = _why_not_connected(url, time.monotonic() - t0, self.open_timeout_s)
+            raise SourceError(f"cannot connect to {self.name}: {why}")
+        # A file served over http has a finite frame count (and so a finite duration); a live stream
+        # (MJPEG, live HLS) has none. RTSP/RTMP stay live: that is what they are used for here.
+        count = _frame_count(cap)
+        scheme = url.partition("://")[0].lower()
+        is_file = scheme in FILE_CAPABLE_SCHEMES and count is not None and _nominal_fps(cap) is not None
+        self.live = not is_file
+        self.frame_count = None if self.live else count
+        if is_file:
+            log.info("%s is a video file (%d frames): played like a file, no reconnects", self.name, count)
+        return cap
+
+    def _open_webcam(self) -> cv2.VideoCapture:
+        index = int(self.target)
+        device = Path(f"/dev/video{index}")
+        if os.name == "posix" and Path("/dev").is_dir() and not device.exists():
+            raise SourceError(f"no webcam {index}: {device} does not exist (no camera on this machine?)")
+        cap = cv2.VideoCapture(index)
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(f"cannot open webcam {index} (in use by another program, or no permission)")
+        return cap
 
     def read(self) -> tuple[np.ndarray, float] | None:
         if self._cap is None:
             raise SourceError(f"{self.name} is not open")
-        if self.kind != "file":
+        if self.live:
             ok, image = self._cap.read()
             if not ok or image is None:
                 raise SourceLost(f"{self.name} stopped delivering frames")
             return _check_image(image), time.monotonic() - self._t0
-        for _ in range(MAX_BAD_READS):
+        return self._read_file()
+
+    def _read_file(self) -> tuple[np.ndarray, float] | None:
+        assert self._cap is not None
+        if self._pending_errors:
+            self._pending_errors -= 1
+            raise DecodeError(self._gap_message)
+        if self._pending is not None:
+            item, self._pending = self._pending, None
+            return item
+        if self._ended:
+            return None
+        failures = 0
+        while True:
             ok, image = self._cap.read()
             if ok and image is not None:
-                ts = self._index / self.fps if self.fps else self._cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
-                self._index += 1
-                return _check_image(image), ts
-            # FFmpeg returns False at the end and, rarely, for a frame it could not decode.
-            total = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
-            if total <= 0 or self._index >= total - 1:
+                break
+            # FFmpeg returns False at the end, and once per frame it cannot decode: a corrupt stretch
+            # is passed over by reading on; only the frame count tells the real end from a gap.
+            failures += 1
+            if self._at_end(failures):
+                self._end()
                 return None
-            self._index += 1
-        return None
+        self._skipped += failures
+        try:
+            item = (_check_image(image), self._timestamp())
+        except DecodeError:
+            self._skipped += 1
+            raise
+        self._index += 1
+        if not failures:
+            return item
+        # the frames lost before this one are counted first, one DecodeError each
+        self._gap_message = f"{self.name}: {failures} undecodable frame(s) before {item[1]:.2f} s, skipped"
+        self._pending, self._pending_errors = item, failures - 1
+        raise DecodeError(self._gap_message)
+
+    def _position(self) -> int:
+        """Frames consumed so far: read and skipped (FFmpeg spends one failed read per bad frame)."""
+        return self._index + self._skipped
+
+    def _at_end(self, failures: int) -> bool:
+        total = self.frame_count
+        if total is None:
+            return failures >= MAX_BAD_READS
+        left = total - self._position()
+        # the count may be one off (it can be estimated from duration x fps); past it, failures that
+        # outnumber the frames left mean the data ran out (a truncated file)
+        return left <= 1 or failures > left + MAX_BAD_READS
+
+    def _end(self) -> None:
+        """At the end, once: a word when it is not the video it claims to be."""
+        if self._ended:
+            return
+        self._ended = True
+        total, at = self.frame_count, self._position()
+        if self._index == 1:
+            log.warning("%s is a single image/frame, not a video: the run has one frame", self.name)
+        elif total is not None and at + max(3, total // 50) < total and not self._reached_duration():
+            log.warning("%s ended at frame %d of %d: truncated?", self.name, at, total)
+
+    def _reached_duration(self) -> bool:
+        """Whether the last frame's time is at the reported duration: then a frame count above the
+        frames read is an estimate (duration x rate, wrong for variable frame rates), not a cut file."""
+        if self._last_ts is None or not self.fps or self.frame_count is None:
+            return False
+        return self._last_ts + 3 / self.fps >= self.frame_count / self.fps
+
+    def _timestamp(self) -> float:
+        """The frame just read: the container's timestamp (right for variable frame rates), or, where
+        it has none (0 for every frame, or going backwards), the position / fps."""
+        assert self._cap is not None
+        container = self._cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+        step = 1.0 / (self.fps or 25.0)  # 25: a guess only for files that report no rate at all
+        last = self._last_ts
+        if math.isfinite(container) and container >= 0 and (last is None or container > last):
+            ts = container
+        else:
+            ts = self._position() * step if last is None else max(self._position() * step, last + step)
+        self._last_ts = ts
+        return ts
 
     def close(self) -> None:
         if self._cap is not None:
@@ -244,8 +416,16 @@ class SourceSpec:
 
     factory: Callable[[], Source]
     name: str
-    live: bool
+    live: bool  # as far as the text tells: an http URL may turn out to be a file when opened
     kind: str  # webcam | network | file | folder | demo
+
+
+def _not_found_hint(text: str) -> str:
+    """A URL with a mistyped scheme (rtsp:/host, rtsp//host) or none (user:pw@host/x) lands here as a
+    path that does not exist: say how a URL is written."""
+    if _URL_START.match(text) or "@" in text:
+        return "a mistyped URL? write scheme://[user:password@]host/path, e.g. rtsp://host:554/stream"
+    return "not demo, webcam, a device index, a URL, a file or a folder"
 
 
 def parse_source(
@@ -273,6 +453,9 @@ def parse_source(
         index = 0 if text == "webcam" else int(text)
         return SourceSpec(lambda: OpenCVSource(index, kind="webcam"), f"webcam {index}", True, "webcam")
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
+    if scheme and not _SCHEME_TOKEN.fullmatch(scheme):
+        # what precedes :// is not a scheme (user:pw@host://...): never echo it, it may be a password
+        raise SourceError(f"not a valid URL: {redact(text)} (write scheme://[user:password@]host/path)")
     if scheme:
         if scheme in ("rtsp", "rtsps") and "OPENCV_FFMPEG_CAPTURE_OPTIONS" not in os.environ:
             # TCP: no lost UDP packets (smeared frames), and it passes NAT and firewalls. OpenCV's FFmpeg
@@ -295,7 +478,5 @@ def parse_source(
     if path.is_dir():
         return SourceSpec(lambda: FolderSource(path, folder_fps), str(path), False, "folder")
     if not path.exists():
-        raise SourceError(
-            f"source not found: {text} (not demo, webcam, a device index, a URL, a file or a folder)"
-        )
+        raise SourceError(f"source not found: {redact(text)} ({_not_found_hint(text)})")
     return SourceSpec(lambda: OpenCVSource(str(path), kind="file"), str(path), False, "file")

@@ -247,6 +247,18 @@ def test_decode_errors_are_counted_and_skipped(rig):
 
 
 @pytest.mark.timeout(10)
+def test_a_long_run_of_decode_errors_in_a_file_does_not_end_it(rig):
+    # given a 10-frame file with 150 undecodable frames after its second (more than max_decode_errors)
+    factory = Factory(Plan(frames=10, decode_errors_at=frozenset(range(2, 152))))
+    capture = rig.capture(factory, live=False, max_decode_errors=100)
+    # when drained, then it went on to the real end: every good frame, every bad one counted
+    frames = drain(capture)
+    assert [intensity(f) for f in frames] == list(range(10))
+    assert capture.decode_errors == 150
+    assert capture.status.status is SourceStatus.ENDED and capture.error is None
+
+
+@pytest.mark.timeout(10)
 def test_finished_waits_until_the_last_frame_is_taken(rig):
     # given a file whose only frame is read after the consumer's get has already timed out
     gate = rig.gate()
@@ -365,6 +377,33 @@ def test_live_source_that_cannot_open_at_start_fails_without_retrying(rig):
     assert capture.status.status is SourceStatus.FAILED  # close keeps the reason
 
 
+@pytest.mark.timeout(10)
+def test_source_that_connects_but_never_delivers_gives_up_after_max_reconnects(rig):
+    # given a live source that opens every time but loses the connection before any frame
+    factory = Factory(Plan(live=True, lose_after=0))
+    capture = rig.capture(factory, live=True, backoff_initial_s=0.01, backoff_max_s=0.02, max_reconnects=3)
+    # when the consumer reads until the end
+    frames = drain(capture)
+    # then each open without a frame counted as a failed attempt: 3 reconnects, then FAILED, one line
+    assert frames == []
+    assert factory.calls == 1 + 3
+    assert [s.attempt for s in factory.statuses[1:]] == [1, 2, 3]
+    assert capture.status.status is SourceStatus.FAILED
+    message = str(capture.error)
+    assert "gave up after 3 reconnect attempts" in message and "no frame" in message and "\n" not in message
+
+
+@pytest.mark.timeout(10)
+def test_a_frame_resets_the_reconnect_count(rig):
+    # given a source that, on every connection, gives one frame and then is lost (it works, badly)
+    factory = Factory(Plan(live=True, lose_after=1))
+    capture = rig.capture(factory, live=True, capacity=16, backoff_initial_s=0.01, max_reconnects=1)
+    # when the consumer reads 4 frames, then it has not given up: each frame proved the source alive
+    assert [f.session for f in take(capture, 4)] == [1, 2, 3, 4]
+    assert all(s.attempt == 1 for s in factory.statuses[1:])
+    assert capture.status.status is not SourceStatus.FAILED
+
+
 # --- watchdog ----------------------------------------------------------------------------------------------
 
 
@@ -420,6 +459,22 @@ def test_watchdog_reconnect_attempts_count_from_one(rig):
     assert "gave up after 2 reconnect attempts" in str(capture.error)
 
 
+@pytest.mark.timeout(10)
+def test_watchdog_gives_up_on_a_source_that_connects_and_freezes_before_any_frame(rig):
+    # given a live source whose every connection opens and then freezes before its first frame
+    gates = [rig.gate() for _ in range(4)]
+    factory = Factory(*(Plan(live=True, block_after=0, read_gate=g) for g in gates))
+    capture = rig.capture(factory, live=True, watchdog_s=0.05, max_reconnects=2)
+    # when the consumer reads until the end
+    frames = drain(capture)
+    # then the watchdog's reconnects counted 1, 2, and the third freeze ended it
+    assert frames == []
+    assert factory.calls == 1 + 2
+    assert [s.attempt for s in factory.statuses[1:]] == [1, 2]
+    assert capture.status.status is SourceStatus.FAILED
+    assert "gave up after 2 reconnect attempts" in str(capture.error)
+
+
 @pytest.mark.timeout(15)
 def test_repeated_freezes_leave_no_threads_behind(rig):
     # given a live source that freezes after every frame, 4 connections in a row
@@ -437,6 +492,38 @@ def test_repeated_freezes_leave_no_threads_behind(rig):
     close_timed(capture)
     wait_for(lambda: threading.active_count() == before)
     assert all(s.closed.is_set() for s in factory.sources)
+
+
+# --- a source configured live that says, once open, it is a file (an http URL to a video) ------------
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("realtime_if_file", [True, False])
+def test_live_config_with_a_file_source_plays_every_frame_then_ends(rig, realtime_if_file):
+    # given a capture set up for a live URL (drop-oldest buffer of 2, newest-frame reads, a watchdog),
+    # whose source reports live = False: a 20-frame file at 20 fps
+    factory = Factory(Plan(live=False, frames=20, fps=20.0))
+    fast = {} if realtime_if_file else {"realtime_if_file": False}
+    capture = rig.capture(
+        factory, live=True, capacity=2, take_latest=None, watchdog_s=0.05, backoff_initial_s=0.01, **fast
+    )
+    # when a consumer slower than the source drains it
+    frames: list[Frame] = []
+    deadline = time.monotonic() + 8.0
+    while not capture.finished and time.monotonic() < deadline:
+        frame = capture.get(timeout=0.05)
+        if frame is not None:
+            frames.append(frame)
+            time.sleep(0.01)
+    # then every frame came, once, in order, and it ended: no drops, no watchdog, no reconnect
+    assert [intensity(f) for f in frames] == list(range(20))
+    assert capture.status.status is SourceStatus.ENDED and capture.error is None
+    assert factory.calls == 1 and capture.reconnects == 0
+    assert capture.buffer.dropped == 0
+    assert not capture.live
+    # paced at its own rate (19 frames at 20 fps: 0.95 s) unless asked not to
+    span = frames[-1].capture_ts - frames[0].capture_ts
+    assert span >= 0.95 - 0.01 if realtime_if_file else span < 0.9
 
 
 # --- close() never hangs, from every state -------------------------------------------------------------

@@ -3,7 +3,11 @@ webcams that are not there, folders of frames, and a file and a folder through C
 
 from __future__ import annotations
 
+import fractions
+import logging
 import os
+import socket
+import struct
 import time
 from pathlib import Path
 
@@ -98,7 +102,26 @@ def one_line(error: BaseException) -> str:
         ("https://cam.local/live?token=abc123&channel=2", "https://cam.local/live?token=***&channel=2"),
         ("rtsp://cam.local/x?password=hunter2&subtype=0", "rtsp://cam.local/x?password=***&subtype=0"),
         ("http://cam.local/x?api_key=k1&sig=s1&auth=a1", "http://cam.local/x?api_key=***&sig=***&auth=***"),
-        ("https://cam.local/live?Token=abc#top", "https://cam.local/live?Token=***#top"),
+        ("https://cam.local/live?Token=abc#top", "https://cam.local/live?Token=***#***"),
+        # mistyped URLs: a missing or doubled slash, or no scheme at all, still hide the password
+        ("rtsp:/admin:hunter2@10.0.0.5/x", "rtsp:/***@10.0.0.5/x"),
+        ("rtsp//admin:hunter2@10.0.0.5", "rtsp//***@10.0.0.5"),
+        ("rtsp:///admin:hunter2@10.0.0.5/x", "rtsp:///***@10.0.0.5/x"),
+        ("admin:hunter2@10.0.0.5/stream", "***@10.0.0.5/stream"),
+        ("rtsp:admin:hunter2@10.0.0.5/x", "***@10.0.0.5/x"),
+        # more secret-looking query keys, any case, percent-encoded, ';' between pairs; and fragments
+        (
+            "http://c/x?api_key=1&APIKEY=2&access_token=3&Auth=4&sig=5&signature=6&session=7&channel=2",
+            "http://c/x?api_key=***&APIKEY=***&access_token=***&Auth=***&sig=***&signature=***&session=***"
+            "&channel=2",
+        ),
+        (
+            "http://c/x?secret=1;pwd=2;pass=3;X-Amz-Credential=4",
+            "http://c/x?secret=***;pwd=***;pass=***;X-Amz-Credential=***",
+        ),
+        ("http://c/x?api%5Fkey=1", "http://c/x?api%5Fkey=***"),
+        ("https://cam.local/live#access_token=abc", "https://cam.local/live#***"),
+        ("rtsp:/cam.local/x?token=abc", "rtsp:/cam.local/x?token=***"),
         # passwords typed raw, with characters that end the host part for urlsplit
         ("rtsp://admin:pa#ss@10.0.0.5/x", "rtsp://***@10.0.0.5/x"),
         ("rtsp://admin:pa?ss@10.0.0.5/x", "rtsp://***@10.0.0.5/x"),
@@ -149,6 +172,35 @@ def test_failed_connection_message_never_holds_the_password():
     assert "rtsp://***@127.0.0.1:1/x" in text
 
 
+@pytest.mark.timeout(20)
+def test_refused_connection_says_refused_not_a_timeout():
+    # given a port where nothing listens: refused at once, long before the 10 s open timeout
+    source = parse_source("rtsp://127.0.0.1:1/x", open_timeout_s=10.0).factory()
+    t0 = time.monotonic()
+    with pytest.raises(SourceError) as caught:
+        source.open()
+    # then the error says it was refused, and does not claim a 10 s wait that never happened
+    text = one_line(caught.value)
+    assert time.monotonic() - t0 < 5.0
+    assert "refused" in text and "127.0.0.1:1" in text
+    assert "within" not in text and "10 s" not in text
+
+
+@pytest.mark.timeout(20)
+def test_silent_server_says_timed_out_after_the_wait():
+    # given a port that accepts TCP connections but never answers
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)
+        port = server.getsockname()[1]
+        source = parse_source(f"rtsp://user:secret@127.0.0.1:{port}/x", open_timeout_s=1.0).factory()
+        with pytest.raises(SourceError) as caught:
+            source.open()
+    # then the error says it timed out, and after how long
+    text = one_line(caught.value)
+    assert "timed out after 1." in text and "secret" not in text
+
+
 # --- parse_source ------------------------------------------------------------------------------------------
 
 
@@ -184,6 +236,26 @@ def test_parse_source_device_index_is_the_webcam_index():
 def test_parse_source_factory_makes_a_fresh_source_per_connection():
     spec = parse_source("demo")
     assert spec.factory() is not spec.factory()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "rtsp:/admin:secret@10.0.0.5/stream",
+        "rtsp//admin:secret@10.0.0.5/stream",
+        "admin:secret@10.0.0.5/stream",
+        "admin:secret@host://stream",
+        "rtsp:/10.0.0.5/stream?token=secret",
+    ],
+)
+def test_parse_source_errors_on_mistyped_urls_never_hold_the_password(text):
+    # given a URL typed wrong (one slash, no colon, no scheme), so that it reads as a path
+    # when parsed, then the one-line error names it redacted, and says how a URL is written
+    with pytest.raises(SourceError) as caught:
+        parse_source(text)
+    message = one_line(caught.value)
+    assert "secret" not in message
+    assert "scheme://" in message
 
 
 @pytest.mark.parametrize("text", ["ftp://x", "file:///tmp/a.mp4", "ftp://user:secret@host/a.mp4"])
@@ -403,3 +475,175 @@ def test_missing_folder_is_a_source_error(tmp_path):
 def test_folder_fps_must_be_positive(tmp_path, fps):
     with pytest.raises(ValueError, match="fps"):
         FolderSource(tmp_path, fps=fps)
+
+
+# --- damaged, odd and variable-rate files -------------------------------------------------------------------
+
+NOISY_FRAMES = 60
+
+
+def noisy_index_image(i: int) -> np.ndarray:
+    """A frame that is mostly noise (so the mp4's data, not its index, is most of the file), its index
+    drawn in the top rows."""
+    image = np.random.default_rng(i).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    image[:24] = 96
+    for bit in range(BITS):
+        image[8:16, 8 * bit : 8 * bit + 8] = 255 if i >> bit & 1 else 0
+    return image
+
+
+def mp4_atoms(data: bytes) -> dict[bytes, tuple[int, int]]:
+    """The top-level atoms of an mp4: type -> (start of its payload, end)."""
+    atoms, offset = {}, 0
+    while offset + 8 <= len(data):
+        size = struct.unpack(">I", data[offset : offset + 4])[0]
+        atoms[data[offset + 4 : offset + 8]] = (offset + 8, offset + size)
+        offset += size
+    return atoms
+
+
+@pytest.fixture(scope="module")
+def corrupt_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 60-frame 25 fps mp4v file whose media data has a block of garbage 40% of the way in."""
+    path = tmp_path_factory.mktemp("corrupt") / "corrupt.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), VIDEO_FPS, (128, 96))
+    assert writer.isOpened()
+    for i in range(NOISY_FRAMES):
+        writer.write(noisy_index_image(i))
+    writer.release()
+    data = bytearray(path.read_bytes())
+    start, end = mp4_atoms(bytes(data))[b"mdat"]
+    a = start + (end - start) * 2 // 5
+    b = a + (end - start) // 10
+    data[a:b] = bytes((i * 7919 + 13) % 256 for i in range(b - a))
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.timeout(30)
+def test_corrupt_stretch_mid_file_is_skipped_and_counted_not_the_end(corrupt_video):
+    # given an mp4 whose middle tenth is garbage (the frames after it decode fine)
+    spec = parse_source(str(corrupt_video))
+    capture = Capture(spec.factory, spec.name, CaptureConfig(live=False, realtime=False))
+    # when played through a capture
+    with capture:
+        frames = drain(capture)
+    # then the run went on past the damage to the real end: the last frames are there, the damaged
+    # ones were counted as decode errors, and it ended cleanly
+    indices = [read_index(f.image) for f in frames]
+    assert indices[-10:] == list(range(NOISY_FRAMES - 10, NOISY_FRAMES))
+    assert capture.decode_errors > 0
+    assert len(frames) + capture.decode_errors == NOISY_FRAMES
+    assert capture.status.status is SourceStatus.ENDED and capture.error is None
+    # and the frames after the gap keep their own time (not stamped as if the gap were not there)
+    assert frames[-1].source_ts == pytest.approx((NOISY_FRAMES - 1) / VIDEO_FPS)
+
+
+@pytest.mark.timeout(20)
+def test_variable_frame_rate_file_uses_the_container_timestamps(tmp_path):
+    av = pytest.importorskip("av", reason="PyAV builds the variable-frame-rate file")
+    # given an mp4 whose frames are at 0, 40, 80, 200, 240, 500 and 1000 ms (average rate ~7 fps)
+    path = tmp_path / "vfr.mp4"
+    stamps_ms = [0, 40, 80, 200, 240, 500, 1000]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.time_base = fractions.Fraction(1, 1000)
+        for i, ms in enumerate(stamps_ms):
+            frame = av.VideoFrame.from_ndarray(index_image(i), format="bgr24")
+            frame.pts, frame.time_base = ms, fractions.Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    # when read
+    source = OpenCVSource(str(path), kind="file")
+    source.open()
+    try:
+        items = read_all(source)
+    finally:
+        source.close()
+    # then each frame carries its own timestamp, not index / average fps
+    assert [read_index(image) for image, _ in items] == list(range(len(stamps_ms)))
+    assert [ts for _, ts in items] == pytest.approx([ms / 1000 for ms in stamps_ms], abs=1e-3)
+
+
+class NoTimestampCapture:
+    """A cv2.VideoCapture stand-in whose container gives no timestamps (0 ms for every frame)."""
+
+    def __init__(self, frames: int) -> None:
+        self.frames, self.read_count = frames, 0
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        if self.read_count >= self.frames:
+            return False, None
+        self.read_count += 1
+        return True, index_image(self.read_count - 1)
+
+    def get(self, prop: int) -> float:
+        return {cv2.CAP_PROP_POS_MSEC: 0.0, cv2.CAP_PROP_FRAME_COUNT: float(self.frames)}.get(prop, 0.0)
+
+    def release(self) -> None:
+        pass
+
+
+def test_timestamps_fall_back_to_index_over_fps_without_container_times(video):
+    # given a file source whose container reports 0 ms for every frame
+    source = OpenCVSource(str(video), kind="file")
+    source.open()
+    source.close()
+    source._cap, source.fps, source.frame_count = NoTimestampCapture(5), 10.0, 5  # type: ignore[assignment]
+    # when read, then the frames are stamped index / fps, and the file ends at its end
+    assert [ts for _, ts in read_all(source)] == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
+
+
+def test_image_file_as_a_video_says_it_is_a_single_frame(tmp_path, caplog):
+    # given a JPEG given as a video source
+    path = tmp_path / "photo.jpg"
+    assert cv2.imwrite(str(path), index_image(3))
+    source = parse_source(str(path)).factory()
+    # when read to its end
+    source.open()
+    with caplog.at_level(logging.WARNING, logger="stream.sources"):
+        items = read_all(source)
+        assert source.read() is None
+    source.close()
+    # then one frame came, and one warning line said it was a single image
+    assert len(items) == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "single image/frame" in warnings[0] and str(path) in warnings[0]
+
+
+@pytest.mark.timeout(20)
+def test_truncated_video_that_opens_warns_where_it_ended(tmp_path, caplog):
+    # given the first half of a 60-frame MJPG .avi (its header still says 60 frames)
+    full = tmp_path / "full.avi"
+    writer = cv2.VideoWriter(str(full), cv2.VideoWriter_fourcc(*"MJPG"), VIDEO_FPS, (128, 96))
+    for i in range(NOISY_FRAMES):
+        writer.write(noisy_index_image(i))
+    writer.release()
+    path = tmp_path / "cut.avi"
+    data = full.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    source = OpenCVSource(str(path), kind="file")
+    # when read to its end
+    source.open()
+    with caplog.at_level(logging.WARNING, logger="stream.sources"):
+        items = read_all(source)
+    source.close()
+    # then reading ended, and one warning line said where, of how many, and that it looks truncated
+    assert 0 < len(items) < NOISY_FRAMES
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [f"{path} ended at frame {len(items)} of {NOISY_FRAMES}: truncated?"]
+
+
+@pytest.mark.timeout(60)
+def test_rtsp_stream_stays_live(rtsp_server):
+    # given the real RTSP test server: RTSP is always a live stream, whatever it reports
+    source = parse_source(rtsp_server.url, open_timeout_s=5.0, read_timeout_s=2.0).factory()
+    source.open()
+    try:
+        assert source.live and source.frame_count is None
+        assert source.read() is not None
+    finally:
+        source.close()
