@@ -283,13 +283,15 @@ def _checked(key: str, value: Any, kind: type, where: str) -> Any:
 
 
 def _range_problem(key: str, value: float) -> str | None:
+    if not math.isfinite(value):  # nan passes every comparison below unnoticed
+        return "must be a finite number"
     if key in ("watchdog", "open_timeout", "folder_fps", "demo_fps") and not value > 0:
         return "must be above 0"
     if key in ("enter", "exit") and not 0 < value <= 1:
         return "must be in (0, 1]"
     if key == "smoothing" and not 0 <= value < 1:
         return "must be in [0, 1)"
-    if key in ("max_reconnects", "min_duration") and value < 0:
+    if key in ("max_reconnects", "min_duration", "demo_seed") and value < 0:
         return "must not be negative"
     if key == "demo_size" and value < 32:
         return "must be at least 32"

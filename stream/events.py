@@ -3,6 +3,7 @@ above `enter` for `min_duration_s` (source time) and ends when it falls under `e
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,10 +20,13 @@ class EventConfig:
     min_duration_s: float = 0.5
 
     def __post_init__(self) -> None:
+        # written so that nan fails: every comparison with nan is False
         if not 0.0 < self.exit <= self.enter <= 1.0:
             raise ValueError(f"event thresholds need 0 < exit ({self.exit}) <= enter ({self.enter}) <= 1")
-        if self.min_duration_s < 0:
-            raise ValueError(f"minimum event duration ({self.min_duration_s}) must not be negative")
+        if not 0.0 <= self.min_duration_s < math.inf:
+            raise ValueError(
+                f"minimum event duration ({self.min_duration_s}) must be a finite number, not negative"
+            )
 
 
 class EventDetector:

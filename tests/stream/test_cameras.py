@@ -347,3 +347,28 @@ def test_duplicate_names_in_a_file(tmp_path):
     text = '[[camera]]\nname = "a"\nsource = "demo"\n[[camera]]\nname = "A"\nsource = "0"\n'
     message = camera_file_error(tmp_path, text)
     assert "camera #2 is named 'A' as camera #1 is" in message
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["enter = nan", "exit = -nan", "min_duration = inf", "smoothing = nan", "folder_fps = +inf",
+     "demo_fps = nan", "open_timeout = inf", "watchdog = -inf"],
+)  # fmt: skip
+def test_nan_and_infinite_values_in_the_file_are_errors(tmp_path, line):
+    text = f'[[camera]]\nname = "cam7"\nsource = "demo"\n{line}\n'
+    message = camera_file_error(tmp_path, text)
+    assert f"{line.split()[0]} must be a finite number" in message
+
+
+def test_the_range_check_itself_rejects_nan_and_infinity():
+    from stream.cameras import _range_problem
+
+    for key in ("watchdog", "enter", "exit", "smoothing", "min_duration", "folder_fps", "demo_fps"):
+        for value in (float("nan"), float("inf"), float("-inf")):
+            assert _range_problem(key, value) == "must be a finite number", (key, value)
+    assert _range_problem("min_duration", 0.0) is None
+
+
+def test_a_negative_demo_seed_is_an_error(tmp_path):
+    message = camera_file_error(tmp_path, '[[camera]]\nname = "d"\nsource = "demo"\ndemo_seed = -1\n')
+    assert "demo_seed = -1 must not be negative" in message

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import signal
 import subprocess
 import sys
@@ -113,6 +115,55 @@ def test_a_signal_stops_at_once_and_keeps_the_video(tmp_path, signum):
     assert f"stopped by {signal.Signals(signum).name}" in err
     n, _ = count_frames(save)
     assert n > 0  # finalised: readable
+
+
+def _read_pty(fd: int, until: bytes | None, timeout: float) -> bytes:
+    """What the child wrote to the terminal `fd`: up to `until`, or all of it (until it closes)."""
+    out, deadline = b"", time.monotonic() + timeout
+    while (until is None or until not in out) and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: the child is gone and the terminal closed
+            break
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("signum", "last", "code"),
+    [(signal.SIGINT, "glanet: interrupted", 130), (signal.SIGTERM, "glanet: stopped by SIGTERM", 143)],
+)
+def test_a_signal_while_the_model_loads_is_one_clean_line(signum, last, code):
+    # stderr on a terminal: a person waits, so the run says it is loading the model (never on a pipe)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [*CLI, "--source", "demo", "--headless", "--no-dashboard"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, cwd=ROOT,
+    )  # fmt: skip
+    os.close(slave)
+    try:
+        seen = _read_pty(master, b"loading model", 30)
+        assert b"glanet: loading model" in seen, seen
+        time.sleep(0.5)  # importing torch and loading the model take seconds
+        proc.send_signal(signum)
+        proc.wait(timeout=30)
+        seen += _read_pty(master, None, 10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    text = seen.decode(errors="replace").replace("\r", "")
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert proc.returncode == code, text
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text
+    assert len(lines) == 2 and lines[0].startswith("glanet: loading model") and lines[1] == last, text
 
 
 @pytest.mark.timeout(180)
