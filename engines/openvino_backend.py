@@ -72,6 +72,18 @@ def _tensor(x: np.ndarray) -> Tensor:
     return torch.from_numpy(np.asarray(x))
 
 
+def _compile(core: ov.Core, path: Path, config: Mapping[str, Any]) -> ov.CompiledModel:
+    """core.compile_model, with a graph OpenVINO cannot read (truncated, not ONNX) as one EngineError line."""
+    try:
+        return core.compile_model(str(path), "CPU", dict(config))
+    except RuntimeError as e:
+        first = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        raise EngineError(
+            f"{path}: OpenVINO cannot read this graph ({first[:200]}): the file is damaged; "
+            "export again with python -m engines.export"
+        ) from None
+
+
 def int8_files(manifest: Manifest) -> Mapping[str, str]:
     """The int8 encode files and their sha256 from the manifest; EngineError saying how to build them."""
     build = manifest.builds.get(INT8_BUILD)
@@ -106,10 +118,11 @@ def faster_float_precision(manifest: Manifest, cache_dir: str | os.PathLike[str]
     h, w = manifest.image_size
     x = np.random.default_rng(0).standard_normal((1, 3, h, w), dtype=np.float32)
     times: dict[str, list[float]] = {"fp32": [], "bf16": []}
-    graph = str(manifest.graph_path(ENCODE))
+    encode = manifest.graph(ENCODE)
+    verify_files(manifest.directory, {encode["file"]: encode["sha256"]})  # never time a changed graph
+    graph = manifest.graph_path(ENCODE)
     requests = {
-        p: core.compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": _HINT[p]}).create_infer_request()
-        for p in times
+        p: _compile(core, graph, {"INFERENCE_PRECISION_HINT": _HINT[p]}).create_infer_request() for p in times
     }
     for _ in range(2):  # warm-up, then interleaved so that a change in load hits both alike
         for r in requests.values():
@@ -199,9 +212,7 @@ class OpenVINOBackend:
         else:
             encode_path, encode_hint = manifest.graph_path(ENCODE), _HINT[precision]
         self.encode_path = encode_path
-        self._encode = self.core.compile_model(
-            str(encode_path), "CPU", {**common, "INFERENCE_PRECISION_HINT": encode_hint}
-        )
+        self._encode = _compile(self.core, encode_path, {**common, "INFERENCE_PRECISION_HINT": encode_hint})
         if step_weights is None:
             step_weights = "int8" if precision == "int8" and step_int8_files(manifest) else "fp32"
         if step_weights not in ("fp32", "int8"):
@@ -219,7 +230,7 @@ class OpenVINOBackend:
         else:
             step_path = manifest.graph_path(TEMPORAL_STEP)
         self.step_weights = step_weights
-        self._step = self.core.compile_model(str(step_path), "CPU", step_config)
+        self._step = _compile(self.core, step_path, step_config)
         self._encode_request = self._encode.create_infer_request()
         self._step_request = self._step.create_infer_request()
         self._spec = manifest.spec

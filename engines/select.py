@@ -4,12 +4,22 @@ Auto-selection follows DESIGN.md: TensorRT if there is a CUDA device and `tensor
 on CUDA, then OpenVINO, then torch on the CPU. Asking for a backend that cannot run here is an error
 (`EngineUnavailable`) whose one line says why; nothing falls back silently. The probes are parameters
 of `choose_backend` so that every branch is tested on any machine.
+
+An export folder and a checkpoint given together must be the same model (`check_same_model`): the export
+names the classes, the checkpoint runs (part of) the model, and a mix would label events with another
+model's classes. The model-export cache (`export_dir_for`) exports into a private folder and renames it
+into place, so that runs started at once never see, or write into, a half-made export.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib
+import json
 import logging
+import os
+import shutil
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +28,9 @@ import torch
 
 from engines.cache import default_cache_dir, encode_digest
 from engines.errors import EngineError, EngineUnavailable
+from engines.manifest import FORMAT_VERSION, MANIFEST, Manifest, read_manifest
 from glanet.checkpoint import LoadedCheckpoint
+from glanet.config import config_to_dict
 
 log = logging.getLogger(__name__)
 
@@ -153,23 +165,112 @@ def _input_shape(checkpoint: LoadedCheckpoint) -> tuple[int, int, int]:
     return 3, crop, crop
 
 
+class ModelMismatch(EngineError):
+    """An export folder and a checkpoint that are not the same model."""
+
+
+def _plain_json(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=repr))  # tuples -> lists, as in the manifest
+
+
+def check_same_model(manifest: Manifest | str | os.PathLike[str], checkpoint: LoadedCheckpoint) -> None:
+    """Raise ModelMismatch (one line) unless `manifest` (a Manifest or an export folder) was exported from
+    `checkpoint`'s model: the same weights digest, class names and model config."""
+    if not isinstance(manifest, Manifest):
+        manifest = read_manifest(manifest)
+    fix = (
+        f"give the checkpoint it was exported from ({manifest.source_checkpoint}), or export this one "
+        f"with python -m engines.export --checkpoint {checkpoint.path} --out DIR"
+    )
+    exported, given = manifest.source_weights_sha256, checkpoint.weights_sha256
+    if exported != given:
+        raise ModelMismatch(
+            f"{manifest.directory} was exported from another model than {checkpoint.path} (weights sha256 "
+            f"{exported[:12]} vs {given[:12]}): its class names would label this model's output; {fix}"
+        )
+    if manifest.class_names != checkpoint.class_names:
+        pairs = zip(manifest.class_names, checkpoint.class_names, strict=False)
+        diff = next(
+            (i for i, (a, b) in enumerate(pairs) if a != b),
+            min(len(manifest.class_names), len(checkpoint.class_names)),
+        )
+        raise ModelMismatch(
+            f"{manifest.directory} and {checkpoint.path} have the same weights but other class names "
+            f"({len(manifest.class_names)} vs {len(checkpoint.class_names)} names, first difference at "
+            f"class {diff}); {fix}"
+        )
+    recorded = manifest.data.get("model_config")
+    if isinstance(recorded, dict):
+        ours = _plain_json(config_to_dict(checkpoint.cfg))
+        differ = sorted(k for k in set(recorded) & set(ours) if _plain_json(recorded[k]) != ours[k])
+        if differ:
+            raise ModelMismatch(
+                f"{manifest.directory} and {checkpoint.path} have the same weights but another model config "
+                f"({', '.join(differ[:3])}); {fix}"
+            )
+
+
+def _discard(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def export_dir_for(checkpoint: LoadedCheckpoint, cache_dir: Path) -> Path:
-    """The exported graphs of `checkpoint` under `cache_dir`, exported there first if missing."""
-    from engines.export import export
-    from engines.manifest import FORMAT_VERSION, MANIFEST
+    """The exported graphs of `checkpoint` under `cache_dir`, exported there first if missing.
+
+    The export is made in a private sibling folder and renamed into place, whole: a run started meanwhile
+    sees no folder or a complete one. When another run's export lands first, ours is discarded.
+    """
+    from engines import export as export_module
 
     digest = encode_digest(checkpoint.model.cfg, checkpoint.weights_sha256, _input_shape(checkpoint))
     out = cache_dir / "exports" / f"v{FORMAT_VERSION}-{digest[:24]}"
-    if not (out / MANIFEST).is_file():  # the manifest is written last: with it, the export is whole
-        log.info("exporting %s to %s ...", checkpoint.path, out)
-        export(checkpoint.path, out)
+    if (out / MANIFEST).is_file():  # renamed into place whole: with its manifest, the export is complete
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial")
+    log.info("exporting %s to %s ...", checkpoint.path, out)
+    try:
+        export_module.export(checkpoint.path, tmp)
+        _move_into_place(tmp, out)
+    finally:
+        _discard(tmp)  # gone already when renamed; else a failed export or the loser of a race
     return out
+
+
+def _move_into_place(tmp: Path, out: Path) -> None:
+    """Rename the finished export `tmp` to `out`; keep an `out` another run finished meanwhile."""
+    for _ in range(3):
+        try:
+            os.rename(tmp, out)  # atomic; fails when `out` is a folder with files in it
+            return
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+        if (out / MANIFEST).is_file():
+            log.info("%s was exported meanwhile by another run; using it", out)
+            return
+        # A folder without a manifest: left by a run of an older glanet that exported in place and
+        # stopped. Move it aside (a rename, so that a run just finishing its own is not hurt) and retry.
+        stale = out.with_name(f".{out.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.stale")
+        try:
+            os.rename(out, stale)
+        except FileNotFoundError:
+            continue
+        if (stale / MANIFEST).is_file():  # another run's whole export landed just before: put it back
+            try:
+                os.rename(stale, out)
+            except OSError:
+                _discard(stale)  # a third one is in place now; the next round finds it
+                continue
+            return
+        _discard(stale)
+    raise EngineError(f"{out}: cannot put the export in place (the folder keeps changing); try again")
 
 
 def _manifest_dir(
     name: str, checkpoint: LoadedCheckpoint | None, manifest_dir: Path | None, cache_dir: Path
 ) -> Path:
-    if manifest_dir is not None:
+    if manifest_dir is not None:  # given with a checkpoint, it was checked to be the same model
         return Path(manifest_dir)
     if checkpoint is None:
         raise EngineError(
@@ -209,6 +310,8 @@ def make_backend(
         choose_backend(name)  # raises EngineUnavailable, with the reason, when it cannot run here
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     device = device or default_device(name)
+    if manifest_dir is not None and checkpoint is not None:
+        check_same_model(Path(manifest_dir), checkpoint)  # never one model's graphs or names with another
 
     if name == "torch":
         from engines.torch_backend import TorchBackend
@@ -221,7 +324,6 @@ def make_backend(
     if name == "openvino":
         directory = _manifest_dir(name, checkpoint, manifest_dir, cache)
 
-        from engines.manifest import read_manifest
         from engines.openvino_backend import OpenVINOBackend, faster_float_precision
 
         if precision is None:  # bf16 or fp32, whichever is faster on this CPU (measured once, remembered)

@@ -2,13 +2,18 @@
 
 A checkpoint is a plain dict saved with `torch.save` and read with `torch.load(weights_only=True)`,
 so loading one can never run code. It is written atomically (temp file, fsync, rename) and its
-weights carry a sha256 digest that is checked on every load.
+weights carry a sha256 digest that is checked on every load. A second digest, `meta_sha256`, covers the
+metadata that says what the weights mean (class names, preprocessing, sampling, model config): a file
+whose class names were swapped is refused too. Checkpoints written before it existed (the committed demo
+model) have none and load as before. Class names come back through `glanet.text.safe_label`, so a name
+with a terminal escape sequence in it is shown, never obeyed.
 """
 
 from __future__ import annotations
 
 import datetime
 import hashlib
+import json
 import logging
 import os
 import pickle
@@ -28,6 +33,7 @@ from glanet.config import ConfigError, DataConfig, ModelConfig, build_section, c
 from glanet.data.sampling import Sampling
 from glanet.data.transforms import preprocessing_dict
 from glanet.models.glanet import GLANet
+from glanet.text import safe_labels
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +55,8 @@ _FIELDS: dict[str, type] = {
     "state_dict": dict,
     "weights_sha256": str,
 }
+# The metadata `meta_sha256` covers: what the weights mean and how frames must be prepared for them.
+META_FIELDS = ("class_names", "preprocessing", "sampling", "model_config")
 
 
 class CheckpointError(ValueError):
@@ -91,6 +99,13 @@ def weights_digest(state_dict: Mapping[str, Tensor]) -> str:
         # A uint8 view gives the raw bytes of any dtype, bfloat16 and bool included (numpy has no bf16).
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
+
+
+def meta_digest(raw: Mapping[str, Any]) -> str:
+    """sha256 over META_FIELDS of a checkpoint dict, as canonical JSON (sorted keys; tuples as lists)."""
+    meta = {name: raw.get(name) for name in META_FIELDS}
+    text = json.dumps(meta, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 # -- saving ---------------------------------------------------------------------------------------
@@ -242,6 +257,7 @@ def save_checkpoint(
         "state_dict": state,
         "weights_sha256": weights_digest(state),
     }
+    obj["meta_sha256"] = meta_digest(obj)
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(obj, path)
     log.info("saved checkpoint %s (%d tensors, sha256 %s)", path, len(state), obj["weights_sha256"][:12])
@@ -345,7 +361,29 @@ def read_checkpoint(path: str | os.PathLike[str], *, map_location: Any = "cpu", 
         raise CheckpointError(
             path, "weights do not match their recorded digest: the file was modified or is corrupt"
         )
+    if verify:
+        _check_meta(path, raw)
     return raw
+
+
+def _check_meta(path: Path, raw: Mapping[str, Any]) -> None:
+    """Refuse metadata that does not match `meta_sha256`; a checkpoint older than that digest has none."""
+    recorded = raw.get("meta_sha256")
+    if recorded is None:
+        log.debug(
+            "%s: no meta_sha256 (written before glanet recorded one): its class names, preprocessing, "
+            "sampling and model config are not digest-checked",
+            path,
+        )
+        return
+    if not isinstance(recorded, str):
+        raise CheckpointError(path, f"field 'meta_sha256' is a {type(recorded).__name__}, expected a str")
+    if meta_digest(raw) != recorded:
+        raise CheckpointError(
+            path,
+            "class names, preprocessing, sampling or model config do not match their recorded digest "
+            "(meta_sha256): the file was modified or is corrupt",
+        )
 
 
 def _fit_report(model_state: Mapping[str, Tensor], state: Mapping[str, Tensor]) -> str | None:
@@ -406,7 +444,7 @@ def load_checkpoint(
         raise CheckpointError(
             path, f"model_config cannot be used by this glanet {glanet.__version__} ({e})"
         ) from None
-    class_names = tuple(raw["class_names"])
+    class_names = safe_labels(raw["class_names"])  # shown on terminals and overlays: never raw escapes
     if len(class_names) != cfg.num_classes:
         raise CheckpointError(
             path, f"has {len(class_names)} class names but model_config.num_classes = {cfg.num_classes}"

@@ -1,8 +1,10 @@
-"""glanet.checkpoint: round trip, weights_only loading, every refusal, digest, atomic write."""
+"""glanet.checkpoint: round trip, weights_only loading, every refusal, digests (weights and metadata),
+class names made inert, atomic write."""
 
 from __future__ import annotations
 
 import datetime
+import logging
 import pickle
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +20,7 @@ from glanet.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
     load_checkpoint,
+    meta_digest,
     read_checkpoint,
     save_checkpoint,
     weights_digest,
@@ -27,6 +30,7 @@ from glanet.data.transforms import preprocessing_dict
 from glanet.models.glanet import GLANet
 
 NAMES = ("run", "jump", "sit", "wave", "clap")
+DEMO = Path(__file__).parents[1] / "models" / "glanet_synthactions_demo.pt"
 
 
 def small_cfg(preset: str = "paper", **kw: Any) -> ModelConfig:
@@ -50,10 +54,14 @@ def saved(tmp_path: Path, model: GLANet) -> Path:
     return save_checkpoint(tmp_path / "model.pt", model, class_names=NAMES)
 
 
-def rewrite(path: Path, change: Callable[[dict], Any]) -> None:
-    """Load the raw dict, change it in place, save it back as is (the digest is not updated)."""
+def rewrite(path: Path, change: Callable[[dict], Any], *, reseal: bool = True) -> None:
+    """Load the raw dict, change it in place, save it back. The weights digest is not updated; the
+    metadata digest is, unless `reseal` is False: so that a refusal test reaches the check it is about, as
+    a file from a writer with a bug would (a file edited by hand fails the metadata digest first)."""
     raw = torch.load(path, weights_only=True)
     change(raw)
+    if reseal and "meta_sha256" in raw:
+        raw["meta_sha256"] = meta_digest(raw)
     torch.save(raw, path)
 
 
@@ -317,6 +325,66 @@ def test_refusals_name_the_file_and_the_reason(tmp_path: Path, saved: Path, case
         load_checkpoint(path, **kwargs)
     assert path.name in str(err.value)
     assert reason in str(err.value)
+
+
+def _swap_two_names(raw: dict) -> None:
+    names = raw["class_names"]
+    names[0], names[1] = names[1], names[0]
+
+
+METADATA_EDITS: dict[str, Callable[[dict], Any]] = {
+    "swapped class names": _swap_two_names,
+    "renamed class": lambda raw: raw["class_names"].__setitem__(2, "stand"),
+    "preprocessing": lambda raw: raw["preprocessing"].__setitem__("crop", 112),
+    "sampling": lambda raw: raw["sampling"].__setitem__("fps", 12.5),
+    "model config": lambda raw: raw["model_config"].__setitem__("sa_temperature", 0.5),
+}
+
+
+@pytest.mark.parametrize("case", list(METADATA_EDITS))
+def test_edited_metadata_is_refused_in_one_line(tmp_path: Path, saved: Path, case: str) -> None:
+    assert isinstance(read_checkpoint(saved)["meta_sha256"], str)  # new checkpoints carry the digest
+    rewrite(saved, METADATA_EDITS[case], reseal=False)  # weights untouched: their digest still matches
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(saved)
+    text = str(err.value)
+    assert "\n" not in text and saved.name in text
+    assert "do not match their recorded digest (meta_sha256): the file was modified or is corrupt" in text
+
+
+def test_meta_digest_is_kept_by_a_round_trip_and_must_be_a_string(tmp_path: Path, saved: Path) -> None:
+    raw = read_checkpoint(saved)
+    assert raw["meta_sha256"] == meta_digest(raw)
+    rewrite(saved, _set("meta_sha256", 5), reseal=False)
+    with pytest.raises(CheckpointError, match="field 'meta_sha256' is a int, expected a str"):
+        load_checkpoint(saved)
+
+
+def test_a_checkpoint_without_meta_digest_loads_as_before(
+    saved: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rewrite(saved, lambda raw: raw.pop("meta_sha256"), reseal=False)  # as written before the digest
+    with caplog.at_level(logging.DEBUG, logger="glanet.checkpoint"):
+        ck = load_checkpoint(saved)
+    assert ck.class_names == NAMES
+    assert any("no meta_sha256" in r.getMessage() and r.levelno == logging.DEBUG for r in caplog.records)
+
+
+def test_the_committed_demo_model_still_loads(caplog: pytest.LogCaptureFixture) -> None:
+    assert "meta_sha256" not in read_checkpoint(DEMO)  # written before the metadata digest existed
+    with caplog.at_level(logging.DEBUG, logger="glanet.checkpoint"):
+        ck = load_checkpoint(DEMO)
+    assert len(ck.class_names) == 12 and ck.class_names[0] == "walk"
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_class_names_with_terminal_escapes_come_back_inert(tmp_path: Path, model: GLANet) -> None:
+    names = ["run", "\x1b[2J\x1b[31mjump", "sit\x07", "wave\x9b0m", "clap\u202e"]
+    path = save_checkpoint(tmp_path / "esc.pt", model, class_names=names)
+    assert read_checkpoint(path)["class_names"] == names  # stored as given; the digest covers them so
+    ck = load_checkpoint(path)
+    assert ck.class_names == ("run", "\\x1b[2J\\x1b[31mjump", "sit\\x07", "wave\\x9b0m", "clap\\u202e")
+    assert all(ch.isprintable() for name in ck.class_names for ch in name)
 
 
 def test_expect_arch_none_skips_the_arch_check(tmp_path: Path, saved: Path) -> None:

@@ -14,9 +14,12 @@ import torch
 from engines import cache, select
 from engines.cache import encode_digest
 from engines.errors import EngineError, EngineUnavailable
+from engines.manifest import read_manifest
 from engines.select import (
     BACKENDS,
+    ModelMismatch,
     available_backends,
+    check_same_model,
     choose_backend,
     default_cache_dir,
     default_device,
@@ -252,3 +255,60 @@ def test_make_auto_here_exports_once_and_runs_openvino(checkpoint, tmp_path, mon
         assert (g - r).abs().max().item() <= 1e-3 * max(1.0, r.abs().max().item())
     out, _ = again.temporal_step(got.features, again.init_state(2))
     assert out.fused.shape == (2, 4)
+
+
+# -- an export and a checkpoint given together must be one model (run_camera --engine A --checkpoint B) --
+
+
+@pytest.fixture(scope="module")
+def two_models(tmp_path_factory) -> tuple[Path, LoadedCheckpoint, LoadedCheckpoint, LoadedCheckpoint]:
+    """(export of model A, checkpoint A, checkpoint B: other weights, checkpoint A2: A's weights with the
+    class names swapped, saved as a new checkpoint)."""
+    from engines.export import export
+
+    root = tmp_path_factory.mktemp("two")
+    cfg = ModelConfig(backbone="resnet10", num_classes=3, sru_hidden=8, sru_layers=1, la_hidden=8)
+    pre = preprocessing_dict(DataConfig(resize=(36, 36), crop=32))
+    torch.manual_seed(1)
+    a = GLANet(cfg).eval()
+    torch.manual_seed(2)
+    b = GLANet(cfg).eval()
+    path_a = save_checkpoint(root / "a.pt", a, class_names=["walk", "run", "jump"], preprocessing=pre)
+    path_b = save_checkpoint(root / "b.pt", b, class_names=["walk", "run", "jump"], preprocessing=pre)
+    path_a2 = save_checkpoint(root / "a2.pt", a, class_names=["run", "walk", "jump"], preprocessing=pre)
+    export(path_a, root / "export_a")
+    return root / "export_a", load_checkpoint(path_a), load_checkpoint(path_b), load_checkpoint(path_a2)
+
+
+def test_check_same_model_accepts_the_export_of_the_checkpoint(two_models):
+    export_a, ck_a, _, _ = two_models
+    check_same_model(export_a, ck_a)
+    check_same_model(read_manifest(export_a), ck_a)
+
+
+def test_check_same_model_refuses_another_checkpoint_in_one_line(two_models):
+    export_a, ck_a, ck_b, ck_a2 = two_models
+    with pytest.raises(ModelMismatch) as err:
+        check_same_model(export_a, ck_b)
+    text = str(err.value)
+    assert "\n" not in text
+    assert f"{export_a} was exported from another model than {ck_b.path}" in text
+    assert ck_a.weights_sha256[:12] in text and ck_b.weights_sha256[:12] in text
+    assert str(ck_a.path) in text and "python -m engines.export --checkpoint" in text
+    assert ck_a2.weights_sha256 == ck_a.weights_sha256
+    with pytest.raises(
+        ModelMismatch, match=r"same weights but other class names \(3 vs 3 names, first .* 0\)"
+    ):
+        check_same_model(export_a, ck_a2)
+    assert isinstance(err.value, EngineError)
+
+
+@pytest.mark.parametrize("backend", ["torch", "openvino"])
+def test_make_backend_refuses_an_export_and_a_checkpoint_of_two_models(two_models, backend, tmp_path):
+    pytest.importorskip("openvino")
+    export_a, ck_a, ck_b, _ = two_models
+    with pytest.raises(ModelMismatch, match="was exported from another model"):
+        make_backend(backend, ck_b, export_a, device="cpu", cache_dir=tmp_path)
+    assert (
+        make_backend(backend, ck_a, export_a, "fp32", device="cpu", cache_dir=tmp_path).spec.num_classes == 3
+    )
