@@ -249,8 +249,13 @@ class Dispatcher:
                 sink.write(item)
 
     def close(self) -> None:
+        """Close every sink, even when one fails (the others' files must be finalised); then raise the
+        first failure (a recording whose last write failed is a failed run, not a quiet one)."""
+        first: Exception | None = None
         for sink in self.sinks:
             try:
                 sink.close()
-            except Exception:  # closing one sink must not keep the others (the video file) from closing
-                log.exception("closing %s failed", type(sink).__name__)
+            except Exception as e:
+                first = first or e
+        if first is not None:
+            raise first

@@ -1,8 +1,12 @@
-"""Sinks: key mapping, display detection, the mp4 writer and the JSONL event log."""
+"""Sinks: key mapping, display detection, the mp4 writer and the JSONL event log.
+
+Crash and full-disk tests on real files (kill -9, a tiny tmpfs) are in test_recording.py."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
 import sys
 
@@ -10,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from stream import display, sinks
+from stream import display, recording, sinks
 from stream.sinks import EventLog, SinkError, VideoSink, WindowSink, has_display, key_action
 from stream.types import Event
 
@@ -164,6 +168,45 @@ def test_video_sink_rejects_non_images(tmp_path):
         sink.write(np.zeros((48, 64), np.uint8))
 
 
+def enospc(*_args, **_kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("where", ["write", "close"])
+def test_video_sink_write_error_is_a_sink_error_naming_the_file(tmp_path, monkeypatch, where):
+    path = tmp_path / "out.mp4"
+    sink = VideoSink(path, fps=10)
+    sink.write(frames(1)[0])
+    monkeypatch.setattr(recording.FragmentedMp4Writer, where, enospc)
+    with pytest.raises(SinkError) as info:
+        sink.write(frames(2)[1])
+        sink.close()
+    assert str(info.value) == f"cannot write video {path}: No space left on device"
+    assert sink.frames_written == (1 if where == "write" else 2)
+    with pytest.raises(SinkError, match=re.escape(str(path))):  # a failed recording stays failed
+        sink.write(frames(1)[0])
+    sink.close()  # already reported
+
+
+def test_video_sink_error_opening_the_file_names_it(tmp_path, monkeypatch):
+    path = tmp_path / "out.mp4"
+    sink = VideoSink(path, fps=10)
+    monkeypatch.setattr(recording.FragmentedMp4Writer, "__init__", enospc)
+    with pytest.raises(SinkError, match=re.escape(f"cannot write video {path}: No space left")):
+        sink.write(frames(1)[0])
+
+
+def test_video_sink_fails_at_once_on_a_folder_it_cannot_write(tmp_path, monkeypatch):
+    def denied(*_args, **_kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(sinks.tempfile, "TemporaryFile", denied)
+    with pytest.raises(SinkError, match=re.escape(f"cannot write video {tmp_path / 'x.mp4'}: folder")):
+        VideoSink(tmp_path / "x.mp4", fps=10)
+    with pytest.raises(SinkError, match="is a folder"):
+        VideoSink(tmp_path, fps=10)
+
+
 # --- events --------------------------------------------------------------------------------------------
 
 
@@ -209,3 +252,55 @@ def test_event_log_fails_early_naming_the_path(tmp_path):
     blocker.write_text("x")
     with pytest.raises(SinkError, match=re.escape(str(tmp_path / "a_file" / "events.jsonl"))):
         EventLog(blocker / "events.jsonl")
+
+
+def test_event_log_full_disk_leaves_no_half_line(tmp_path, monkeypatch):
+    """The OS takes part of a line, then refuses the rest (ENOSPC): the part is taken back."""
+    path = tmp_path / "events.jsonl"
+    log = EventLog(path)
+    first, second = make_events()[:2]
+    log.write(first)
+    real_write = os.write
+
+    def half_then_full(fd: int, data) -> int:
+        if fd != log._fd:
+            return real_write(fd, data)
+        if len(data) > 10:
+            return real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(sinks.os, "write", half_then_full)
+    with pytest.raises(SinkError) as info:
+        log.write(second)
+    assert str(info.value) == f"cannot write event log {path}: No space left on device"
+    monkeypatch.undo()
+    assert log.events_written == 1
+    assert path.read_text().splitlines() == [json.dumps(first.to_dict())]
+    log.write(second)  # space again: the log goes on, whole lines only
+    log.close()
+    assert [json.loads(line) for line in path.read_text().splitlines()] == [first.to_dict(), second.to_dict()]
+
+
+def test_event_log_writes_each_line_in_one_call(tmp_path, monkeypatch):
+    path = tmp_path / "events.jsonl"
+    calls = []
+    real_write = os.write
+
+    def recording_write(fd: int, data) -> int:
+        calls.append(bytes(data))
+        return real_write(fd, data)
+
+    with EventLog(path) as log:
+        monkeypatch.setattr(sinks.os, "write", recording_write)
+        for event in make_events():
+            log.write(event)
+    assert calls == [(json.dumps(e.to_dict()) + "\n").encode() for e in make_events()]
+
+
+def test_event_log_starts_a_new_line_after_an_unfinished_one(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"kind": "start"}\n{"kind": "st')  # an older run cut off mid-line
+    with EventLog(path) as log:
+        log.write(make_events()[0])
+    lines = path.read_text().splitlines()
+    assert lines[1] == '{"kind": "st' and json.loads(lines[2]) == make_events()[0].to_dict()
