@@ -6,6 +6,7 @@ Unknown keys are an error that names the key; values are type-checked against th
 from __future__ import annotations
 
 import dataclasses
+import json
 import tomllib
 import types
 import typing
@@ -308,3 +309,27 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
         return v
 
     return {f.name: plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)  # a TOML basic string is a JSON string for what configs hold
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if v is None:
+        raise ValueError("TOML has no null: a config value of None cannot be written")
+    raise ValueError(f"cannot write {type(v).__name__} as TOML")
+
+
+def config_to_toml(cfg: Config) -> str:
+    """The resolved config as TOML that `load_config` reads back to the same config (a run's record)."""
+    lines = []
+    for section, values in config_to_dict(cfg).items():
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {_toml_value(v)}" for key, v in values.items() if v is not None]
+        lines.append("")
+    return "\n".join(lines)

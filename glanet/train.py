@@ -34,7 +34,15 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from glanet.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from glanet.cli import error_line
-from glanet.config import Config, ConfigError, ModelConfig, TrainConfig, config_to_dict, load_config
+from glanet.config import (
+    Config,
+    ConfigError,
+    ModelConfig,
+    TrainConfig,
+    config_to_dict,
+    config_to_toml,
+    load_config,
+)
 from glanet.data.datasets import (
     FrameError,
     FrameFolderDataset,
@@ -195,6 +203,9 @@ class EpochStats:
         return self.clips / max(self.seconds, 1e-9)
 
 
+_LOG_HANDLER = "glanet.train run log"  # the run folder's train.log, removed when the run ends
+
+
 def _progress(console: Console) -> Progress:
     return Progress(
         TextColumn("{task.description}"),
@@ -223,6 +234,7 @@ def train_one_epoch(
     stats = EpochStats()
     total = len(loader) if limit_batches <= 0 else min(limit_batches, len(loader))  # type: ignore[arg-type]
     autocast = cfg.train.amp == "bf16"  # bf16 autocast: CUDA, and CPUs with AVX512-BF16 / AMX
+    every = max(1, total // 10)
     start = time.perf_counter()
     with _progress(console or Console()) as progress:
         task = progress.add_task(
@@ -256,6 +268,12 @@ def train_one_epoch(
             stats.clips += n
             stats.seconds = time.perf_counter() - start
             progress.update(task, advance=1, loss=stats.loss / stats.clips, rate=stats.clips_per_s)
+            if not progress.live.is_started and ((i + 1) % every == 0 or i + 1 == total):
+                # no live bar (stdout is a file or a pipe): a line every tenth of the epoch instead
+                log.info(
+                    "epoch %d: %d/%d batches, loss %.3f, %.1f clips/s",
+                    epoch + 1, i + 1, total, stats.loss / stats.clips, stats.clips_per_s,
+                )  # fmt: skip
     if stats.clips:
         stats.loss /= stats.clips
         stats.ce /= stats.clips
@@ -308,7 +326,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--limit-batches", type=int, default=0, help="at most this many batches per epoch (smoke runs)"
     )
     p.add_argument("--no-eval", action="store_true", help="skip validation (best.pt is then the last epoch)")
-    return p.parse_args(argv)
+    # torchvision references' names for what is changed most; they win over the config and --set
+    p.add_argument("--epochs", type=int, help="train.epochs")
+    p.add_argument("--batch-size", type=int, help="train.batch_size")
+    p.add_argument("--lr", type=float, help="train.lr")
+    p.add_argument("--workers", type=int, help="train.workers (DataLoader processes)")
+    args = p.parse_args(argv)
+    for flag, key in (
+        ("epochs", "epochs"),
+        ("batch_size", "batch_size"),
+        ("lr", "lr"),
+        ("workers", "workers"),
+    ):
+        value = getattr(args, flag)
+        if value is not None:
+            args.set.append(f"train.{key}={value!r}")
+    return args
 
 
 def _setup_distributed(device_arg: str) -> tuple[torch.device, int, int]:
@@ -368,6 +401,13 @@ def run(args: argparse.Namespace) -> tuple[GLANet, dict[str, Any]]:
     val_set = None if args.no_eval else build_dataset(cfg, False, class_names)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
+        # the run's record: the config as resolved (file + --set + flags), reloadable; and a plain log
+        (out / "config.toml").write_text(config_to_toml(cfg), encoding="utf-8")
+        handler = logging.FileHandler(out / "train.log", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        handler.set_name(_LOG_HANDLER)
+        logging.getLogger().addHandler(handler)
+        log.info("command: %s", " ".join(sys.argv))
         log.info(
             "training %s on %d videos (%d clips/epoch), %s, %d process(es)",
             cfg.model.backbone,
@@ -466,6 +506,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("glanet.train: interrupted; resume with --resume <out>/last.pt", file=sys.stderr)
         return 130
+    finally:
+        for handler in [h for h in logging.getLogger().handlers if h.get_name() == _LOG_HANDLER]:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
     return 0
 
 

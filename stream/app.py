@@ -230,6 +230,7 @@ class StreamApp:
             capacity=o.buffer_capacity,
             watchdog_s=watchdog if kind in ("webcam", "network") else 0.0,
             max_reconnects=o.max_reconnects if spec.max_reconnects is None else spec.max_reconnects,
+            realtime_if_file=not fast,  # a network URL that turns out to be a file, read as a file
         )
 
     def _camera(self, spec: CameraSpec, wake: Callable[[], None]) -> Camera:

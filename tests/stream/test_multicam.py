@@ -3,6 +3,7 @@ clip model; a reset is one camera's own; a camera that ends, stalls or hangs hol
 
 from __future__ import annotations
 
+import statistics
 import threading
 import time
 from pathlib import Path
@@ -249,7 +250,10 @@ def test_a_hung_rtsp_camera_does_not_delay_the_others(rtsp_server, tmp_path, dem
         thread.join(15)
     assert not thread.is_alive()
     interval = 1.0 / float(demo_ck.sampling["fps"])
+    before = [lat for t, lat in latencies["file"] if t < stopped_at]
     during = [lat for t, lat in latencies["file"] if stopped_at + 0.5 < t < stopped_at + 4.0]
     assert len(during) >= 0.8 * 3.5 * float(demo_ck.sampling["fps"])  # the file camera kept its pace
-    # its own model time is a few ms: waiting on the hung camera would show as a whole interval
-    assert max(during) < interval, (max(during), interval)
+    # delayed = its latency beyond what it had before the stall (its own model time, the machine's load);
+    # waiting on the hung camera would add whole intervals
+    delay = max(during) - statistics.median(before)
+    assert delay < interval, (max(during), statistics.median(before), interval)

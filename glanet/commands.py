@@ -1,0 +1,54 @@
+"""The `glanet` command: one entry point with a subcommand per tool.
+
+    glanet run --source demo          # = python run_camera.py
+    glanet train --config glanet_r10_synth_demo --out runs/demo
+    glanet eval | export | build | synth | convert | summary | ablation | extract | splits ...
+
+Each subcommand is the `main(argv)` of the module that `python -m ...` runs, so both ways stay the same.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+# subcommand -> (module with main(argv), one line of help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("stream.run", "recognise actions live from cameras, files or the demo source (run_camera.py)"),
+    "train": ("glanet.train", "train a model from a config"),
+    "eval": ("glanet.evaluate", "evaluate a checkpoint: accuracy, confusion matrix, attention figures"),
+    "export": ("engines.export", "export a checkpoint to ONNX graphs, verified against PyTorch"),
+    "build": ("engines.build", "build an engine from an export (OpenVINO int8, TensorRT)"),
+    "synth": ("glanet.data.synth", "generate SynthActions videos (or a preview)"),
+    "convert": ("glanet.convert", "convert the authors' published checkpoint to glanet's format"),
+    "summary": ("glanet.summary", "print a model's layers and sizes from a config"),
+    "ablation": ("glanet.ablation", "train and report the paper's ablation tables"),
+    "extract": ("glanet.data.extract", "videos -> frame folders and a list file"),
+    "splits": ("glanet.data.splits", "official HMDB51/UCF101 split files -> list files"),
+}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: glanet <command> [options]   (glanet <command> --help for its options)", "", "commands:"]
+    lines += [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0 if args else 2
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        print(f"glanet: unknown command {name!r}; one of: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    sys.argv[0] = f"glanet {name}"
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
