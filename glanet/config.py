@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from glanet.package_data import shipped_config
+
 BACKBONES = ("resnet10", "resnet18", "resnet34", "resnet50")  # resnet10: one block per stage
 FUSIONS = ("early", "late")
 FEATURE_FUSIONS = ("concat", "max", "multiply", "average")
@@ -285,7 +287,10 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
 
 
 def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
+    """A config file, or the name of a shipped one (`glanet_r10_synth_demo`) when no such file exists."""
     path = Path(path)
+    if not path.is_file():
+        path = shipped_config(path) or path
     try:
         raw = tomllib.loads(path.read_text())
     except FileNotFoundError:

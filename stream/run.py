@@ -1,0 +1,612 @@
+"""glanet's main job: recognise actions live from a webcam, an RTSP camera, a video file, a folder of frames
+or the built-in demo source, with the SA/LA attention overlaid (`glanet run`, or `python run_camera.py`).
+
+    python run_camera.py --source demo
+    python run_camera.py --source rtsp://user:pass@camera/stream --events events.jsonl
+    python run_camera.py --source clip.mp4 --fast --headless --save out.mp4
+    python run_camera.py --source front=rtsp://cam1/s --source back=rtsp://cam2/s --save videos/
+    python run_camera.py --sources cameras.toml --events events.jsonl --summary-json summary.json
+
+A mistake (missing file, corrupt video, no camera, unreachable URL, not a checkpoint) is one line on
+stderr and a non-zero exit code. What can be checked without the model (every flag's value, the cameras
+and their sources, the model files' paths, the outputs: writable, none of them an input) is checked before
+torch is imported, so such a mistake is told at once. Ctrl-C or SIGTERM stops at once, also while the
+model loads; the saved video and events are kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import logging
+import math
+import os
+import re
+import signal
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from glanet.package_data import DEMO_CHECKPOINT
+
+if TYPE_CHECKING:
+    from stream.app import CameraSpec, ModelInfo, RunSummary
+    from stream.cameras import CameraConfig, CameraDefaults
+    from stream.events import EventConfig
+
+# the committed demo model, shipped inside the package (so `glanet run` works from an installed wheel)
+DEFAULT_CHECKPOINT = DEMO_CHECKPOINT
+# the backends that run (part of) the torch model, so read the checkpoint even beside an export folder
+TORCH_RUN = ("torch", "tensorrt", "torch_tensorrt")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description="Real-time action recognition with GLANet, on one camera or many in one process.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--source",
+        action="append",
+        default=None,
+        help="[NAME=]SOURCE, SOURCE one of demo | webcam | <device index> | rtsp://... | <video file> | "
+        "<frame folder>; repeat for more cameras (default: demo)",
+    )
+    p.add_argument(
+        "--sources",
+        type=Path,
+        help="a TOML file of [[camera]] tables (name, source and per-camera overrides), beside or "
+        "instead of --source",
+    )
+    p.add_argument(
+        "--summary-json", type=Path, help="write the final per-camera summary (frames, latency, ...) here"
+    )
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="a glanet checkpoint (default: the committed demo model)",
+    )
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "torch", "openvino", "tensorrt", "torch_tensorrt"],
+        help="inference engine; auto: TensorRT on CUDA, else torch on CUDA, else OpenVINO, else torch CPU",
+    )
+    p.add_argument("--engine", type=Path, help="an export folder (python -m engines.export) to run from")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16", "int8"], help="default: the backend's own")
+    p.add_argument(
+        "--device", default=None, help="torch/CUDA device (cpu, cuda, cuda:1); default: the backend's"
+    )
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument(
+        "--fast", action="store_true", help="files, folders, demo: every frame as fast as possible"
+    )
+    p.add_argument("--headless", action="store_true", help="no window, even where a display exists")
+    p.add_argument(
+        "--save",
+        type=Path,
+        help="write every processed frame with the overlay to this .mp4 (several cameras: a folder, "
+        "<name>.mp4 each)",
+    )
+    p.add_argument("--events", type=Path, help="append action events (start/end) to this JSONL file")
+    p.add_argument("--max-frames", type=int, help="stop each camera after this many source frames")
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument(
+        "--attention", default=None, help="heat map shown first: sa, la or none (key a cycles); default sa"
+    )
+    p.add_argument(
+        "--smoothing", type=float, default=0.0, help="exponential smoothing of the probabilities, [0, 1)"
+    )
+    p.add_argument("--enter", type=float, default=0.6, help="an event starts at this probability ...")
+    p.add_argument("--exit", type=float, default=0.4, help="... and ends under this one")
+    p.add_argument(
+        "--min-duration", type=float, default=0.5, help="seconds above --enter before an event starts"
+    )
+    p.add_argument(
+        "--watchdog", type=float, default=5.0, help="live: reconnect after this many seconds with no frame"
+    )
+    p.add_argument(
+        "--max-reconnects", type=int, default=None, help="live: give up after this many (default: never)"
+    )
+    p.add_argument("--open-timeout", type=float, default=10.0, help="network: seconds to connect")
+    p.add_argument(
+        "--folder-fps",
+        type=float,
+        default=None,
+        help="frame rate of a folder of frames (default: the model's)",
+    )
+    p.add_argument("--demo-seed", type=int, default=0)
+    p.add_argument("--demo-size", type=int, default=224)
+    p.add_argument("--demo-fps", type=float, default=15.0)
+    p.add_argument(
+        "--no-dashboard", action="store_true", help="no live terminal dashboard (a line every 5 s instead)"
+    )
+    p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return p.parse_args(argv)
+
+
+class UsageError(ValueError):
+    """A bad command-line value, a missing model file or an output that is an input: one line, exit 2."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Checked:
+    """What `validate` found, before the model loads: the cameras, named and with their demo seeds, and the
+    command line's values for their sources (folder_fps 0.0: the model's frame rate, known once it loads)."""
+
+    cameras: list[CameraConfig]
+    defaults: CameraDefaults
+
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
+ATTENTION = ("sa", "la", "none")
+_DEVICE = re.compile(r"^(cpu|cuda(:[0-9]+)?)$")
+
+# flag, attribute, test, rule: each numeric flag's range (None, the default of some, is not checked)
+_NUMBER_RULES: tuple[tuple[str, str, Callable[[float], bool], str], ...] = (
+    ("--threads", "threads", lambda v: v >= 1, "must be at least 1"),
+    ("--max-frames", "max_frames", lambda v: v >= 1, "must be at least 1"),
+    ("--duration", "duration", lambda v: v > 0, "must be above 0 (seconds)"),
+    ("--smoothing", "smoothing", lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    ("--enter", "enter", lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    ("--exit", "exit", lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    ("--min-duration", "min_duration", lambda v: v >= 0, "must not be negative (seconds)"),
+    ("--watchdog", "watchdog", lambda v: v > 0, "must be above 0 (seconds)"),
+    ("--max-reconnects", "max_reconnects", lambda v: v >= 0, "must not be negative"),
+    ("--open-timeout", "open_timeout", lambda v: v > 0, "must be above 0 (seconds)"),
+    ("--folder-fps", "folder_fps", lambda v: v > 0, "must be above 0"),
+    ("--demo-seed", "demo_seed", lambda v: v >= 0, "must not be negative"),
+    ("--demo-size", "demo_size", lambda v: v >= 32, "must be at least 32 (pixels)"),
+    ("--demo-fps", "demo_fps", lambda v: v > 0, "must be above 0"),
+)
+
+
+def check_numbers(args: argparse.Namespace) -> None:
+    """Every numeric flag finite and in its range, else UsageError naming the flag."""
+    for flag, attr, ok, rule in _NUMBER_RULES:
+        value = getattr(args, attr)
+        if value is None:
+            continue
+        shown = f"{value:g}" if isinstance(value, float) else str(value)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UsageError(f"{flag} {shown}: must be a finite number")
+        if not ok(value):
+            raise UsageError(f"{flag} {shown}: {rule}")
+    if args.exit > args.enter:
+        raise UsageError(f"--exit {args.exit:g} must not be above --enter {args.enter:g}")
+
+
+def check_device(device: str | None) -> None:
+    """cpu, cuda or cuda:N; whether that CUDA device exists is `check_cuda_device`'s, once torch loads."""
+    if device is not None and not _DEVICE.match(device):
+        raise UsageError(f"--device {device!r}: give cpu, cuda or cuda:N (N the index of a GPU)")
+
+
+def check_cuda_device(device: str | None) -> None:
+    """A --device cuda[:N] that this machine has (imports torch)."""
+    if device is None or not device.startswith("cuda"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: no CUDA device here (torch sees none); use --device cpu")
+    index, count = int(device.partition(":")[2] or 0), torch.cuda.device_count()
+    if index >= count:
+        raise UsageError(f"--device {device}: there is no CUDA device {index} ({count} found, from cuda:0)")
+
+
+def validate(args: argparse.Namespace) -> Checked:
+    """Everything that can be checked before the model loads, without importing torch or OpenVINO: the
+    numbers, the device's spelling, the cameras and their sources (parsed, not opened), the checkpoint or
+    export folder, and the outputs (writable, and none of them an input). Raises UsageError (exit 2),
+    SourceError, EngineError or SinkError (exit 1), each with one line."""
+    from stream.cameras import (
+        CameraDefaults,
+        camera_source_spec,
+        check_cameras,
+        load_cameras_file,
+        parse_camera_arg,
+    )
+
+    check_numbers(args)
+    check_device(args.device)
+    if args.attention is not None and args.attention not in ATTENTION:
+        raise UsageError(f"--attention {args.attention!r}: give one of {', '.join(ATTENTION)}")
+    defaults = CameraDefaults(
+        folder_fps=args.folder_fps or 0.0,
+        demo_seed=args.demo_seed,
+        demo_size=args.demo_size,
+        demo_fps=args.demo_fps,
+        open_timeout_s=args.open_timeout,
+        watchdog_s=args.watchdog,
+    )
+    given = [parse_camera_arg(text) for text in args.source or ([] if args.sources else ["demo"])]
+    cameras = given + (load_cameras_file(args.sources) if args.sources is not None else [])
+    cameras = check_cameras(cameras)
+    # several demo cameras show different scenes: seeds demo_seed, demo_seed + 1, ... unless given
+    demos = [i for i, c in enumerate(cameras) if c.source.strip() == "demo" and c.demo_seed is None]
+    for k, i in enumerate(demos[1:], start=1):
+        cameras[i] = dataclasses.replace(cameras[i], demo_seed=args.demo_seed + k)
+    # the folder rate is the model's unless given: any valid one does to parse the sources now
+    parse_defaults = defaults if defaults.folder_fps else dataclasses.replace(defaults, folder_fps=25.0)
+    inputs: list[tuple[str, Path]] = []
+    for i, camera in enumerate(cameras):
+        source = camera_source_spec(camera, parse_defaults)  # a SourceError names the camera
+        try:
+            camera_events(camera, args)
+        except ValueError as error:
+            raise UsageError(f"camera {camera.name!r}: {error}") from None
+        if source.kind in ("file", "folder"):
+            if i < len(given):
+                origin = (
+                    f"--source {camera.name}={camera.source}" if camera.named else f"--source {camera.source}"
+                )
+            else:
+                origin = f"camera {camera.name!r} of {args.sources}"
+            inputs.append((origin, Path(camera.source)))
+    check_model_paths(args)
+    check_outputs(args, cameras, inputs)
+    return Checked(cameras, defaults)
+
+
+def check_model_paths(args: argparse.Namespace) -> None:
+    """The export folder, and the checkpoint where it will be read, exist (their contents: when loaded)."""
+    from engines.errors import EngineError
+
+    if args.engine is not None:
+        if not args.engine.exists():
+            raise EngineError(
+                f"{args.engine}: export directory not found (make one with python -m engines.export)"
+            )
+        if not args.engine.is_dir():
+            raise EngineError(
+                f"{args.engine}: --engine takes the folder of python -m engines.export, not a file"
+            )
+    # as main: the checkpoint is read without an export folder, when given, or for the torch-run backends
+    if args.engine is None or args.checkpoint is not None or args.backend in TORCH_RUN:
+        path = args.checkpoint or DEFAULT_CHECKPOINT
+        if not path.exists():
+            raise UsageError(f"{path}: checkpoint not found")
+        if path.is_dir():
+            raise UsageError(f"{path}: is a folder, not a checkpoint (give a .pt file)")
+
+
+def same_path(a: Path, b: Path) -> bool:
+    """Whether `a` and `b` are one file: samefile where both exist, else their resolved paths."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one does not exist (yet)
+        pass
+    try:
+        ra, rb = a.resolve(), b.resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        ra, rb = Path(os.path.abspath(a)), Path(os.path.abspath(b))
+    return os.path.normcase(ra) == os.path.normcase(rb)
+
+
+def check_outputs(
+    args: argparse.Namespace, cameras: list[CameraConfig], inputs: list[tuple[str, Path]]
+) -> None:
+    """--save, --events and --summary-json: none of them an input or another output, each writable."""
+    from stream.sinks import SinkError
+
+    inputs = list(inputs)
+    if args.sources is not None:
+        inputs.append((f"--sources {args.sources}", args.sources))
+    if args.checkpoint is not None:
+        inputs.append((f"--checkpoint {args.checkpoint}", args.checkpoint))
+    else:
+        inputs.append((f"the default checkpoint {DEFAULT_CHECKPOINT}", DEFAULT_CHECKPOINT))
+    if args.engine is not None:
+        inputs.append((f"--engine {args.engine}", args.engine))
+    several = len(cameras) > 1
+    outputs: list[tuple[str, Path]] = []
+    if args.save is not None:
+        outputs.append((f"--save {args.save}", args.save))
+        if several:
+            for camera in cameras:
+                path = args.save / f"{camera.name}.mp4"
+                outputs.append((f"--save {args.save} (camera {camera.name!r} writes {path})", path))
+    if args.events is not None:
+        outputs.append((f"--events {args.events}", args.events))
+    if args.summary_json is not None:
+        outputs.append((f"--summary-json {args.summary_json}", args.summary_json))
+    for k, (what, path) in enumerate(outputs):
+        for source, input_path in inputs:
+            if same_path(path, input_path):
+                raise UsageError(
+                    f"{what} would write over the input {source}: give the output a path of its own"
+                )
+        for other, other_path in outputs[k + 1 :]:
+            if same_path(path, other_path):
+                raise UsageError(f"{what} and {other} are the same file: give each output a path of its own")
+
+    if args.save is not None:
+        save = args.save
+        if not several:
+            if save.is_dir():
+                raise SinkError(f"--save {save} is a folder: with one camera give the .mp4 file to write")
+            _check_parent(save, f"cannot write video {save}")
+            why = _cannot_write_file(save)
+            if why:
+                raise SinkError(f"cannot write video {save}: {why}")
+        else:
+            if save.suffix.lower() in VIDEO_SUFFIXES:
+                raise SinkError(f"--save {save}: with several cameras give a folder (one <camera>.mp4 each)")
+            if save.exists() and not save.is_dir():
+                raise SinkError(
+                    f"--save {save} is a file: with several cameras give a folder (one <camera>.mp4 each)"
+                )
+            base = _nearest_existing(save)
+            why = f"{base} is a file, not a folder" if not base.is_dir() else _cannot_write_in(base)
+            if why:
+                raise SinkError(f"cannot write videos into {save}: {why}")
+            for camera in cameras:
+                path = save / f"{camera.name}.mp4"
+                why = (
+                    ("it is a folder" if path.is_dir() else _cannot_write_file(path))
+                    if path.exists()
+                    else None
+                )
+                if why:
+                    raise SinkError(f"cannot write video {path}: {why}")
+    if args.events is not None:
+        events = args.events
+        if events.is_dir():
+            raise SinkError(f"cannot write event log {events}: it is a folder (give a .jsonl file)")
+        _check_parent(events, f"cannot write event log {events}")
+        why = _cannot_write_file(events)
+        if why:
+            raise SinkError(f"cannot write event log {events}: {why}")
+    if args.summary_json is not None:
+        summary = args.summary_json
+        if summary.is_dir():
+            raise SinkError(f"cannot write summary {summary}: it is a folder (give a .json file)")
+        _check_parent(summary, f"cannot write summary {summary}")
+        why = _cannot_write_in(summary.parent)  # written atomically: a temporary file there, renamed
+        if why:
+            raise SinkError(f"cannot write summary {summary}: {why}")
+
+
+def _check_parent(path: Path, what: str) -> None:
+    from stream.sinks import SinkError
+
+    parent = path.parent
+    if not parent.exists():
+        raise SinkError(f"{what}: folder {parent} does not exist")
+    if not parent.is_dir():
+        raise SinkError(f"{what}: {parent} is not a folder")
+
+
+def _nearest_existing(path: Path) -> Path:
+    path = Path(os.path.abspath(path))
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _cannot_write_file(path: Path) -> str | None:
+    """Why `path` cannot be written, or None: opened for appending (nothing changes), made and removed
+    where it is new."""
+    existed = path.exists()
+    flags = os.O_WRONLY | os.O_APPEND | (0 if existed else os.O_CREAT | os.O_EXCL)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as error:
+        return error.strerror or str(error)
+    os.close(fd)
+    if not existed:
+        with contextlib.suppress(OSError):
+            path.unlink()
+    return None
+
+
+def _cannot_write_in(folder: Path) -> str | None:
+    """Why no file can be made in `folder`, or None (a file is made there and removed)."""
+    try:
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".glanet-write-test-")
+    except OSError as error:
+        return error.strerror or str(error)
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(name)
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.log_level != "DEBUG":
+        # OpenCV's and FFmpeg's own warnings ("moov atom not found") would bury our one line
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
+    restore = _catch_termination()
+    try:
+        return _main(args)
+    except KeyboardInterrupt:  # a Ctrl-C that reached Python (outside the main thread's handlers)
+        print("glanet: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
+    finally:
+        restore()
+
+
+def _leave_now(signum: int, _frame: object) -> None:
+    """Ctrl-C or SIGTERM before the run has started (checking, importing, loading the model): nothing is
+    open that needs finishing, so say so in one line and leave at once. Raising instead would unwind
+    through whatever native code is running (torch's imports), which can abort the process."""
+    name = "interrupted" if signum == signal.SIGINT else "stopped by SIGTERM"
+    os.write(2, f"glanet: {name}\n".encode())
+    os._exit(128 + signum)
+
+
+def _catch_termination() -> Callable[[], None]:
+    """Ctrl-C and SIGTERM leave at once with one line until the run's own handlers are in place; the
+    returned function puts back what was there."""
+    try:
+        saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        if saved[signal.SIGTERM] == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _leave_now)
+        if saved[signal.SIGINT] is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _leave_now)
+    except ValueError:  # not the main thread: signals are not ours to handle
+        return lambda: None
+
+    def restore() -> None:
+        for signum, handler in saved.items():
+            if handler is not None:
+                with contextlib.suppress(ValueError):
+                    signal.signal(signum, handler)
+
+    return restore
+
+
+def _main(args: argparse.Namespace) -> int:
+    from engines.errors import EngineError
+    from glanet.cli import error_line
+    from stream.errors import StreamError
+    from stream.sinks import SinkError
+
+    try:
+        checked = validate(args)
+        if sys.stderr.isatty():  # a person waits: say why nothing happens for a few seconds
+            what = args.engine or args.checkpoint or DEFAULT_CHECKPOINT
+            print(f"glanet: loading model {what} ...", file=sys.stderr, flush=True)
+        summary = _run(args, checked)
+    except (EngineError, StreamError, SinkError, ValueError, OSError) as error:
+        # CheckpointError and UsageError are ValueErrors, ManifestError an EngineError
+        print(f"glanet: {error_line(error)}", file=sys.stderr)
+        return 1 if isinstance(error, StreamError | SinkError | EngineError | OSError) else 2
+    if summary.error is not None:
+        print(f"glanet: {summary.error}", file=sys.stderr)
+        return 1
+    if len(summary.cameras) > 1:
+        for name, s in summary.cameras.items():
+            print(f"glanet: {name}: {s.error or s.line()}", file=sys.stderr)
+    print(f"glanet: {summary.line()}", file=sys.stderr)
+    return 0
+
+
+def _run(args: argparse.Namespace, checked: Checked) -> RunSummary:
+    """Load the model and run the cameras `validate` checked (imports torch: seconds)."""
+    import torch
+
+    from engines.manifest import read_manifest, write_json_atomic
+    from engines.openvino_backend import best_built_precision
+    from engines.select import choose_backend, make_backend
+    from glanet.checkpoint import CheckpointError, load_checkpoint
+    from stream.app import StreamApp, StreamOptions
+    from stream.events import EventConfig
+    from stream.recognizer import RecognizerConfig
+
+    check_cuda_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    backend_name, why = choose_backend(args.backend)
+    # an export folder carries the model's metadata; the checkpoint is read when the backend runs
+    # (part of) the torch model, or when there is no export folder
+    ck = None
+    if args.engine is None or args.checkpoint is not None or backend_name in TORCH_RUN:
+        path = args.checkpoint or DEFAULT_CHECKPOINT
+        if not Path(path).exists():
+            raise CheckpointError(path, "checkpoint not found")
+        ck = load_checkpoint(path, map_location="cpu")
+    info = read_manifest(args.engine) if args.engine is not None else ck
+    assert info is not None
+    model_fps = float(info.sampling.get("fps") or 25.0)
+    defaults = checked.defaults
+    if not defaults.folder_fps:
+        defaults = dataclasses.replace(defaults, folder_fps=model_fps)
+    cameras = checked.cameras
+    specs = [camera_spec(camera, defaults, args, one=len(cameras) == 1) for camera in cameras]
+    note = synthetic_note(info)
+    options = StreamOptions(
+        fast=args.fast,
+        headless=True if args.headless else None,
+        save=args.save,
+        events=args.events,
+        max_frames=args.max_frames,
+        duration_s=args.duration,
+        attention=args.attention,
+        dashboard=False if args.no_dashboard else None,
+        recognizer=RecognizerConfig(smoothing=args.smoothing),
+        events_config=EventConfig(args.enter, args.exit, args.min_duration),
+        watchdog_s=args.watchdog,
+        max_reconnects=args.max_reconnects,
+        note=note,
+        # said once, when the model first speaks (a bad source stays one line), and on every overlay
+        announce=(
+            "glanet: note: this model was trained on SynthActions (synthetic figures) only: it knows "
+            "those 12 generated actions, not real footage (train on your own data: see the README)"
+        )
+        if note
+        else "",
+    )
+    precision = args.precision
+    if args.engine is not None and precision is None and backend_name == "openvino":
+        precision, reason = best_built_precision(read_manifest(args.engine))
+        print(f"glanet: {args.engine}: {reason}", file=sys.stderr)
+    backend = make_backend(
+        backend_name, ck, args.engine, precision, args.device, max_batch=max(1, len(specs))
+    )
+    logging.getLogger("glanet").info("backend %s (%s)", backend.describe(), why)
+    app = StreamApp(specs, info, backend, options, backend_note=why)
+
+    def stop(signum: int, _frame: object) -> None:
+        if not app.stopping:
+            app.request_stop(f"stopped by {signal.Signals(signum).name}")
+            return
+        os._exit(130)  # a second Ctrl-C: leave now
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    summary = app.run()
+    if args.summary_json is not None:
+        write_json_atomic(args.summary_json, summary.to_dict())
+    return summary
+
+
+def camera_events(camera: CameraConfig, args: argparse.Namespace) -> EventConfig | None:
+    """The camera's event thresholds where it overrides any (over the command line's others), else None."""
+    from stream.events import EventConfig
+
+    if all(v is None for v in (camera.enter, camera.exit, camera.min_duration_s)):
+        return None
+    return EventConfig(
+        args.enter if camera.enter is None else camera.enter,
+        args.exit if camera.exit is None else camera.exit,
+        args.min_duration if camera.min_duration_s is None else camera.min_duration_s,
+    )
+
+
+def camera_spec(
+    camera: CameraConfig, defaults: CameraDefaults, args: argparse.Namespace, *, one: bool
+) -> CameraSpec:
+    """A camera of the command line or the sources file, as the runtime takes it."""
+    from stream.app import CameraSpec
+    from stream.cameras import camera_source_spec
+    from stream.session import RecognizerConfig
+
+    events = camera_events(camera, args)
+    smoothing = None if camera.smoothing is None else RecognizerConfig(smoothing=camera.smoothing)
+    source = camera_source_spec(camera, defaults)
+    # a lone unnamed source keeps the look of a single-camera run: no camera name on the overlay
+    name = "" if one and not camera.named else camera.name
+    return CameraSpec(name, source, camera.fast, camera.watchdog_s, camera.max_reconnects, smoothing, events)
+
+
+SYNTHETIC_NOTE = "model: SynthActions only"
+
+
+def synthetic_note(info: ModelInfo) -> str:
+    """A short line saying the model knows only SynthActions' synthetic figures, when it does."""
+    from glanet.data.synth import CLASSES
+
+    return SYNTHETIC_NOTE if set(info.class_names) == set(CLASSES) else ""
+
+
+if __name__ == "__main__":
+    sys.exit(main())
