@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 import types
 import typing
@@ -27,6 +28,15 @@ SCORE_FUSIONS = ("probs", "logits")
 
 class ConfigError(ValueError):
     """A configuration file or override that cannot be used."""
+
+
+def _all_finite(section: str, cfg: Any) -> None:
+    """Every number of a config section is finite: a nan or inf (`--set train.lr=nan`) is refused by name."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        for v in value if isinstance(value, tuple | list) else (value,):
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{section}.{f.name} = {value!r}: must be a finite number")
 
 
 def _choice(name: str, value: str, allowed: Iterable[str]) -> None:
@@ -67,6 +77,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.arch != "glanet":
             raise ConfigError(f"model.arch = {self.arch!r}: only 'glanet' is built by this version")
+        _all_finite("model", self)
         _choice("model.preset", self.preset, PRESETS)
         _choice("model.backbone", self.backbone, BACKBONES)
         _choice("model.fusion", self.fusion, FUSIONS)
@@ -135,6 +146,7 @@ class DataConfig:
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
     def __post_init__(self) -> None:
+        _all_finite("data", self)
         _choice("data.sampling", self.sampling, ("clips", "tsn"))
         _choice("data.train_crop", self.train_crop, ("random_resized", "random"))
         for name in ("window", "stride", "max_clips", "segments", "frames_per_segment", "test_clips", "crop"):
@@ -178,6 +190,7 @@ class TrainConfig:
     workers: int = 4
 
     def __post_init__(self) -> None:
+        _all_finite("train", self)
         _choice("train.optimizer", self.optimizer, ("adam", "sgd"))
         _choice("train.schedule", self.schedule, ("step", "cosine", "constant"))
         _choice("train.stage", self.stage, ("joint", "spatial", "temporal"))

@@ -575,6 +575,8 @@ def run(args: argparse.Namespace, console: Console | None = None) -> dict[str, A
         folder = out if len(pairs) == 1 else out / f"{n}_{Path(ckpt).stem}"
         dataset = build_eval_dataset(ck, args.root, list_file, args.max_videos)
         log.info("wrote %s", write_report(result, folder, ck, dataset, examples=args.examples))
+        figures = [folder / name for name in ("confusion.png", "attention.png") if (folder / name).is_file()]
+        log.info("figures: %s", ", ".join(str(f) for f in figures))
         results.append(result)
     summary: dict[str, Any] = dict(results[0])
     mean = None

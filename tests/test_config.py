@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,12 @@ def test_sa_anneal_is_checked():
     for bad in ((1, 2), (3, 3, 0.1), (0, 2, 0.0), (-1, 2, 0.1)):
         with pytest.raises(ConfigError, match="sa_anneal"):
             TrainConfig(sa_anneal=bad)
+
+
+@pytest.mark.parametrize(
+    "override", ["train.lr=nan", "train.weight_decay=inf", "data.fps=nan", "model.sa_temperature=-inf"]
+)
+def test_a_number_that_is_not_finite_is_refused_by_name(override):
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError, match=rf"{re.escape(key)} = .*must be a finite number"):
+        load_config(CONFIG_DIR / "glanet_r10_synth_demo.toml", [override])

@@ -247,7 +247,7 @@ def demo_videos(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, P
     return demo, root / "by_class", csv
 
 
-def test_evaluate_reads_a_class_folder_and_a_csv_as_train_does(demo_videos, tmp_path) -> None:
+def test_evaluate_reads_a_class_folder_and_a_csv_as_train_does(demo_videos, tmp_path, caplog) -> None:
     demo, folder, csv = demo_videos
     ck = load_checkpoint(demo)
     by_folder = build_eval_dataset(ck, "", folder)
@@ -256,11 +256,14 @@ def test_evaluate_reads_a_class_folder_and_a_csv_as_train_does(demo_videos, tmp_
     want = sorted(ck.class_names.index(n) for n in ("walk", "jump", "clap") for _ in (1, 2))
     assert sorted(r.label for r in by_folder.records) == want == sorted(r.label for r in by_csv.records)
     out = tmp_path / "report"
+    caplog.set_level("INFO", logger="glanet.evaluate")
     code = main(["--checkpoint", str(demo), "--list", str(folder), "--out", str(out), "--examples", "2"])
     assert code == 0
     report = json.loads((out / "report.json").read_text())
     assert report["videos"] == 6 and 0.0 <= report["fused"]["top1"] <= 1.0
     assert (out / "confusion.png").is_file()
+    # it says where the figures went
+    assert f"figures: {out / 'confusion.png'}, {out / 'attention.png'}" in caplog.text
 
 
 def test_evaluate_refuses_a_folder_of_unknown_classes(demo_videos, tmp_path) -> None:
