@@ -150,3 +150,19 @@ def test_trains_from_video_files_in_a_csv(tmp_path):
     assert train(out, root, "--no-eval", **extra) == 0
     ck = load_checkpoint(out / "last.pt")
     assert ck.class_names == ("sit_down", "walk") and metrics(out)[0]["clips"] > 0
+
+
+def test_flags_win_over_set_and_the_run_folder_keeps_its_config_and_log(tmp_path, synth, caplog):
+    out = tmp_path / "run"
+    caplog.set_level("INFO")
+    args = ["--epochs", "1", "--batch-size", "2", "--lr", "0.0005", "--workers", "0"]
+    assert train(out, synth, *args, **{"train.epochs": 4}) == 0  # --set says 4 epochs, --epochs 1
+    assert [r["epoch"] for r in metrics(out)] == [1]
+    from glanet.config import load_config
+
+    cfg = load_config(out / "config.toml")  # the resolved config, reloadable
+    assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.lr, cfg.train.workers) == (1, 2, 0.0005, 0)
+    log = (out / "train.log").read_text()
+    assert "training" in log and "epoch 1" in log
+    # not on a terminal: progress lines, not a bar
+    assert any("epoch 1:" in r.getMessage() and "batches" in r.getMessage() for r in caplog.records)
