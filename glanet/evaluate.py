@@ -234,12 +234,12 @@ def evaluate_checkpoint(
     if stats is not None:
         result["localisation"] = stats.report()
     log.info(
-        "%s on %s: %d videos, %d clips, top-1 %.4f",
+        "%s on %s: %d videos, %d clips, top-1 %.1f%%",
         ck.path.name,
         Path(list_file).name,
         dataset.num_videos,
         len(dataset),
-        main["top1"],
+        100 * main["top1"],
     )
     return result
 
@@ -494,14 +494,14 @@ def localisation_table(name: str, loc: Mapping[str, Any]) -> Table:
             v = loc[part]
             table.add_row(
                 part,
-                f"{v['mass_in_box']:.3f}",
-                f"{v['box_share']:.3f}",
-                f"{v['ratio_mean_per_frame']:.2f}",
-                f"{v['ratio_of_means']:.2f}",
-                f"{v['pointing']:.3f}" if "pointing" in v else "–",
+                f"{100 * v['mass_in_box']:.1f}%",
+                f"{100 * v['box_share']:.1f}%",
+                f"{v['ratio_mean_per_frame']:.2f}x",
+                f"{v['ratio_of_means']:.2f}x",
+                f"{100 * v['pointing']:.1f}%" if "pointing" in v else "–",
             )
     if "centre_point" in loc:
-        table.add_row("centre point", "", "", "", "", f"{loc['centre_point']['pointing']:.3f}")
+        table.add_row("centre point", "", "", "", "", f"{100 * loc['centre_point']['pointing']:.1f}%")
     return table
 
 

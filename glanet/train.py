@@ -475,7 +475,7 @@ def run(args: argparse.Namespace) -> tuple[GLANet, dict[str, Any]]:
             save_checkpoint(out / "best.pt", model, **ckpt)
         with open(out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(metrics) + "\n")
-        val = f"  val top-1 {metrics['val']['fused']['top1']:.3f}" if "val" in metrics else ""
+        val = f"  val top-1 {100 * metrics['val']['fused']['top1']:.1f}%" if "val" in metrics else ""
         log.info(
             "epoch %d/%d  loss %.4f (ce %.4f, ga %.4f)  lr %.2e  %.1f clips/s%s",
             epoch + 1,
