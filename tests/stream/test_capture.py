@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
+from capture_helpers import drain
 
 from stream.buffer import BufferPolicy
 from stream.capture import Capture, CaptureConfig
@@ -150,19 +151,6 @@ def wait_for(predicate: Callable[[], bool], limit_s: float = 3.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached in time"
         time.sleep(0.005)
-
-
-def drain(capture: Capture, limit_s: float = 5.0) -> list[Frame]:
-    """Every frame until the end (`get` -> None with `finished`)."""
-    frames: list[Frame] = []
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        frame = capture.get(timeout=0.05)
-        if frame is not None:
-            frames.append(frame)
-        elif capture.finished:
-            return frames
-    raise AssertionError(f"the capture did not finish in {limit_s} s (status {capture.status})")
 
 
 def take(capture: Capture, n: int, limit_s: float = 5.0) -> list[Frame]:

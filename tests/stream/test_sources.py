@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from capture_helpers import BITS, drain, index_image, read_index
 
 from stream.capture import Capture, CaptureConfig
 from stream.errors import DecodeError, SourceError
@@ -23,18 +24,6 @@ from stream.types import SourceStatus
 pytestmark = pytest.mark.timeout(20)  # a hang fails the test; tests that wait say so themselves
 
 VIDEO_FRAMES, VIDEO_FPS = 40, 25
-BITS = 6  # the frame index, drawn as 8x8 black/white blocks along the top row: mp4v keeps those
-
-
-def index_image(i: int) -> np.ndarray:
-    image = np.full((48, 64, 3), 96, np.uint8)
-    for bit in range(BITS):
-        image[8:16, 8 * bit : 8 * bit + 8] = 255 if i >> bit & 1 else 0
-    return image
-
-
-def read_index(image: np.ndarray) -> int:
-    return sum(1 << bit for bit in range(BITS) if image[10:14, 8 * bit + 2 : 8 * bit + 6].mean() > 128)
 
 
 @pytest.fixture(autouse=True)
@@ -69,18 +58,6 @@ def read_all(source: OpenCVSource | FolderSource, limit: int = 1000) -> list[tup
             return items
         items.append(item)
     raise AssertionError(f"no end after {limit} reads")
-
-
-def drain(capture: Capture, limit_s: float = 10.0) -> list:
-    frames = []
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        frame = capture.get(timeout=0.05)
-        if frame is not None:
-            frames.append(frame)
-        elif capture.finished:
-            return frames
-    raise AssertionError(f"the capture did not finish in {limit_s} s")
 
 
 def one_line(error: BaseException) -> str:

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import ClassVar
 
 import cv2
-import numpy as np
 import pytest
+from capture_helpers import drain, index_image, read_index
 
 from stream.capture import Capture, CaptureConfig
 from stream.sources import OpenCVSource, parse_source
@@ -23,18 +23,6 @@ from stream.types import SourceStatus
 pytestmark = pytest.mark.timeout(30)
 
 FRAMES, FPS = 40, 25
-BITS = 6
-
-
-def index_image(i: int) -> np.ndarray:
-    image = np.full((48, 64, 3), 96, np.uint8)
-    for bit in range(BITS):
-        image[8:16, 8 * bit : 8 * bit + 8] = 255 if i >> bit & 1 else 0
-    return image
-
-
-def read_index(image: np.ndarray) -> int:
-    return sum(1 << bit for bit in range(BITS) if image[10:14, 8 * bit + 2 : 8 * bit + 6].mean() > 128)
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -106,18 +94,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         httpd.shutdown()
         httpd.server_close()
         thread.join(5)
-
-
-def drain(capture: Capture, limit_s: float) -> list:
-    frames = []
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        frame = capture.get(timeout=0.05)
-        if frame is not None:
-            frames.append(frame)
-        elif capture.finished:
-            return frames
-    raise AssertionError(f"the capture did not finish in {limit_s} s (status {capture.status})")
 
 
 def test_http_url_to_a_video_file_opens_as_a_file(server):
