@@ -355,21 +355,23 @@ def check_outputs(
                 if why:
                     raise SinkError(f"cannot write video {path}: {why}")
     if args.events is not None:
-        events = args.events
-        if events.is_dir():
-            raise SinkError(f"cannot write event log {events}: it is a folder (give a .jsonl file)")
-        _check_parent(events, f"cannot write event log {events}")
-        why = _cannot_write_file(events)
-        if why:
-            raise SinkError(f"cannot write event log {events}: {why}")
+        _check_output_file(args.events, "cannot write event log", "a .jsonl file")
     if args.summary_json is not None:
-        summary = args.summary_json
-        if summary.is_dir():
-            raise SinkError(f"cannot write summary {summary}: it is a folder (give a .json file)")
-        _check_parent(summary, f"cannot write summary {summary}")
-        why = _cannot_write_in(summary.parent)  # written atomically: a temporary file there, renamed
-        if why:
-            raise SinkError(f"cannot write summary {summary}: {why}")
+        # written atomically: a temporary file in its folder, renamed
+        _check_output_file(args.summary_json, "cannot write summary", "a .json file", atomic=True)
+
+
+def _check_output_file(path: Path, what: str, give: str, *, atomic: bool = False) -> None:
+    """A file an output goes to: not a folder, its folder there and writable, and the file itself
+    writable unless it is written atomically (beside, then renamed)."""
+    from stream.sinks import SinkError
+
+    if path.is_dir():
+        raise SinkError(f"{what} {path}: it is a folder (give {give})")
+    _check_parent(path, f"{what} {path}")
+    why = _cannot_write_in(path.parent) if atomic else _cannot_write_file(path)
+    if why:
+        raise SinkError(f"{what} {path}: {why}")
 
 
 def _check_parent(path: Path, what: str) -> None:
