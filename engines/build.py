@@ -40,7 +40,7 @@ from engines.openvino_backend import (
     STEP_INT8_BUILD,
     STEP_INT8_XML,
 )
-from glanet.cli import error_line
+from glanet.cli import Parser, error_line, number
 
 log = logging.getLogger(__name__)
 
@@ -142,23 +142,20 @@ def _tensorrt(args: argparse.Namespace) -> None:
     log.info("tensorrt plan: %s", plan)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")  # one line, no usage block
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = _Parser(prog="python -m engines.build", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python -m engines.build", description=__doc__.split("\n\n")[0])
     p.add_argument("--manifest", required=True, type=Path, help="export directory (python -m engines.export)")
-    p.add_argument("--backend", required=True, choices=BACKENDS)
-    p.add_argument("--precision", required=True, choices=PRECISIONS)
+    p.add_argument("--backend", required=True, choices=BACKENDS, help="which engine to build")
+    p.add_argument("--precision", required=True, choices=PRECISIONS, help="the engine's precision")
     p.add_argument(
-        "--calib", default=SYNTH, help="synth (default), a video file, or a folder of images/videos"
+        "--calib", default=SYNTH, help="calibration frames: synth, a video file, or a folder of images/videos"
     )
-    p.add_argument("--calib-frames", type=int, default=300, help="calibration frames (default 300)")
+    p.add_argument("--calib-frames", type=number(int, 1), default=300, help="calibration frames")
     p.add_argument("--preset", choices=PRESETS, default="mixed", help="NNCF preset (openvino int8)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the synth calibration videos")
-    p.add_argument("--max-batch", type=int, default=1, help="largest encode batch of the plan (tensorrt)")
+    p.add_argument("--seed", type=number(int, 0), default=0, help="seed of the synth calibration videos")
+    p.add_argument(
+        "--max-batch", type=number(int, 1), default=1, help="largest encode batch of the plan (tensorrt)"
+    )
     p.add_argument(
         "--step-weights",
         choices=("int8", "fp32"),

@@ -55,7 +55,7 @@ from engines.manifest import (
     write_manifest,
 )
 from glanet.checkpoint import CheckpointError, load_checkpoint
-from glanet.cli import error_line
+from glanet.cli import Parser, error_line, number
 from glanet.config import config_to_dict
 from glanet.models.glanet import GLANet
 from glanet.models.online import Encoded, OnlineSpec, State
@@ -361,17 +361,14 @@ def export(
     return manifest
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")  # one line, no usage block
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = _Parser(prog="python -m engines.export", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python -m engines.export", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True, type=Path, help="a glanet checkpoint (.pt)")
     p.add_argument("--out", required=True, type=Path, help="directory for the graphs and manifest.json")
-    p.add_argument("--opset", type=int, choices=OPSETS, default=DEFAULT_OPSET)
-    p.add_argument("--image-size", type=int, help="square input size (default: the checkpoint's crop)")
+    p.add_argument("--opset", type=int, choices=OPSETS, default=DEFAULT_OPSET, help="ONNX opset")
+    p.add_argument(
+        "--image-size", type=number(int, 32), help="square input size (default: the checkpoint's crop)"
+    )
     return p.parse_args(argv)
 
 

@@ -40,7 +40,7 @@ from rich.markdown import Markdown
 
 from glanet import train
 from glanet.checkpoint import load_checkpoint
-from glanet.cli import error_line
+from glanet.cli import Parser, error_line, number
 from glanet.config import ConfigError, load_config
 from glanet.data.lists import write_text_atomic
 from glanet.evaluate import build_eval_dataset, evaluate_checkpoint, write_report
@@ -283,22 +283,23 @@ def run_ablation(
 # -- command line ---------------------------------------------------------------------------------
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")  # one line, no usage block
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = _Parser(prog="python -m glanet.ablation", description="Run the paper's ablation tables.")
+    p = Parser(prog="python -m glanet.ablation", description="Run the paper's ablation tables.")
     p.add_argument("--config", required=True, help="a configs/*.toml file: the base of every row")
     p.add_argument(
         "--table", action="append", required=True, choices=(*TABLES, "all"), help="a paper table; repeatable"
     )
     p.add_argument("--out", required=True, help="folder: one sub-folder per run, ablation.md, ablation.json")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="for every run")
-    p.add_argument("--epochs", type=int, help="train.epochs for every run")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--examples", type=int, default=4, help="rows of each run's attention.png")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="a config override for every run",
+    )
+    p.add_argument("--epochs", type=number(int, 1), help="train.epochs for every run")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to train")
+    p.add_argument("--examples", type=number(int, 0), default=4, help="rows of each run's attention.png")
     return p.parse_args(argv)
 
 

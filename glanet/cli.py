@@ -1,6 +1,12 @@
-"""What the command-line tools share: a user's mistake becomes one line on stderr."""
+"""What the command-line tools share: a user's mistake becomes one line on stderr, and every flag's help
+says its default. Cheap to import (no torch), so a command can check its arguments before loading a model."""
 
 from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from typing import Any
 
 
 def error_line(error: BaseException) -> str:
@@ -9,3 +15,54 @@ def error_line(error: BaseException) -> str:
     if "Original Traceback" in text:  # raised in a DataLoader worker: its last line is the error itself
         text = text.splitlines()[-1]
     return text.splitlines()[0] if text else type(error).__name__
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds "(default: X)" to a flag's help, unless there is nothing to say (None, False, []) or the
+    help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        nothing = action.default is None or action.default is False or action.default == []
+        if "default" in text or nothing or action.default == argparse.SUPPRESS:
+            return text
+        return super()._get_help_string(action)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse for every glanet command: errors are one line and exit 2 (no usage block), defaults are
+    shown, and a flag without help text is a bug caught when the parser is built."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        if not kwargs.get("help") and args and args[0].startswith("-"):
+            raise TypeError(f"{self.prog}: flag {args[0]} has no help text")
+        return super().add_argument(*args, **kwargs)
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def number(kind: type, low: float | None = None, high: float | None = None, above: bool = False) -> Callable:
+    """An argparse `type` for a finite int or float in [low, high] (or (low, high] with `above`), so that
+    `--threads -3` or `--lr nan` is one line naming the value, not a traceback or silent nonsense."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            kind_name = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind_name}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r}: must be a finite number")
+        if low is not None and (value <= low if above else value < low):
+            raise argparse.ArgumentTypeError(f"{text}: must be {'above' if above else 'at least'} {low:g}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"{text}: must be at most {high:g}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse

@@ -9,7 +9,6 @@ It maps onto ModelConfig(preset="reference", fusion="early", feature_fusion="con
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import logging
 import os
@@ -24,6 +23,7 @@ import torch
 from torch import Tensor
 
 from glanet.checkpoint import FORMAT, CheckpointError, save_checkpoint
+from glanet.cli import Parser, number
 from glanet.config import ConfigError, DataConfig, ModelConfig, build_section
 from glanet.data.lists import read_class_names
 from glanet.models.backbone import TRUNK
@@ -289,17 +289,19 @@ def convert_file(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m glanet.convert",
         description="Convert the authors' published GLANet weights into a glanet checkpoint.",
     )
     parser.add_argument("--src", required=True, type=Path, help="their .pth/.pkl (a DataParallel state_dict)")
     parser.add_argument("--out", required=True, type=Path, help="the glanet checkpoint to write")
     parser.add_argument("--class-names", type=Path, help="text file, one class name a line, in label order")
-    parser.add_argument("--fps", type=float, default=25.0, help="frame rate the model runs at (default 25)")
-    parser.add_argument("--window", type=int, default=12, help="frames per clip (default 12)")
-    parser.add_argument("--stride", type=int, default=12, help="frames between clip starts (default 12)")
-    parser.add_argument("--segments", type=int, default=12, help="TSN segments (default 12)")
+    parser.add_argument(
+        "--fps", type=number(float, 0, above=True), default=25.0, help="frame rate the model runs at"
+    )
+    parser.add_argument("--window", type=number(int, 1), default=12, help="frames per clip")
+    parser.add_argument("--stride", type=number(int, 1), default=12, help="frames between clip starts")
+    parser.add_argument("--segments", type=number(int, 1), default=12, help="TSN segments")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what is converted")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")

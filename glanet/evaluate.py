@@ -33,7 +33,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from glanet.checkpoint import LoadedCheckpoint, load_checkpoint
-from glanet.cli import error_line
+from glanet.cli import Parser, error_line, number
 from glanet.data.datasets import (
     FrameFolderDataset,
     VideoFileDataset,
@@ -508,13 +508,8 @@ def localisation_table(name: str, loc: Mapping[str, Any]) -> Table:
 # -- command line ---------------------------------------------------------------------------------
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")  # one line, no usage block
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = _Parser(
+    p = Parser(
         prog="python -m glanet.evaluate",
         description="Evaluate GLANet checkpoints on frame-folder lists, video CSVs or class folders.",
     )
@@ -534,20 +529,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="frame folders are <root>/<path>/<i>.jpg (a list file needs it); a CSV's relative paths too",
     )
     p.add_argument("--out", required=True, help="report folder")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--batch-size", type=number(int, 1), default=8, help="clips per forward pass")
+    p.add_argument("--workers", type=number(int, 0), default=2, help="DataLoader processes (0: in this one)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--examples", type=int, default=8, help="rows of attention.png (0: none)")
-    p.add_argument("--max-videos", type=int, help="only the first N videos of each list")
+    p.add_argument("--examples", type=number(int, 0), default=8, help="rows of attention.png (0: none)")
+    p.add_argument("--max-videos", type=number(int, 1), help="only the first N videos of each list")
     args = p.parse_args(argv)
     if len(args.checkpoint) != len(args.list):
         p.error(f"{len(args.checkpoint)} --checkpoint but {len(args.list)} --list: give them in pairs")
-    for name in ("batch_size", "max_videos"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            p.error(f"--{name.replace('_', '-')} = {value} must be at least 1")
-    if args.workers < 0 or args.examples < 0:
-        p.error("--workers and --examples must be >= 0")
     return args
 
 

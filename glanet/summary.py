@@ -8,23 +8,26 @@ checks the file before a long training run does.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import torch
 from rich.console import Console
 from rich.table import Table
 
+from glanet.cli import Parser
 from glanet.config import ConfigError, load_config
 from glanet.models import build_model
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description="Print the parts and shapes of the GLANet a config describes."
+    parser = Parser(
+        prog="python -m glanet.summary",
+        description="Print the parts and shapes of the GLANet a config describes.",
     )
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    parser.add_argument("--config", required=True, help="a config file or the name of a shipped one")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config key"
+    )
     parser.add_argument("--imagenet-weights", metavar="PATH|cache", help="load the trunk's ImageNet weights")
     args = parser.parse_args(argv)
     try:

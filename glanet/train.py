@@ -33,7 +33,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from glanet.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from glanet.cli import error_line
+from glanet.cli import Parser, error_line, number
 from glanet.config import (
     Config,
     ConfigError,
@@ -308,11 +308,7 @@ def evaluate(model: GLANet, loader: Iterable, device: torch.device, limit_batche
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m glanet.train",
-        description="Train GLANet.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = Parser(prog="python -m glanet.train", description="Train a GLANet or SMNet model from a config.")
     p.add_argument("--config", required=True, help="a configs/*.toml file")
     p.add_argument(
         "--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config key"
@@ -321,16 +317,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--resume", help="a last.pt to continue from (model, optimiser, epoch)")
     p.add_argument("--init-from", help="start from this checkpoint's weights (a later training stage)")
     p.add_argument("--imagenet-weights", metavar="PATH|cache", help="start the trunk from ImageNet weights")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to train")
     p.add_argument(
-        "--limit-batches", type=int, default=0, help="at most this many batches per epoch (smoke runs)"
+        "--limit-batches",
+        type=number(int, 0),
+        default=0,
+        help="at most this many batches per epoch (smoke runs)",
     )
     p.add_argument("--no-eval", action="store_true", help="skip validation (best.pt is then the last epoch)")
     # torchvision references' names for what is changed most; they win over the config and --set
-    p.add_argument("--epochs", type=int, help="train.epochs")
-    p.add_argument("--batch-size", type=int, help="train.batch_size")
-    p.add_argument("--lr", type=float, help="train.lr")
-    p.add_argument("--workers", type=int, help="train.workers (DataLoader processes)")
+    p.add_argument("--epochs", type=number(int, 1), help="train.epochs")
+    p.add_argument("--batch-size", type=number(int, 1), help="train.batch_size")
+    p.add_argument("--lr", type=number(float, 0, above=True), help="train.lr")
+    p.add_argument("--workers", type=number(int, 0), help="train.workers (DataLoader processes)")
     args = p.parse_args(argv)
     for flag, key in (
         ("epochs", "epochs"),

@@ -44,10 +44,9 @@ TORCH_RUN = ("torch", "tensorrt", "torch_tensorrt")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description="Real-time action recognition with GLANet, on one camera or many in one process.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    from glanet.cli import Parser  # cheap: no torch
+
+    p = Parser(description="Real-time action recognition on one camera or many in one process.")
     p.add_argument(
         "--source",
         action="append",
@@ -119,13 +118,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="frame rate of a folder of frames (default: the model's)",
     )
-    p.add_argument("--demo-seed", type=int, default=0)
-    p.add_argument("--demo-size", type=int, default=224)
-    p.add_argument("--demo-fps", type=float, default=15.0)
+    p.add_argument("--demo-seed", type=int, default=0, help="seed of the demo source's actions")
+    p.add_argument("--demo-size", type=int, default=224, help="side of the demo source's frames in pixels")
+    p.add_argument("--demo-fps", type=float, default=15.0, help="frame rate of the demo source")
     p.add_argument(
         "--no-dashboard", action="store_true", help="no live terminal dashboard (a line every 5 s instead)"
     )
-    p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument(
+        "--log-level",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="what is logged to stderr",
+    )
     return p.parse_args(argv)
 
 

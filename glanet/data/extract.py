@@ -11,7 +11,6 @@ a video that cannot be read is reported and skipped.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import multiprocessing
 import os
@@ -25,6 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from glanet.cli import Parser, number
 from glanet.data.lists import (
     ListError,
     VideoFileRecord,
@@ -202,38 +202,27 @@ def _collect(
             log.info("%d/%d videos (%.0f s)", i, total, time.monotonic() - started)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2: a user's mistake, not a bug
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _Parser(prog="python -m glanet.data.extract", description=__doc__.splitlines()[0])
+    parser = Parser(prog="python -m glanet.data.extract", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--videos", required=True, help="folder <class>/<video>.mp4, or a CSV path,label[,start,end]"
     )
     parser.add_argument("--out", required=True, help="frames root")
-    parser.add_argument("--fps", type=float, default=None, help="output frame rate (default: the source's)")
     parser.add_argument(
-        "--short-side", type=int, default=256, help="resize so the short side is this (0: keep)"
+        "--fps", type=number(float, 0, above=True), help="output frame rate (default: the source's)"
     )
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--list", default=None, help="write a `path nframes label` list of the frame folders")
-    parser.add_argument("--classes", default=None, help="class names, one a line, for a CSV's labels")
-    parser.add_argument("--quality", type=int, default=95, help="JPEG quality")
+    parser.add_argument(
+        "--short-side", type=number(int, 0), default=256, help="resize so the short side is this (0: keep)"
+    )
+    parser.add_argument("--workers", type=number(int, 1), default=1, help="videos decoded at once")
+    parser.add_argument("--list", help="write a `path nframes label` list of the frame folders")
+    parser.add_argument("--classes", help="class names, one a line, for a CSV's labels")
+    parser.add_argument("--quality", type=number(int, 1, 100), default=95, help="JPEG quality")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     # Each unreadable video gets one line from us, with the reason; libav's own lines would repeat it.
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
-    if args.fps is not None and args.fps <= 0:
-        parser.error(f"--fps {args.fps} must be positive")
-    if args.short_side < 0:
-        parser.error(f"--short-side {args.short_side} must be >= 0")
-    if args.workers < 1:
-        parser.error(f"--workers {args.workers} must be at least 1")
-    if not 0 <= args.quality <= 100:
-        parser.error(f"--quality {args.quality} must be in 0..100")
     source = Path(args.videos)
     try:
         if source.is_dir():

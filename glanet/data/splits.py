@@ -8,7 +8,6 @@ writes `<dataset>_split<k>_train.txt`, `<dataset>_split<k>_test.txt` and `classe
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import re
@@ -17,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from glanet.cli import Parser
 from glanet.data.lists import VideoRecord, write_class_names, write_list
 
 log = logging.getLogger(__name__)
@@ -177,19 +177,14 @@ def write_split(lists: SplitLists, out_dir: str | os.PathLike[str], dataset: str
     ]
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2: a user's mistake, not a bug
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _Parser(prog="python -m glanet.data.splits", description=__doc__.splitlines()[0])
+    parser = Parser(prog="python -m glanet.data.splits", description=__doc__.splitlines()[0])
     parser.add_argument("dataset", choices=("hmdb51", "ucf101"))
     parser.add_argument("--splits", required=True, help="folder holding the official split files")
     parser.add_argument(
         "--frames", required=True, help="frames root: frames are <frames>/<list path>/<i>.jpg"
     )
-    parser.add_argument("--split", type=int, default=1, choices=(1, 2, 3))
+    parser.add_argument("--split", type=int, default=1, choices=(1, 2, 3), help="which official split")
     parser.add_argument("--out", required=True, help="folder for the list files")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -22,6 +22,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from glanet.cli import Parser, number
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -983,33 +985,35 @@ def preview(file: str | os.PathLike[str], *, size: int = 128, seed: int = 0, num
 # Command line.
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")  # one line, no usage block
-
-
 def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     prog = "python -m glanet.data.synth"
-    write = _Parser(
+    write = Parser(
         prog=prog,
         description="Write a SynthActions split (frame folders, list, ground truth).",
         epilog=f"{prog} preview --out preview.png writes a contact sheet, one row per class.",
     )
     write.add_argument("--out", required=True, type=Path, help="data set root")
-    write.add_argument("--videos-per-class", required=True, type=int)
-    write.add_argument("--split", default="train")
-    write.add_argument("--seed", type=int, default=0, help="base seed; use a different one per split")
-    write.add_argument("--frames", type=int, default=48)
-    write.add_argument("--size", type=int, default=128)
-    write.add_argument("--fps", type=float, default=15.0)
-    write.add_argument("--workers", type=int, default=1)
+    write.add_argument("--videos-per-class", required=True, type=number(int, 1), help="videos of each class")
+    write.add_argument("--split", default="train", help="the split's name: <out>/<split>.txt, <out>/<split>/")
+    write.add_argument(
+        "--seed", type=number(int, 0), default=0, help="base seed; use a different one per split"
+    )
+    write.add_argument("--frames", type=number(int, 2), default=48, help="frames per video")
+    write.add_argument("--size", type=number(int, 32), default=128, help="frame side in pixels")
+    write.add_argument(
+        "--fps",
+        type=number(float, 0, above=True),
+        default=15.0,
+        help="frame rate written in the list and videos",
+    )
+    write.add_argument("--workers", type=number(int, 1), default=1, help="processes writing videos")
     write.add_argument("--mp4", action="store_true", help="also write <split>_mp4/<class>/<name>.mp4")
     write.add_argument("--classes", help="comma-separated subset of: " + ",".join(CLASSES))
-    show = _Parser(prog=f"{prog} preview", description="Write a contact sheet, one row per class.")
+    show = Parser(prog=f"{prog} preview", description="Write a contact sheet, one row per class.")
     show.add_argument("--out", required=True, type=Path, help="image file, e.g. preview.png")
-    show.add_argument("--size", type=int, default=128)
-    show.add_argument("--seed", type=int, default=0)
-    show.add_argument("--frames", type=int, default=48)
+    show.add_argument("--size", type=number(int, 32), default=128, help="frame side in pixels")
+    show.add_argument("--seed", type=number(int, 0), default=0, help="seed of the examples")
+    show.add_argument("--frames", type=number(int, 2), default=48, help="frames per example video")
     return write, show
 
 

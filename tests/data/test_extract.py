@@ -127,9 +127,9 @@ def test_csv_input_with_trim(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "extra, words",
     [
-        (["--fps", "0"], "--fps 0.0 must be positive"),
-        (["--workers", "0"], "--workers 0 must be at least 1"),
-        (["--fps", "abc"], "invalid float value"),
+        (["--fps", "0"], "--fps: 0: must be above 0"),
+        (["--workers", "0"], "--workers: 0: must be at least 1"),
+        (["--fps", "abc"], "'abc' is not a number"),
     ],
 )
 def test_argument_errors_are_one_line_exit_2(

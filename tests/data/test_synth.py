@@ -230,9 +230,10 @@ def test_preview_has_one_row_per_class(tmp_path: Path) -> None:
 
 
 def test_cli_bad_argument_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert synth.main(["--out", str(tmp_path), "--videos-per-class", "0"]) == 2
+    with pytest.raises(SystemExit) as e:
+        synth.main(["--out", str(tmp_path), "--videos-per-class", "0"])
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "videos_per_class (0)" in err
+    assert e.value.code == 2 and err.count("\n") == 1 and "--videos-per-class: 0: must be at least 1" in err
     result = subprocess.run(
         [sys.executable, "-m", "glanet.data.synth", "--out", str(tmp_path), "--videos-per-class", "x"],
         capture_output=True,

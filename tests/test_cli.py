@@ -1,0 +1,103 @@
+"""Every command: --help lists each flag with help text and its default; a mistake is one line, exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+import pytest
+
+from glanet.cli import Parser, number
+from glanet.commands import COMMANDS
+
+
+def _run(module: str, argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    main = importlib.import_module(module).main
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    out = capsys.readouterr()
+    return int(code or 0), out.out, out.err
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_help_shows_every_flag_with_its_default(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # Parser refuses a flag without help text when the parser is built, so --help building it is the check
+    code, out, err = _run(COMMANDS[command][0], ["--help"], capsys)
+    assert code == 0, err
+    assert "usage:" in out and "--" in out
+    if command in ("train", "eval", "build", "synth", "run"):
+        assert "(default: " in out  # ArgumentDefaultsHelpFormatter's words, from the shared Parser
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_an_unknown_flag_is_one_line(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(COMMANDS[command][0], ["--no-such-flag"], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "error" in lines[0], err  # the missing required flags, or the unknown one
+    assert "usage:" not in err and "Traceback" not in err
+
+
+def test_a_flag_without_help_is_refused_when_the_parser_is_built() -> None:
+    p = Parser(prog="x")
+    with pytest.raises(TypeError, match="--bare has no help text"):
+        p.add_argument("--bare", type=int)
+    p.add_argument("positional")  # positionals may go without (their name says what they are)
+
+
+def test_defaults_of_nothing_are_not_shown() -> None:
+    p = Parser(prog="x")
+    p.add_argument("--flag", action="store_true", help="a switch")
+    p.add_argument("--path", help="a file")
+    p.add_argument("--zero", type=int, default=0, help="a count")
+    text = p.format_help()
+    assert "(default: False)" not in text and "(default: None)" not in text
+    assert "(default: 0)" in text  # 0 is a value worth showing, unlike False
+
+
+@pytest.mark.parametrize(
+    ("parse", "text", "message"),
+    [
+        (number(int, 1), "-3", "must be at least 1"),
+        (number(int, 1), "2.5", "is not an integer"),
+        (number(float, 0, above=True), "0", "must be above 0"),
+        (number(float), "nan", "finite"),
+        (number(float), "inf", "finite"),
+        (number(int, 1, 100), "101", "at most 100"),
+    ],
+)
+def test_number_refuses_what_a_user_might_type(parse, text: str, message: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match=message):
+        parse(text)
+
+
+def test_number_accepts_the_range() -> None:
+    assert number(int, 1)("1") == 1
+    assert number(float, 0, above=True)("0.001") == 0.001
+    assert number(int, 1, 100)("100") == 100
+
+
+@pytest.mark.parametrize(
+    ("module", "argv", "flag"),
+    [
+        ("glanet.train", ["--config", "x", "--out", "y", "--lr", "nan"], "--lr"),
+        ("glanet.train", ["--config", "x", "--out", "y", "--epochs", "0"], "--epochs"),
+        (
+            "glanet.evaluate",
+            ["--checkpoint", "a", "--list", "b", "--out", "c", "--batch-size", "0"],
+            "--batch-size",
+        ),
+        ("glanet.data.synth", ["--out", "x", "--videos-per-class", "-1"], "--videos-per-class"),
+        (
+            "engines.build",
+            ["--manifest", "m", "--backend", "openvino", "--precision", "int8", "--calib-frames", "0"],
+            "--calib-frames",
+        ),
+        ("glanet.convert", ["--src", "a", "--out", "b", "--fps", "-25"], "--fps"),
+    ],
+)
+def test_numeric_flags_are_checked_by_name(module: str, argv: list[str], flag: str, capsys) -> None:
+    code, _, err = _run(module, argv, capsys)
+    assert code == 2 and flag in err and len(err.strip().splitlines()) == 1, err
