@@ -24,6 +24,8 @@ FEATURE_FUSIONS = ("concat", "max", "multiply", "average")
 SA_MAPS = ("sum_sq", "mean_sq", "mean_sq_affine")
 SRU_VARIANTS = ("v2", "paper")
 SCORE_FUSIONS = ("probs", "logits")
+ARCHS = ("glanet", "smnet")
+SMNET_MODULES = ("se+me", "se", "me", "none")  # none: a plain TSN ResNet (the ablation's baseline)
 
 
 class ConfigError(ValueError):
@@ -76,7 +78,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.arch != "glanet":
-            raise ConfigError(f"model.arch = {self.arch!r}: only 'glanet' is built by this version")
+            raise ConfigError(f"model.arch = {self.arch!r}: a GLANet config needs arch = 'glanet'")
         _all_finite("model", self)
         _choice("model.preset", self.preset, PRESETS)
         _choice("model.backbone", self.backbone, BACKBONES)
@@ -120,6 +122,46 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 @dataclass(frozen=True)
+class SMNetConfig:
+    """SMNet (Yang, Lu, Zhou, Entropy 2022): SE and ME modules in every residual block of a ResNet.
+
+    `causal` makes every temporal operation look only at the past (ME on F[t] - F[t-1], temporal
+    convolutions over t-k+1..t), so the model runs live one frame at a time; the weights are the same.
+    """
+
+    arch: str = "smnet"
+    backbone: str = "resnet50"
+    num_classes: int = 400
+    modules: str = "se+me"  # which excitations each block gets (se+me: SMNet; none: a TSN ResNet)
+    reduction: int = 16  # channel reduction inside SE's channel part and ME (TEA, ACTION-Net: 16)
+    temporal_kernel: int = 3  # SE's temporal convolutions (ACTION-Net: 3)
+    causal: bool = False
+    window: int = 8  # live prediction: the mean of the last `window` per-frame logits
+    dropout: float = 0.5  # before the classifier (the TSM/TEA recipe)
+
+    def __post_init__(self) -> None:
+        if self.arch != "smnet":
+            raise ConfigError(f"model.arch = {self.arch!r}: an SMNet config needs arch = 'smnet'")
+        _all_finite("model", self)
+        _choice("model.backbone", self.backbone, BACKBONES)
+        _choice("model.modules", self.modules, SMNET_MODULES)
+        for name in ("num_classes", "reduction", "window"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.{name} = {getattr(self, name)} must be at least 1")
+        if self.temporal_kernel < 1 or self.temporal_kernel % 2 == 0:
+            raise ConfigError(f"model.temporal_kernel = {self.temporal_kernel} must be an odd number >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"model.dropout = {self.dropout} must be in [0, 1)")
+
+    @property
+    def branch_names(self) -> tuple[str, ...]:
+        return ("SM",)
+
+
+AnyModelConfig = ModelConfig | SMNetConfig
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """Where the videos are, how clips are sampled and how frames are preprocessed."""
 
@@ -158,6 +200,16 @@ class DataConfig:
             )
         if self.fps <= 0:
             raise ConfigError(f"data.fps = {self.fps} must be positive")
+        if not 0.0 <= self.flip <= 1.0:
+            raise ConfigError(f"data.flip = {self.flip} must be a probability in [0, 1]")
+        low, high = self.crop_scale
+        if not 0.0 < low <= high <= 1.0:
+            raise ConfigError(f"data.crop_scale = {list(self.crop_scale)} needs 0 < min <= max <= 1")
+        low, high = self.crop_ratio
+        if not 0.0 < low <= high:
+            raise ConfigError(f"data.crop_ratio = {list(self.crop_ratio)} needs 0 < min <= max")
+        if min(self.std) <= 0:
+            raise ConfigError(f"data.std = {list(self.std)} must be positive")
         if len(self.resize) not in (1, 2) or min(self.resize) < self.crop:
             raise ConfigError(
                 f"data.resize = {list(self.resize)} must be 1 or 2 sizes, each >= crop ({self.crop})"
@@ -196,7 +248,19 @@ class TrainConfig:
         _choice("train.stage", self.stage, ("joint", "spatial", "temporal"))
         _choice("train.amp", self.amp, ("bf16", "none"))
         if self.lr <= 0 or self.epochs < 1 or self.batch_size < 1:
-            raise ConfigError("train.lr, train.epochs and train.batch_size must be positive")
+            raise ConfigError(
+                f"train.lr = {self.lr}, train.epochs = {self.epochs}, "
+                f"train.batch_size = {self.batch_size}: each must be positive"
+            )
+        if not 0.0 <= self.momentum < 1.0:
+            raise ConfigError(f"train.momentum = {self.momentum} must be in [0, 1)")
+        if self.gamma <= 0:
+            raise ConfigError(f"train.gamma = {self.gamma} must be positive")
+        for name in ("weight_decay", "grad_clip", "ga_margin", "seed", "workers"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name} = {getattr(self, name)} must be >= 0")
+        if any(m < 0 for m in self.milestones):
+            raise ConfigError(f"train.milestones = {list(self.milestones)} must be epochs >= 0")
         if self.sa_anneal:
             if len(self.sa_anneal) != 3:
                 raise ConfigError(
@@ -209,7 +273,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class Config:
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: AnyModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -256,6 +320,13 @@ def _coerce(where: str, value: Any, hint: Any) -> Any:
     raise TypeError(f"unsupported field type {hint} for {where}")
 
 
+def build_model_config(table: Mapping[str, Any], section: str = "model") -> AnyModelConfig:
+    """The [model] table as the config of its `arch` (glanet unless given)."""
+    arch = table.get("arch", "glanet")
+    _choice(f"{section}.arch", arch, ARCHS)
+    return build_section(SMNetConfig if arch == "smnet" else ModelConfig, table, section)
+
+
 def build_section(cls: type, table: Mapping[str, Any], section: str) -> Any:
     """Make dataclass `cls` from a TOML table, refusing keys it does not have."""
     hints = typing.get_type_hints(cls)
@@ -276,7 +347,12 @@ def config_from_dict(raw: Mapping[str, Any]) -> Config:
             raise ConfigError(f"unknown section [{section}] (known: {', '.join(_SECTIONS)})")
         if not isinstance(table, Mapping):
             raise ConfigError(f"[{section}] must be a table")
-    parts = {name: build_section(cls, raw.get(name, {}), name) for name, cls in _SECTIONS.items()}
+    parts = {
+        name: build_model_config(raw.get(name, {}))
+        if name == "model"
+        else build_section(cls, raw.get(name, {}), name)
+        for name, cls in _SECTIONS.items()
+    }
     return Config(**parts)
 
 
@@ -305,9 +381,15 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
     if not path.is_file():
         path = shipped_config(path) or path
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(
+            f"{path} is a folder; give a config file (a run folder's is {path}/config.toml)"
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a config file (not UTF-8 text)") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML ({e})") from None
     try:

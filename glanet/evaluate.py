@@ -540,14 +540,29 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def check_out_folder(out: Path) -> None:
+    """The report folder can be made and written: an OSError naming it, else nothing (a probe file is
+    written and removed)."""
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file; the report needs a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise OSError(f"--out {out}: cannot write there ({e.strerror or e})") from None
+
+
 def run(args: argparse.Namespace, console: Console | None = None) -> dict[str, Any]:
     """Evaluate each (checkpoint, list) pair, write the reports, print the tables; returns report.json."""
     if console is None:
         console = Console()
         if not console.is_terminal:  # a log file: no reason to squeeze the table into 80 columns
             console = Console(width=160)
-    device = resolve_device(args.device)
     out = Path(args.out)
+    check_out_folder(out)  # before minutes of evaluation, not after
+    device = resolve_device(args.device)
     pairs = list(zip(args.checkpoint, args.list, strict=True))
     results = []
     for n, (ckpt, list_file) in enumerate(pairs, start=1):

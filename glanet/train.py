@@ -154,7 +154,7 @@ def build_dataset(cfg: Config, train: bool, class_names: list[str]) -> FrameFold
     source = cfg.data.train_list if train else cfg.data.val_list
     if not source:
         raise ConfigError(f"data.{'train' if train else 'val'}_list is not set")
-    return open_dataset(
+    dataset = open_dataset(
         cfg.data.root,
         source,
         Sampling.from_config(cfg.data),
@@ -163,6 +163,15 @@ def build_dataset(cfg: Config, train: bool, class_names: list[str]) -> FrameFold
         seed=cfg.train.seed,
         class_names=class_names,
     )
+    if not dataset.records:
+        raise ListError(f"{source}: no videos")
+    k = cfg.model.num_classes
+    bad = next((r for r in dataset.records if not 0 <= r.label < k), None)
+    if bad is not None:  # else a CUDA assert or an IndexError deep in the loss, epochs later on a big set
+        raise ListError(
+            f"{source}: {bad.path} has label {bad.label}, but model.num_classes = {k} (0..{k - 1})"
+        )
+    return dataset
 
 
 def make_loader(

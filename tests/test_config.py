@@ -7,7 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from glanet.config import Config, ConfigError, ModelConfig, TrainConfig, config_to_dict, load_config
+from glanet.config import (
+    Config,
+    ConfigError,
+    ModelConfig,
+    SMNetConfig,
+    TrainConfig,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+)
 
 CONFIG_DIR = Path(__file__).parent.parent / "configs"
 CONFIGS = sorted(CONFIG_DIR.glob("*.toml"))
@@ -126,3 +135,43 @@ def test_a_number_that_is_not_finite_is_refused_by_name(override):
     key = override.split("=")[0]
     with pytest.raises(ConfigError, match=rf"{re.escape(key)} = .*must be a finite number"):
         load_config(CONFIG_DIR / "glanet_r10_synth_demo.toml", [override])
+
+
+@pytest.mark.parametrize(
+    ("override", "words"),
+    [
+        ("train.momentum=1.5", "train.momentum = 1.5 must be in [0, 1)"),
+        ("train.gamma=0", "train.gamma = 0.0 must be positive"),
+        ("train.workers=-1", "train.workers = -1 must be >= 0"),
+        ("train.weight_decay=-0.1", "train.weight_decay = -0.1 must be >= 0"),
+        ("train.milestones=[-1]", "train.milestones = [-1]"),
+        ("data.flip=2", "data.flip = 2.0 must be a probability"),
+        ("data.crop_scale=[0.5, 0.1]", "data.crop_scale = [0.5, 0.1]"),
+        ("data.crop_ratio=[0, 1]", "data.crop_ratio"),
+        ("data.std=[0, 1, 1]", "data.std"),
+        ("model.sru_dropout=1.0", "model.sru_dropout = 1.0 must be in [0, 1)"),
+    ],
+)
+def test_config_values_out_of_range_are_named(override: str, words: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_config("glanet_r10_synth_demo", [override])
+    assert words in str(e.value)
+
+
+def test_a_folder_or_a_binary_file_as_config_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is a folder"):
+        load_config(tmp_path)
+    (tmp_path / "x.toml").write_bytes(bytes(range(128, 256)))
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(tmp_path / "x.toml")
+
+
+def test_smnet_config_is_chosen_by_arch() -> None:
+    cfg = config_from_dict({"model": {"arch": "smnet", "backbone": "resnet18", "num_classes": 5}})
+    assert isinstance(cfg.model, SMNetConfig) and cfg.model.branch_names == ("SM",)
+    with pytest.raises(ConfigError, match=r"unknown key 'model\.fusion'"):
+        config_from_dict({"model": {"arch": "smnet", "fusion": "early"}})
+    with pytest.raises(ConfigError, match=r"model\.temporal_kernel = 2 must be an odd number"):
+        config_from_dict({"model": {"arch": "smnet", "temporal_kernel": 2}})
+    with pytest.raises(ConfigError, match=r"model\.arch = 'c3d' is not one of glanet, smnet"):
+        config_from_dict({"model": {"arch": "c3d"}})

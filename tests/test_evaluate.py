@@ -207,6 +207,22 @@ def test_cli_bad_input_is_one_line_and_exit_2(
     assert "Traceback" not in err[0]
 
 
+def test_an_unwritable_out_is_refused_before_evaluating(
+    checkpoints: list[Path], synth: Path, tmp_path: Path, capsys, monkeypatch
+):
+    import glanet.evaluate as evaluate
+
+    called = []
+    monkeypatch.setattr(evaluate, "evaluate_checkpoint", lambda *a, **k: called.append(1))
+    (tmp_path / "a_file").write_text("x")
+    argv = ["--checkpoint", str(checkpoints[0]), "--list", str(synth / "val.txt"), "--root", str(synth)]
+    code, err = _run_cli([*argv, "--out", str(tmp_path / "a_file")], capsys)
+    assert code == 2 and len(err) == 1 and "--out" in err[0] and "is a file" in err[0], err
+    code, err = _run_cli([*argv, "--out", str(tmp_path / "a_file" / "below")], capsys)
+    assert code == 2 and len(err) == 1 and "cannot write there" in err[0], err
+    assert not called  # refused before any evaluation
+
+
 def test_cli_missing_frame_in_a_worker_is_one_line(
     checkpoints: list[Path], synth: Path, tmp_path: Path, capsys
 ):

@@ -132,6 +132,35 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, synth, capsys):
     assert "no batch to train on" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("case", ["empty", "binary", "folder", "label_out_of_range", "no_videos_in_folder"])
+def test_a_list_that_cannot_train_is_one_line(tmp_path, synth, capsys, case):
+    source = tmp_path / "list.txt"
+    if case == "empty":
+        source.write_text("# nothing\n\n")
+        words = "no videos"
+    elif case == "binary":
+        source.write_bytes(bytes(range(256)))
+        words = "not UTF-8 text"
+    elif case == "folder":
+        source = tmp_path / "empty_folder"
+        source.mkdir()
+        words = "no videos"
+    elif case == "no_videos_in_folder":
+        source = tmp_path / "classes"
+        (source / "wave").mkdir(parents=True)
+        (source / "wave" / "broken.mp4").write_bytes(b"not a video")
+        words = "none of the 1 videos could be read"
+    else:
+        lines = (synth / "train.txt").read_text().splitlines()
+        path, frames, _ = lines[0].rsplit(None, 2)
+        source.write_text(f"{path} {frames} 12\n")  # 12 classes: labels 0..11
+        words = "has label 12, but model.num_classes = 12 (0..11)"
+    given = overrides(synth, **{"data.train_list": f'"{source}"'})
+    assert main(["--config", CONFIG, "--out", str(tmp_path / "run"), *given]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0], err
+
+
 def test_trains_from_video_files_in_a_csv(tmp_path):
     root = tmp_path / "videos"
     write_dataset(root, videos_per_class=1, seed=3, split="train", num_frames=8, size=48, mp4=True,

@@ -23,7 +23,14 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from glanet.data.lists import VideoFileRecord, VideoRecord, read_list, read_video_csv, scan_video_folder
+from glanet.data.lists import (
+    ListError,
+    VideoFileRecord,
+    VideoRecord,
+    read_list,
+    read_video_csv,
+    scan_video_folder,
+)
 from glanet.data.sampling import Sampling
 from glanet.data.transforms import EvalTransform
 from glanet.data.video import VideoError, VideoInfo, probe, read_frames, resample_indices
@@ -109,7 +116,7 @@ class FrameFolderDataset(_ClipDataset):
         else:
             records = list(list_file)
         if not records:
-            raise ValueError(
+            raise ListError(
                 f"{list_file if isinstance(list_file, str | os.PathLike) else 'records'}: no videos"
             )
         self.records = records
@@ -166,7 +173,7 @@ class VideoFileDataset(_ClipDataset):
             self.records.append(r)
             self.sources.append(source)
         if not self.records:
-            raise ValueError(f"none of the {len(records)} videos could be read")
+            raise ListError(f"none of the {len(records)} videos could be read" if records else "no videos")
         super().__init__(
             [s.size for s in self.sources], [r.label for r in self.records], sampling, transform, train, seed
         )

@@ -6,6 +6,7 @@ A frame-folder list names one video a line; its frames are `<root>/<path>/<i>.jp
 from __future__ import annotations
 
 import csv
+import io
 import os
 import uuid
 from collections.abc import Iterable, Sequence
@@ -65,13 +66,22 @@ def parse_list_line(line: str, where: str = "<line>") -> VideoRecord:
     return VideoRecord(path, num_frames, label)
 
 
+def read_text(file: Path, what: str) -> str:
+    """A list, CSV or class file's text; a missing file, a folder or a binary file is a ListError."""
+    try:
+        return file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ListError(f"{what} not found: {file}") from None
+    except IsADirectoryError:
+        raise ListError(f"{what} {file} is a folder, not a file") from None
+    except UnicodeDecodeError as e:
+        raise ListError(f"{what} {file} is not UTF-8 text (byte {e.start}): a binary file?") from None
+
+
 def read_list(file: str | os.PathLike[str]) -> list[VideoRecord]:
     """Read a `path nframes label` list; blank lines and lines starting with `#` are skipped."""
     file = Path(file)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ListError(f"list file not found: {file}") from None
+    text = read_text(file, "list file")
     return [
         parse_list_line(line, f"{file}:{number}")
         for number, line in enumerate(text.splitlines(), start=1)
@@ -118,10 +128,7 @@ def write_list(file: str | os.PathLike[str], records: Iterable[VideoRecord]) -> 
 def read_class_names(file: str | os.PathLike[str]) -> list[str]:
     """One class name a line (blank lines and `#` comments skipped); the line order is the label order."""
     file = Path(file)
-    try:
-        lines = file.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise ListError(f"class file not found: {file}") from None
+    lines = read_text(file, "class file").splitlines()
     names = [line.strip() for line in lines if not _is_skipped(line)]
     seen: set[str] = set()
     for name in names:
@@ -162,11 +169,7 @@ def read_video_csv(
     """
     file = Path(file)
     base = Path(root) if root is not None else file.parent
-    try:
-        with open(file, newline="", encoding="utf-8") as f:
-            rows = list(enumerate(csv.reader(f), start=1))
-    except FileNotFoundError:
-        raise ListError(f"video CSV not found: {file}") from None
+    rows = list(enumerate(csv.reader(io.StringIO(read_text(file, "video CSV"), newline="")), start=1))
     rows = [(n, row) for n, row in rows if row and not (len(row) == 1 and _is_skipped(row[0]))]
     if rows and rows[0][1][0].strip().lower() in _CSV_HEADER_FIRST:
         rows = rows[1:]
