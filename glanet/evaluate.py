@@ -43,12 +43,13 @@ from glanet.data.datasets import (
 from glanet.data.lists import read_list, read_video_csv, scan_video_folder, write_text_atomic
 from glanet.data.sampling import Sampling
 from glanet.data.transforms import EvalTransform
+from glanet.heatmap import heatmap
 from glanet.localisation import (
     GroundTruthCache,
     LocalisationStats,
     add_clip,
+    box_to_crop,
     has_ground_truth,
-    upsample_map,
 )
 
 log = logging.getLogger("glanet.evaluate")
@@ -337,31 +338,35 @@ def confusion_image(
 
 
 def overlay(frame_bgr: np.ndarray, att_map: np.ndarray | Tensor, alpha: float = 0.5) -> np.ndarray:
-    """Blend a JET heat map of `att_map` (bilinear up-sampled, scaled to its maximum) over the frame."""
-    size = frame_bgr.shape[0]
-    up = upsample_map(att_map, size)
-    heat = cv2.applyColorMap(np.round(255 * up / up.max()).astype(np.uint8), cv2.COLORMAP_JET)
-    if heat.shape[:2] != frame_bgr.shape[:2]:
-        heat = cv2.resize(heat, (frame_bgr.shape[1], frame_bgr.shape[0]), interpolation=cv2.INTER_LINEAR)
+    """Blend the heat map of `att_map` over the frame: the same colouring as the live overlay."""
+    m = att_map.detach().float().cpu().numpy() if isinstance(att_map, Tensor) else np.asarray(att_map)
+    heat = heatmap(m, frame_bgr.shape[1], frame_bgr.shape[0])
     return cv2.addWeighted(frame_bgr, 1.0 - alpha, heat, alpha, 0.0)
+
+
+MAP_TITLES = {"sa": "SA (statistic)", "la": "LA (learned)", "se": "SE (spatial excitation)"}
+_BOX_INK = (0, 255, 0)
 
 
 @dataclass(frozen=True)
 class Example:
     frame: np.ndarray  # (H, W, 3) uint8 BGR at the crop size
-    sa_map: np.ndarray  # (h, w)
-    la_map: np.ndarray
+    maps: dict[str, np.ndarray]  # the model's named attention maps, (h, w) each
     true: str
     pred: str
     confidence: float
+    box: tuple[int, int, int, int] | None = None  # the actor's ground-truth box in crop pixels, if known
 
 
 def attention_image(examples: Sequence[Example], tile: int = 192) -> np.ndarray:
-    """Rows "frame | SA overlay | LA overlay" with the true class and the clip's prediction (Fig. 8)."""
+    """Rows "frame | one overlay per attention map" with the true class, the clip's prediction and, where
+    the data has one, the actor's ground-truth box drawn on every tile (the paper's Fig. 8)."""
     caption, header, gap = 24, 26, 4
-    width = 3 * tile + 4 * gap
+    names = list(examples[0].maps) if examples else []
+    columns = ["frame", *(MAP_TITLES.get(n, n.upper()) for n in names)]
+    width = len(columns) * tile + (len(columns) + 1) * gap
     img = np.full((header + len(examples) * (caption + tile + gap), width, 3), 255, np.uint8)
-    for c, name in enumerate(("frame", "SA (statistic)", "LA (learned)")):
+    for c, name in enumerate(columns):
         x = gap + c * (tile + gap) + (tile - _text_width(name, 0.55)) // 2
         cv2.putText(img, name, (x, 19), _FONT, 0.55, _INK, 1, cv2.LINE_AA)
     for r, ex in enumerate(examples):
@@ -369,23 +374,38 @@ def attention_image(examples: Sequence[Example], tile: int = 192) -> np.ndarray:
         ok = ex.true == ex.pred
         colour = (40, 140, 40) if ok else (30, 30, 200)
         text = f"true {ex.true}  pred {ex.pred} ({ex.confidence:.2f})"
+        if ex.box is not None:
+            text += "   green: actor box"
         cv2.putText(img, text, (gap, y + 17), _FONT, 0.5, colour, 1, cv2.LINE_AA)
         frame = cv2.resize(ex.frame, (tile, tile), interpolation=cv2.INTER_CUBIC)
-        tiles = (frame, overlay(frame, ex.sa_map), overlay(frame, ex.la_map))
+        tiles = [frame, *(overlay(frame, ex.maps[n]) for n in names)]
         for c, t in enumerate(tiles):
+            if ex.box is not None:
+                scale = tile / ex.frame.shape[0]
+                x0, y0, x1, y1 = (round(v * scale) for v in ex.box)
+                t = t.copy()
+                cv2.rectangle(t, (x0, y0), (max(x0, x1 - 1), max(y0, y1 - 1)), _BOX_INK, 2, cv2.LINE_AA)
             x = gap + c * (tile + gap)
             img[y + caption : y + caption + tile, x : x + tile] = t
     return img
 
 
 @torch.no_grad()
-def collect_examples(ck: LoadedCheckpoint, dataset: FrameFolderDataset, count: int) -> list[Example]:
-    """The middle frame of the middle clip of `count` videos spread evenly over the dataset."""
+def collect_examples(
+    ck: LoadedCheckpoint, dataset: FrameFolderDataset | VideoFileDataset, count: int, root: str = ""
+) -> list[Example]:
+    """The middle frame of the middle clip of `count` videos spread evenly over the dataset, with the
+    actor's box when `root` holds SynthActions ground truth for these frame folders."""
     if count < 1:
         return []
     model = ck.model.eval()
     device = next(model.parameters()).device
     transform = EvalTransform.from_preprocessing(ck.preprocessing)
+    truth = (
+        GroundTruthCache(root)
+        if isinstance(dataset, FrameFolderDataset) and has_ground_truth(root, dataset.records)
+        else None
+    )
     clips_of: dict[int, list[int]] = {}
     for i, (video, _) in enumerate(dataset.items):
         clips_of.setdefault(video, []).append(i)
@@ -399,14 +419,24 @@ def collect_examples(ck: LoadedCheckpoint, dataset: FrameFolderDataset, count: i
         out = model(clip[None].to(device))
         t = clip.shape[0] // 2
         pred = int(out.fused[0].argmax())
+        box = None
+        if truth is not None:
+            boxes, height, width = truth.get(dataset.records[video])
+            frame_index = int(dataset.items[items[len(items) // 2]][1][t])
+            crop_box = box_to_crop(boxes[frame_index], height, width, ck.preprocessing)
+            box = (
+                None
+                if crop_box[2] <= crop_box[0] or crop_box[3] <= crop_box[1]
+                else tuple(map(int, crop_box))
+            )
         examples.append(
             Example(
                 transform.denormalise(clip[t]),
-                out.maps["sa"][0, t].float().cpu().numpy(),
-                out.maps["la"][0, t].float().cpu().numpy(),
+                {name: m[0, t].float().cpu().numpy() for name, m in out.maps.items()},
                 ck.class_names[label],
                 ck.class_names[pred],
                 float(out.fused[0, pred]),
+                box,
             )
         )
     return examples
@@ -432,7 +462,7 @@ def write_report(
         f"{result['checkpoint_name']}: {result['videos']} videos, top-1 {100 * result['fused']['top1']:.1f}%"
     )
     _write_png(out / "confusion.png", confusion_image(result["confusion"], result["class_names"], title))
-    picked = collect_examples(ck, dataset, examples)
+    picked = collect_examples(ck, dataset, examples, str(result.get("root", "")))
     if picked:
         _write_png(
             out / "attention.png", attention_image(picked, tile=max(192, int(ck.preprocessing["crop"])))

@@ -16,13 +16,18 @@ from glanet.data.sampling import Sampling
 from glanet.data.synth import CLASSES, write_dataset
 from glanet.data.transforms import EvalTransform, preprocessing_dict
 from glanet.evaluate import (
+    attention_image,
     build_eval_dataset,
+    collect_examples,
     confusion_image,
     evaluate_checkpoint,
     main,
+    overlay,
     write_report,
 )
+from glanet.heatmap import heatmap
 from glanet.models.glanet import GLANet
+from stream.overlay import heatmap as stream_heatmap
 
 PRE = preprocessing_dict(DataConfig(resize=(48, 48), crop=40))
 SAMPLING = Sampling(window=4, stride=4).to_dict()
@@ -112,6 +117,33 @@ def test_write_report_files(result: dict, checkpoints: list[Path], synth: Path, 
     assert att is not None and att.shape[1] == 3 * 192 + 4 * 4  # frame | SA | LA tiles
     assert 3 * 192 < att.shape[0] < 4 * 260  # three example rows
     assert att.std() > 10  # not blank
+
+
+def test_attention_figure_draws_the_ground_truth_box(checkpoints: list[Path], synth: Path) -> None:
+    ck = load_checkpoint(checkpoints[0])
+    dataset = build_eval_dataset(ck, synth, synth / "val.txt")
+    with_truth = collect_examples(ck, dataset, 2, str(synth))
+    without = collect_examples(ck, dataset, 2, "")
+    assert all(ex.box is not None for ex in with_truth) and all(ex.box is None for ex in without)
+    crop = int(ck.preprocessing["crop"])
+    for ex in with_truth:
+        x0, y0, x1, y1 = ex.box
+        assert 0 <= x0 < x1 <= crop and 0 <= y0 < y1 <= crop
+    green = np.array([0, 255, 0])
+    drawn = attention_image(with_truth, tile=192)
+    plain = attention_image(without, tile=192)
+    assert (drawn == green).all(axis=-1).sum() > 100  # the box's outline, on each of the three tiles
+    assert (plain == green).all(axis=-1).sum() == 0
+    assert drawn.shape == plain.shape
+
+
+def test_reports_colour_the_map_as_the_live_overlay_does() -> None:
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    att = rng.random((7, 7)).astype(np.float32)
+    expected = cv2.addWeighted(frame, 0.5, heatmap(att, 64, 64), 0.5, 0.0)
+    np.testing.assert_array_equal(overlay(frame, att), expected)
+    assert stream_heatmap is heatmap  # one function for both
 
 
 def test_confusion_image_for_many_classes() -> None:
