@@ -27,10 +27,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import openvino as ov
 
-from engines.calibration import SYNTH, calibration_frames
+from engines.calibration import SYNTH, SYNTH_FRAMES_PER_VIDEO, calibration_frames
 from engines.errors import EngineError, EngineUnavailable
+from engines.graph_io import FRAMES, state_out
 from engines.manifest import ENCODE, TEMPORAL_STEP, Manifest, hashes, read_manifest, record_build
 from engines.openvino_backend import (
     INT8_BIN,
@@ -81,10 +83,11 @@ def build_openvino_int8(
     fps = float(manifest.sampling.get("fps") or 15.0)
     frames = calibration_frames(calib, manifest.preprocessing, calib_frames, seed=seed, fps=fps)
     log.info("calibrating on %d frames from %s", len(frames), calib)
-    model = ov.Core().read_model(str(manifest.graph_path(ENCODE)))
+    core = ov.Core()
+    model = core.read_model(str(manifest.graph_path(ENCODE)))
     quantized = nncf.quantize(
         model,
-        nncf.Dataset([frames[i : i + 1] for i in range(len(frames))]),
+        nncf.Dataset(calibration_inputs(core, model, manifest, frames, calib)),
         preset=nncf.QuantizationPreset(preset),
         target_device=nncf.TargetDevice.CPU,
         subset_size=len(frames),
@@ -103,6 +106,30 @@ def build_openvino_int8(
     manifest = record_build(out, INT8_BUILD, entry)
     log.info("wrote %s (%d calibration frames, preset %s)", out / INT8_XML, len(frames), preset)
     return manifest
+
+
+def calibration_inputs(
+    core: ov.Core, model: ov.Model, manifest: Manifest, frames: np.ndarray, calib: str
+) -> list[Any]:
+    """One encode input per calibration frame. A stateless encode takes the frame alone; a stateful one
+    (SMNet's causal buffers) takes it with the state the fp32 graph reaches by running the frames in order,
+    as a stream would (restarted at each synthetic video: they are short separate clips), so that the
+    buffers' ranges are calibrated too."""
+    spec = manifest.spec
+    if not spec.encode_state:
+        return [frames[i : i + 1] for i in range(len(frames))]
+    request = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}).create_infer_request()
+    fresh = {f.name: np.full((1, *f.shape), f.reset, np.float32) for f in spec.encode_state}
+    outputs = {f.name: state_out(f.name) for f in spec.encode_state}
+    state, items = dict(fresh), []
+    for i in range(len(frames)):
+        if calib == SYNTH and i % SYNTH_FRAMES_PER_VIDEO == 0:
+            state = dict(fresh)
+        item = {FRAMES: frames[i : i + 1], **state}
+        items.append(item)
+        result = request.infer(item)
+        state = {name: np.asarray(result[out]) for name, out in outputs.items()}
+    return items
 
 
 def build_openvino_step_int8(directory: str | os.PathLike[str]) -> Manifest:

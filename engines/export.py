@@ -5,7 +5,8 @@
 The graphs' inputs and outputs come from the model's online spec (engines/graph_io.py): `encode.onnx`:
 frames (batch, 3, H, W) normalised and the backbone's state, if any -> the features (`feat_gs`, ...), the
 spatial maps (`map_sa`, ...) and the next backbone state; `temporal_step.onnx`: the features and the
-temporal state (GLANet: c, logit_sum, steps) -> logits, probs, fused and the next state (`c_out`, ...).
+temporal state (GLANet: c, logit_sum, steps; SMNet: its ring of logits) -> logits, probs, fused and
+the next state (`c_out`, ...).
 Batch is dynamic in both; the weights are inside the files.
 Before anything is reported, both graphs pass onnx.checker and run in OpenVINO (fp32) at batch 1 and 3
 within TOLERANCE of PyTorch (max error / range of the output); otherwise the export is refused and its
@@ -57,7 +58,7 @@ from engines.manifest import (
 from glanet.checkpoint import CheckpointError, load_checkpoint
 from glanet.cli import Parser, error_line, number
 from glanet.config import config_to_dict
-from glanet.models.glanet import GLANet
+from glanet.models import Model, SMNet, live_problem
 from glanet.models.online import Encoded, OnlineSpec, State
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ class ExportMismatch(ExportError):
 class EncodeGraph(nn.Module):
     """`encode` with plain tensors: (frames, *encode_state) -> the spec's encode outputs, in order."""
 
-    def __init__(self, model: GLANet) -> None:
+    def __init__(self, model: Model) -> None:
         super().__init__()
         self.model = model
         self.spec = model.spec
@@ -97,7 +98,7 @@ class EncodeGraph(nn.Module):
 class TemporalStepGraph(nn.Module):
     """`temporal_step` as a pure function: (*features, *step_state) -> predictions, next state."""
 
-    def __init__(self, model: GLANet) -> None:
+    def __init__(self, model: Model) -> None:
         super().__init__()
         self.model = model
         self.spec = model.spec
@@ -116,15 +117,23 @@ def _example_frames(batch: int, size: tuple[int, int], seed: int) -> Tensor:
     return torch.randn(batch, 3, *size, generator=g)
 
 
-def _example_state(model: GLANet, batch: int, seed: int) -> State:
-    """A temporal state with history: a few steps (1..5, per seed) of random features from a fresh one."""
+def _example_state(model: Model, batch: int, seed: int, size: tuple[int, int]) -> State:
+    """A state with history: a few steps (1..5, per seed) of random features from a fresh one, and, for a
+    model whose backbone has state (SMNet's causal buffers), a few frames through `encode`."""
     g = torch.Generator().manual_seed(seed)
     spec = model.spec
     state = model.init_state(batch)
     with torch.no_grad():
         for _ in range(1 + seed % 5):
             feats = {f.name: torch.randn(batch, *f.shape, generator=g) for f in spec.features}
-            _, state = model.temporal_step(feats, {f.name: state[f.name] for f in spec.step_state})
+            _, step_state = model.temporal_step(feats, {f.name: state[f.name] for f in spec.step_state})
+            state = {**state, **step_state}
+        for _ in range((1 + seed % 3) if spec.encode_state else 0):
+            frames = torch.randn(batch, 3, *size, generator=g)
+            state = {
+                **state,
+                **model.encode(frames, {f.name: state[f.name] for f in spec.encode_state}).state,
+            }
     return state
 
 
@@ -136,7 +145,7 @@ def _step_state(spec: OnlineSpec, state: State) -> tuple[Tensor, ...]:
     return tuple(state[f.name] for f in spec.step_state)
 
 
-def _run_model(model: GLANet, frames: Tensor, state: State) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+def _run_model(model: Model, frames: Tensor, state: State) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
     """The reference outputs of both graphs, flat and in graph order."""
     spec = model.spec
     with torch.no_grad():
@@ -212,7 +221,7 @@ def relative_error(got: np.ndarray, ref: np.ndarray) -> float:
 
 
 def verify_graphs(
-    model: GLANet, directory: Path, image_size: tuple[int, int], tolerance: float = TOLERANCE
+    model: Model, directory: Path, image_size: tuple[int, int], tolerance: float = TOLERANCE
 ) -> dict[str, float]:
     """Run both graphs in OpenVINO fp32 at batch 1 and 3 against `model`; the worst error of each output.
 
@@ -233,7 +242,7 @@ def verify_graphs(
 
     for batch in VERIFY_BATCHES:
         frames = _example_frames(batch, image_size, seed=batch)
-        state = _example_state(model, batch, seed=100 + batch)
+        state = _example_state(model, batch, seed=100 + batch, size=image_size)
         enc_ref, step_ref = _run_model(model, frames, state)
         enc_in = dict(zip(encode_inputs(spec), (frames, *_encode_state(spec, state)), strict=True))
         compare(ENCODE, encode({k: v.numpy() for k, v in enc_in.items()}), encode_outputs(spec), enc_ref)
@@ -289,14 +298,19 @@ def export(
     size = int(image_size) if image_size is not None else int(ck.preprocessing["crop"])
     if size < 32:
         raise ExportError(f"image size {size} is too small: the ResNet trunk needs at least 32 pixels")
+    problem = live_problem(ck.model)
+    if problem:
+        raise ExportError(f"{checkpoint}: {problem}")
     _prepare_dir(out)
     model = ck.model.eval()
+    if isinstance(model, SMNet):
+        model.input_size = size  # its causal buffers are sized for the frames the export takes
     spec = model.spec
     hw = (size, size)
 
     # Trace at batch 2: batch 1 could be specialised into the graph.
     frames = _example_frames(2, hw, seed=0)
-    state = _example_state(model, 2, seed=1)
+    state = _example_state(model, 2, seed=1, size=hw)
     enc_ref, step_ref = _run_model(model, frames, state)
     enc_args = (frames, *_encode_state(spec, state))
     step_args = (*enc_ref[: len(spec.features)], *_step_state(spec, state))

@@ -1,4 +1,4 @@
-"""GLANet checkpoints: one file with the weights and everything needed to use them.
+"""Model checkpoints (GLANet, SMNet): one file with the weights and everything needed to use them.
 
 A checkpoint is a plain dict saved with `torch.save` and read with `torch.load(weights_only=True)`,
 so loading one can never run code. It is written atomically (temp file, fsync, rename) and its
@@ -29,17 +29,16 @@ import torch
 from torch import Tensor
 
 import glanet
-from glanet.config import ConfigError, DataConfig, ModelConfig, build_section, config_to_dict
+from glanet.config import AnyModelConfig, ConfigError, DataConfig, build_model_config, config_to_dict
 from glanet.data.sampling import Sampling
 from glanet.data.transforms import preprocessing_dict
-from glanet.models.glanet import GLANet
+from glanet.models import MODELS, Model, new_model
 from glanet.text import safe_labels
 
 log = logging.getLogger(__name__)
 
 FORMAT = "glanet-checkpoint"
 FORMAT_VERSION = 1
-ARCH = "glanet"
 
 PREPROCESSING_KEYS = ("resize", "crop", "mean", "std")
 SAMPLING_KEYS = ("fps", "window", "stride", "mode", "segments", "frames_per_segment")
@@ -72,8 +71,8 @@ class CheckpointError(ValueError):
 class LoadedCheckpoint:
     """A checkpoint made ready to run: the model in eval mode and its metadata."""
 
-    model: GLANet
-    cfg: ModelConfig
+    model: Model
+    cfg: AnyModelConfig
     class_names: tuple[str, ...]
     preprocessing: dict[str, Any]
     sampling: dict[str, Any]
@@ -183,19 +182,19 @@ def _write_atomic(obj: Any, path: Path) -> None:
         os.close(dir_fd)
 
 
-def _unwrap(model: torch.nn.Module) -> GLANet:
-    """The GLANet inside DataParallel/DistributedDataParallel (`.module`) or torch.compile (`._orig_mod`)."""
-    while not isinstance(model, GLANet):
+def _unwrap(model: torch.nn.Module) -> Model:
+    """The model inside DataParallel/DistributedDataParallel (`.module`) or torch.compile (`._orig_mod`)."""
+    while not isinstance(model, MODELS):
         inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
         if not isinstance(inner, torch.nn.Module):
-            raise TypeError(f"save_checkpoint needs a GLANet, got a {type(model).__name__}")
+            raise TypeError(f"save_checkpoint needs a GLANet or an SMNet, got a {type(model).__name__}")
         model = inner
     return model
 
 
 def save_checkpoint(
     path: str | os.PathLike[str],
-    model: GLANet,
+    model: Model,
     *,
     class_names: Sequence[str],
     data: DataConfig | None = None,
@@ -407,21 +406,21 @@ def _fit_report(model_state: Mapping[str, Tensor], state: Mapping[str, Tensor]) 
     return "; ".join(parts)
 
 
-def _build_with_weights(cfg: ModelConfig, state: dict[str, Tensor], path: Path) -> GLANet:
-    """GLANet(cfg) holding `state`, loaded strictly.
+def _build_with_weights(cfg: AnyModelConfig, state: dict[str, Tensor], path: Path, input_size: int) -> Model:
+    """The model of `cfg` holding `state`, loaded strictly.
 
     The model is built on the meta device and the checkpoint's tensors are assigned to it: random
     initialisation of a ResNet-34 and three SRUs costs about a second, only to be overwritten.
     """
     with torch.device("meta"):
-        model = GLANet(cfg)
+        model = new_model(cfg, input_size)
     problem = _fit_report(model.state_dict(), state)
     if problem:
         raise CheckpointError(path, f"weights do not fit its model_config: {problem}")
     model.load_state_dict(state, strict=True, assign=True)
     if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
         # A tensor outside the state_dict (a non-persistent buffer) would still be empty: build for real.
-        model = GLANet(cfg)
+        model = new_model(cfg, input_size)
         model.load_state_dict(state, strict=True)
     return model
 
@@ -429,7 +428,7 @@ def _build_with_weights(cfg: ModelConfig, state: dict[str, Tensor], path: Path) 
 def load_checkpoint(
     path: str | os.PathLike[str],
     *,
-    expect_arch: str | None = ARCH,
+    expect_arch: str | None = None,
     num_classes: int | None = None,
     map_location: str | torch.device = "cpu",
 ) -> LoadedCheckpoint:
@@ -439,7 +438,11 @@ def load_checkpoint(
     if expect_arch is not None and raw["arch"] != expect_arch:
         raise CheckpointError(path, f"checkpoint is for model {raw['arch']!r}, not {expect_arch!r}")
     try:
-        cfg: ModelConfig = build_section(ModelConfig, raw["model_config"], "model")
+        if raw["model_config"].get("arch", "glanet") != raw["arch"]:
+            raise ConfigError(
+                f"model_config.arch {raw['model_config'].get('arch')!r} is not arch {raw['arch']!r}"
+            )
+        cfg = build_model_config(raw["model_config"])
     except ConfigError as e:
         raise CheckpointError(
             path, f"model_config cannot be used by this glanet {glanet.__version__} ({e})"
@@ -453,7 +456,7 @@ def load_checkpoint(
         raise CheckpointError(path, f"has {cfg.num_classes} classes, expected {num_classes}")
     # Weights stored in a smaller float type (save_checkpoint(weights_dtype=...)) run in float32.
     state = {k: v.float() if v.is_floating_point() else v for k, v in raw["state_dict"].items()}
-    model = _build_with_weights(cfg, state, path)
+    model = _build_with_weights(cfg, state, path, int(raw["preprocessing"]["crop"]))
     model.to(map_location).eval()
     log.info("loaded checkpoint %s (%s, %d classes)", path, cfg.backbone, cfg.num_classes)
     return LoadedCheckpoint(

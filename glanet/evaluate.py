@@ -178,8 +178,9 @@ def evaluate_checkpoint(
     loader = DataLoader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=dev.type == "cuda"
     )
-    localise = has_ground_truth(root, dataset.records)
-    stats = LocalisationStats(ck.preprocessing) if localise else None
+    map_names = [name.upper() for name in model.spec.maps]  # GLANet: SA, LA; SMNet: SE
+    localise = bool(map_names) and has_ground_truth(root, dataset.records)
+    stats = LocalisationStats(ck.preprocessing, names=map_names) if localise else None
     cache = GroundTruthCache(root) if localise else None
     fused, probs, videos, labels = [], [], [], []
     seen = 0
@@ -190,10 +191,10 @@ def evaluate_checkpoint(
         videos.append(v)
         labels.append(y)
         if stats is not None and cache is not None:
-            sa, la = out.maps["sa"].float().cpu(), out.maps["la"].float().cpu()  # one device sync per batch
+            maps = {k: m.float().cpu() for k, m in out.maps.items()}  # one device sync per batch
             for b in range(clips.shape[0]):
                 video, indices = dataset.items[seen + b]
-                add_clip(stats, cache, dataset.records[video], indices, sa[b], la[b])
+                add_clip(stats, cache, dataset.records[video], indices, {k: m[b] for k, m in maps.items()})
         seen += clips.shape[0]
     video_index = torch.cat(videos).numpy()
     clip_labels = torch.cat(labels).numpy()
@@ -255,7 +256,7 @@ def mean_over_runs(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     out["per_branch"] = {
         s: {m: float(np.mean([r["per_branch"][s][m] for r in results])) for m in METRICS} for s in branches
     }
-    if all("SA" in r.get("localisation", {}) for r in results):
+    if all(r.get("localisation", {}).get("frames") for r in results):
         out["localisation"] = {
             part: {key: float(np.mean([r["localisation"][part][key] for r in results])) for key in values}
             for part, values in results[0]["localisation"].items()
@@ -519,7 +520,9 @@ def localisation_table(name: str, loc: Mapping[str, Any]) -> Table:
     table = Table(title=f"attention localisation, {name} ({loc.get('frames', 0)} frames)")
     for col in ("map", "mass in box", "box share", "ratio (mean per frame)", "ratio of means", "pointing"):
         table.add_column(col, justify="left" if col == "map" else "right")
-    for part in ("SA", "LA", "uniform"):
+    for part in [
+        p for p, v in loc.items() if isinstance(v, dict) and "mass_in_box" in v
+    ]:  # maps, then uniform
         if part in loc:
             v = loc[part]
             table.add_row(
@@ -621,7 +624,7 @@ def run(args: argparse.Namespace, console: Console | None = None) -> dict[str, A
         log.info("wrote %s", out / "report.json")
     console.print(results_table(results, mean))
     for r in results:
-        if "localisation" in r and "SA" in r["localisation"]:
+        if r.get("localisation", {}).get("frames"):
             console.print(localisation_table(r["checkpoint_name"], r["localisation"]))
     if mean is not None and "localisation" in mean:
         console.print(localisation_table(f"mean of {len(results)}", mean["localisation"]))

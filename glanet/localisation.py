@@ -142,12 +142,18 @@ class LocalisationStats:
     Baselines ride along on the same frames: a uniform map (mass = share) and a point at the crop's centre.
     """
 
-    def __init__(self, preprocessing: Mapping[str, Any], tolerance_px: float | None = None) -> None:
+    def __init__(
+        self,
+        preprocessing: Mapping[str, Any],
+        tolerance_px: float | None = None,
+        names: Sequence[str] = ATTENTION_MAPS,
+    ) -> None:
+        self.names = tuple(names)  # the maps scored: GLANet's SA and LA, SMNet's SE
         self.preprocessing = dict(preprocessing)
         self.crop = int(preprocessing["crop"])
         self.tolerance = default_tolerance(self.crop) if tolerance_px is None else float(tolerance_px)
-        self.mass: dict[str, list[float]] = {name: [] for name in ATTENTION_MAPS}
-        self.hits: dict[str, list[bool]] = {name: [] for name in ATTENTION_MAPS}
+        self.mass: dict[str, list[float]] = {name: [] for name in self.names}
+        self.hits: dict[str, list[bool]] = {name: [] for name in self.names}
         self.shares: list[float] = []
         self.centre_hits: list[bool] = []
         self.skipped = 0
@@ -166,7 +172,7 @@ class LocalisationStats:
             return
         x0, y0, x1, y1 = (int(v) for v in crop_box)
         box = crop_box.astype(np.float64)
-        for name in ATTENTION_MAPS:
+        for name in self.names:
             up = upsample_map(maps[name], self.crop)
             self.mass[name].append(float(up[y0:y1, x0:x1].sum()))
             i, j = np.unravel_index(int(np.argmax(up)), up.shape)
@@ -199,7 +205,7 @@ class LocalisationStats:
         if not self.frames:
             return out
         share = np.asarray(self.shares)
-        for name in ATTENTION_MAPS:
+        for name in self.names:
             out[name] = self._summary(np.asarray(self.mass[name]), np.asarray(self.hits[name]), share)
         # A uniform map: mass = share in every frame; it points nowhere, so the centre point stands in.
         out["uniform"] = self._summary(share, np.asarray(self.centre_hits), share)
@@ -260,14 +266,14 @@ def add_clip(
     cache: GroundTruthCache,
     record: VideoRecord,
     indices: np.ndarray,
-    sa_map: torch.Tensor,
-    la_map: torch.Tensor,
+    maps: Mapping[str, torch.Tensor],
 ) -> None:
-    """Add every frame of one clip: `indices` (T,) frame numbers, maps (T, h, w)."""
+    """Add every frame of one clip: `indices` (T,) frame numbers, `maps` {"sa": (T, h, w), ...} as the
+    model names them (scored as "SA", ...)."""
     boxes, height, width = cache.get(record)
-    sa, la = sa_map.float().cpu().numpy(), la_map.float().cpu().numpy()
+    arrays = {name.upper(): m.float().cpu().numpy() for name, m in maps.items()}
     for t, frame in enumerate(np.asarray(indices).tolist()):
-        stats.add_frame({"SA": sa[t], "LA": la[t]}, boxes[frame], height, width)
+        stats.add_frame({name: a[t] for name, a in arrays.items()}, boxes[frame], height, width)
 
 
 # -- a whole split --------------------------------------------------------------------------------
@@ -303,7 +309,7 @@ def localisation_report(
         out = model(clips)
         for b, i in enumerate(idx):
             video, indices = dataset.items[i]
-            add_clip(stats, cache, dataset.records[video], indices, out.maps["sa"][b], out.maps["la"][b])
+            add_clip(stats, cache, dataset.records[video], indices, {k: m[b] for k, m in out.maps.items()})
     report = stats.report()
     log.info("localisation on %s: %d frames (%d skipped)", split, stats.frames, stats.skipped)
     return report

@@ -8,21 +8,23 @@ checks the file before a long training run does.
 
 from __future__ import annotations
 
+import math
 import sys
+from collections.abc import Callable
 
 import torch
 from rich.console import Console
 from rich.table import Table
 
 from glanet.cli import Parser
-from glanet.config import ConfigError, load_config
-from glanet.models import build_model
+from glanet.config import ConfigError, ModelConfig, load_config
+from glanet.models import GLANet, SMNet, build_model
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(
         prog="python -m glanet.summary",
-        description="Print the parts and shapes of the GLANet a config describes.",
+        description="Print the parts and shapes of the model a config describes.",
     )
     parser.add_argument("--config", required=True, help="a config file or the name of a shipped one")
     parser.add_argument(
@@ -39,33 +41,75 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     size = cfg.data.crop
-    with torch.no_grad():
-        fmap = model.backbone(torch.zeros(1, 3, size, size))
-    table = Table(title=f"{args.config}: GLANet, {cfg.model.fusion} fusion, preset {cfg.model.preset}")
-    for col in ("part", "parameters", "output per frame"):
-        table.add_column(col)
 
     def count(module: torch.nn.Module) -> str:
         return f"{sum(p.numel() for p in module.parameters()):,}"
 
+    if isinstance(model, SMNet):
+        table = _smnet_table(args.config, model, size, count)
+    else:
+        table = _glanet_table(args.config, cfg.model, model, size, count)
+    table.add_row("total", count(model), "")
+    Console().print(table)
+    return 0
+
+
+def _glanet_table(name: str, mcfg: ModelConfig, model: GLANet, size: int, count: Callable) -> Table:
+    with torch.no_grad():
+        fmap = model.backbone(torch.zeros(1, 3, size, size))
+    table = Table(title=f"{name}: GLANet, {mcfg.fusion} fusion, preset {mcfg.preset}")
+    for col in ("part", "parameters", "output per frame"):
+        table.add_column(col)
     table.add_row(
-        f"backbone ({cfg.model.backbone})", count(model.backbone), f"{tuple(fmap.shape[1:])} at {size} px"
+        f"backbone ({mcfg.backbone})", count(model.backbone), f"{tuple(fmap.shape[1:])} at {size} px"
     )
     table.add_row(
         "GP / SA / LA",
         f"0 / {count(model.sa)} / {count(model.la)}",
         f"attention maps {tuple(fmap.shape[2:])}",
     )
-    for name, head in zip(model.branch_names, model.heads.values(), strict=True):
+    for branch, head in zip(model.branch_names, model.heads.values(), strict=True):
         sru = head.sru
         table.add_row(
-            f"branch {name}: SRU {sru.num_layers}x{sru.hidden_size} + classifier",
+            f"branch {branch}: SRU {sru.num_layers}x{sru.hidden_size} + classifier",
             count(head),
-            f"input {sru.input_size} -> {cfg.model.num_classes} classes",
+            f"input {sru.input_size} -> {mcfg.num_classes} classes",
         )
-    table.add_row("total", count(model), "")
-    Console().print(table)
-    return 0
+    return table
+
+
+def _smnet_table(name: str, model: SMNet, size: int, count: Callable) -> Table:
+    cfg = model.cfg
+    mode = f"causal, live window {cfg.window}" if cfg.causal else "offline (TSN consensus)"
+    table = Table(title=f"{name}: SMNet ({cfg.modules}), {mode}")
+    for col in ("part", "parameters", "output per frame"):
+        table.add_column(col)
+    modules = [m for m in model.modules() if type(m).__name__ == "SMModule"]
+    trunk = sum(p.numel() for p in model.backbone.parameters()) - sum(
+        p.numel() for m in modules for p in m.parameters()
+    )
+    model.input_size = size  # the causal buffers' shapes follow the frames'
+    model.eval()
+    with torch.no_grad():
+        x = model._stem(torch.zeros(1, 3, size, size))
+        for _, block, _ in model._blocks():
+            x, _ = block(x, 1, model.causal)
+    side = x.shape[-1]
+    table.add_row(
+        f"trunk ({cfg.backbone})",
+        f"{trunk:,}",
+        f"{model.backbone.out_channels} x {side} x {side} at {size} px",
+    )
+    table.add_row(
+        f"SE/ME modules ({len(modules)}, one per block)",
+        f"{sum(p.numel() for m in modules for p in m.parameters()):,}",
+        "",
+    )
+    table.add_row("classifier", count(model.fc), f"{cfg.num_classes} classes")
+    if cfg.causal:
+        state = sum(math.prod(f.shape) for f in model.spec.encode_state)
+        table.add_row("causal buffers (state per camera)", "", f"{state:,} values")
+    return table
 
 
 if __name__ == "__main__":

@@ -35,9 +35,11 @@ from torch.utils.data import DataLoader, DistributedSampler
 from glanet.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from glanet.cli import Parser, error_line, number
 from glanet.config import (
+    AnyModelConfig,
     Config,
     ConfigError,
     ModelConfig,
+    SMNetConfig,
     TrainConfig,
     config_to_dict,
     config_to_toml,
@@ -55,7 +57,7 @@ from glanet.data.sampling import Sampling
 from glanet.data.transforms import build_transforms, preprocessing_dict
 from glanet.data.video import VideoError
 from glanet.losses import glanet_loss
-from glanet.models import GLANet, build_model
+from glanet.models import GLANet, Model, SMNet, build_model
 
 log = logging.getLogger("glanet.train")
 
@@ -88,12 +90,23 @@ def set_sa_temperature(model: GLANet, temperature: float) -> None:
     model.cfg = dataclasses.replace(model.cfg, sa_temperature=temperature)
 
 
-def same_model(a: ModelConfig, b: ModelConfig, annealed: bool) -> bool:
-    """Equal configs; with SA annealing on, a checkpoint's temperature is the one of its epoch."""
-    return a == b or (annealed and dataclasses.replace(a, sa_temperature=b.sa_temperature) == b)
+def same_model(a: AnyModelConfig, b: AnyModelConfig, annealed: bool, causal_may_change: bool = False) -> bool:
+    """Equal configs; with SA annealing on, a checkpoint's temperature is the one of its epoch; with
+    `causal_may_change`, an offline SMNet may start a causal one (the same weights, fine-tuned causally)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, SMNetConfig) and isinstance(b, SMNetConfig) and causal_may_change:
+        a = dataclasses.replace(a, causal=b.causal)
+    if a == b:
+        return True
+    return (
+        annealed
+        and isinstance(a, ModelConfig)
+        and dataclasses.replace(a, sa_temperature=b.sa_temperature) == b
+    )
 
 
-def apply_stage(model: GLANet, stage: str) -> None:
+def apply_stage(model: Model, stage: str) -> None:
     """Freeze what the training stage keeps fixed (paper sections IV-B-D).
 
     joint: everything trains. spatial: the backbone, attention and classifiers train, the SRUs are
@@ -102,6 +115,8 @@ def apply_stage(model: GLANet, stage: str) -> None:
     """
     for p in model.parameters():
         p.requires_grad_(True)
+    if not isinstance(model, GLANet):
+        return  # SMNet: one network, trained whole (check_train_config refuses the GLANet stages)
     if stage == "spatial":
         for head in model.heads.values():
             head.sru.requires_grad_(False)
@@ -113,7 +128,7 @@ def apply_stage(model: GLANet, stage: str) -> None:
             cell.weight_c.requires_grad_(False)
 
 
-def set_train_mode(model: GLANet, stage: str) -> None:
+def set_train_mode(model: Model, stage: str) -> None:
     model.train()
     if stage == "temporal":  # a frozen trunk keeps its BatchNorm statistics too
         model.backbone.eval()
@@ -238,7 +253,7 @@ def train_one_epoch(
     console: Console | None = None,
 ) -> EpochStats:
     """One pass over `loader`; `model` may be wrapped in DDP. Returns the mean losses and the rate."""
-    inner: GLANet = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    inner: Model = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
     set_train_mode(inner, cfg.train.stage)
     stats = EpochStats()
     total = len(loader) if limit_batches <= 0 else min(limit_batches, len(loader))  # type: ignore[arg-type]
@@ -260,7 +275,7 @@ def train_one_epoch(
                 out.logits.float(),
                 labels,
                 inner.branch_names,
-                score_fusion=inner.cfg.score_fusion,
+                score_fusion=getattr(inner.cfg, "score_fusion", "probs"),  # SMNet: one branch, no fusion
                 ga=cfg.train.ga,
                 margin=cfg.train.ga_margin,
                 detach_global=cfg.train.ga_detach_global,
@@ -291,7 +306,7 @@ def train_one_epoch(
 
 
 @torch.no_grad()
-def evaluate(model: GLANet, loader: Iterable, device: torch.device, limit_batches: int = 0) -> dict[str, Any]:
+def evaluate(model: Model, loader: Iterable, device: torch.device, limit_batches: int = 0) -> dict[str, Any]:
     """Video-level accuracy (clip predictions averaged per video) for the fused prediction and each branch."""
     model.eval()
     fused, branches, videos, labels = [], [], [], []
@@ -368,9 +383,21 @@ def _setup_distributed(device_arg: str) -> tuple[torch.device, int, int]:
     return torch.device("cuda" if use_cuda else "cpu"), 0, 1
 
 
-def run(args: argparse.Namespace) -> tuple[GLANet, dict[str, Any]]:
+def check_train_config(cfg: Config) -> None:
+    """What only GLANet has (training stages, GA, SA annealing) asked of another model is refused by name."""
+    if isinstance(cfg.model, ModelConfig):
+        return
+    arch = cfg.model.arch
+    if cfg.train.stage != "joint":
+        raise ConfigError(f"train.stage = {cfg.train.stage!r}: {arch} trains in one stage (joint)")
+    if cfg.train.sa_anneal:
+        raise ConfigError(f"train.sa_anneal: GLANet's SA temperature; {arch} has no SA branch")
+
+
+def run(args: argparse.Namespace) -> tuple[Model, dict[str, Any]]:
     """Train as `args` say; returns the trained model and the last epoch's metrics (rank 0)."""
     cfg = load_config(args.config, args.set)
+    check_train_config(cfg)
     device, rank, world = _setup_distributed(args.device)
     out = Path(args.out)
     console = Console(stderr=True)
@@ -389,11 +416,25 @@ def run(args: argparse.Namespace) -> tuple[GLANet, dict[str, Any]]:
         best = float(extra.get("best_top1", -1.0))
     elif args.init_from:
         model = load_checkpoint(args.init_from, num_classes=cfg.model.num_classes).model
-        if not same_model(model.cfg, cfg.model, bool(cfg.train.sa_anneal)):
+        if not same_model(model.cfg, cfg.model, bool(cfg.train.sa_anneal), causal_may_change=True):
             raise ConfigError(f"{args.init_from} has another model config than {args.config}")
+        if (
+            isinstance(model, SMNet)
+            and isinstance(cfg.model, SMNetConfig)
+            and model.causal != cfg.model.causal
+        ):
+            model.set_causal(cfg.model.causal)  # the causal fine-tuning recipe: same weights, causal from now
+            log.info(
+                "%s: SMNet weights, now run %s", args.init_from, "causally" if model.causal else "offline"
+            )
     else:
         weights = None if args.imagenet_weights in (None, "cache") else args.imagenet_weights
-        model = build_model(cfg.model, imagenet_weights=weights, pretrained=args.imagenet_weights is not None)
+        model = build_model(
+            cfg.model,
+            imagenet_weights=weights,
+            pretrained=args.imagenet_weights is not None,
+            input_size=cfg.data.crop,
+        )
     model.to(device)
     apply_stage(model, cfg.train.stage)
     optimizer = build_optimizer(model, cfg.train)

@@ -95,7 +95,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-frames", type=int, help="stop each camera after this many source frames")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.add_argument(
-        "--attention", default=None, help="heat map shown first: sa, la or none (key a cycles); default sa"
+        "--attention",
+        default=None,
+        help="heat map shown first: one of the model's maps (GLANet: sa, la; SMNet: se) or none; key a "
+        "cycles (default: the model's first map)",
     )
     p.add_argument(
         "--smoothing", type=float, default=0.0, help="exponential smoothing of the probabilities, [0, 1)"
@@ -147,7 +150,7 @@ class Checked:
 
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
-ATTENTION = ("sa", "la", "none")
+ATTENTION = ("sa", "la", "se", "none")  # every map a shipped model has; the loaded model narrows it
 _DEVICE = re.compile(r"^(cpu|cuda(:[0-9]+)?)$")
 
 # flag, attribute, test, rule: each numeric flag's range (None, the default of some, is not checked)
@@ -218,7 +221,7 @@ def validate(args: argparse.Namespace) -> Checked:
 
     check_numbers(args)
     check_device(args.device)
-    if args.attention is not None and args.attention not in ATTENTION:
+    if args.attention is not None and args.attention not in ATTENTION:  # the model's own are checked on load
         raise UsageError(f"--attention {args.attention!r}: give one of {', '.join(ATTENTION)}")
     defaults = CameraDefaults(
         folder_fps=args.folder_fps or 0.0,
@@ -504,6 +507,7 @@ def _run(args: argparse.Namespace, checked: Checked) -> RunSummary:
     from engines.openvino_backend import best_built_precision
     from engines.select import choose_backend, make_backend
     from glanet.checkpoint import CheckpointError, load_checkpoint
+    from glanet.models import live_problem
     from stream.app import StreamApp, StreamOptions
     from stream.events import EventConfig
     from stream.recognizer import RecognizerConfig
@@ -520,6 +524,9 @@ def _run(args: argparse.Namespace, checked: Checked) -> RunSummary:
         if not Path(path).exists():
             raise CheckpointError(path, "checkpoint not found")
         ck = load_checkpoint(path, map_location="cpu")
+        problem = live_problem(ck.model)
+        if problem:
+            raise CheckpointError(path, problem)
     info = read_manifest(args.engine) if args.engine is not None else ck
     assert info is not None
     model_fps = float(info.sampling.get("fps") or 25.0)

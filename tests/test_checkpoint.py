@@ -278,7 +278,7 @@ REFUSALS: dict[str, tuple[Callable[[Path, Path], None], dict, str]] = {
     "arch": (
         lambda good, p: (p.write_bytes(good.read_bytes()), rewrite(p, _set("arch", "smnet"))),
         {},
-        "checkpoint is for model 'smnet', not 'glanet'",
+        "model_config.arch 'glanet' is not arch 'smnet'",  # the two must agree
     ),
     "class count": (
         lambda good, p: p.write_bytes(good.read_bytes()),
@@ -387,9 +387,10 @@ def test_class_names_with_terminal_escapes_come_back_inert(tmp_path: Path, model
     assert all(ch.isprintable() for name in ck.class_names for ch in name)
 
 
-def test_expect_arch_none_skips_the_arch_check(tmp_path: Path, saved: Path) -> None:
-    rewrite(saved, _set("arch", "smnet"))
-    assert load_checkpoint(saved, expect_arch=None).class_names == NAMES
+def test_expect_arch_refuses_another_model(tmp_path: Path, saved: Path) -> None:
+    assert load_checkpoint(saved).class_names == NAMES  # any arch by default
+    with pytest.raises(CheckpointError, match="checkpoint is for model 'glanet', not 'smnet'"):
+        load_checkpoint(saved, expect_arch="smnet")
 
 
 def test_a_flipped_byte_in_the_file_is_refused(tmp_path: Path, model: GLANet, saved: Path) -> None:
@@ -485,7 +486,7 @@ def test_metadata_is_made_plain(tmp_path: Path, model: GLANet) -> None:
 def test_a_wrapped_model_is_saved_without_the_wrapper_prefix(tmp_path: Path, model: GLANet) -> None:
     path = save_checkpoint(tmp_path / "dp.pt", torch.nn.DataParallel(model), class_names=NAMES)
     assert list(read_checkpoint(path)["state_dict"]) == list(model.state_dict())
-    with pytest.raises(TypeError, match="needs a GLANet, got a Linear"):
+    with pytest.raises(TypeError, match="needs a GLANet or an SMNet, got a Linear"):
         save_checkpoint(tmp_path / "x.pt", torch.nn.Linear(2, 2), class_names=NAMES)
 
 
