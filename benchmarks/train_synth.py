@@ -1,7 +1,8 @@
 """Train the small CPU config on SynthActions, then score it on held-out videos from other seeds.
 
     python benchmarks/train_synth.py [--config configs/glanet_r10_synth_demo.toml] [--save-demo]
-    python benchmarks/train_synth.py --config configs/smnet_r10_synth_demo.toml --save-demo   # SMNet
+    python benchmarks/train_synth.py --config configs/smnet_r10_synth_demo.toml \
+        --trunk-from models/glanet_synthactions_demo.pt --save-demo                          # SMNet
 
 1. generates the training set (default 12 classes x 170 = 2040 videos) and a held-out set from
    another base seed (resumable: videos already on disk are kept);
@@ -26,8 +27,10 @@ from rich.console import Console
 from rich.table import Table
 
 from glanet.checkpoint import LoadedCheckpoint, load_checkpoint, save_checkpoint
+from glanet.config import load_config
 from glanet.data.synth import CLASSES, write_dataset
 from glanet.evaluate import evaluate_checkpoint
+from glanet.models import build_model
 from glanet.train import parse_args as train_args
 from glanet.train import run as train_run
 
@@ -70,6 +73,20 @@ def save_demo(ck: LoadedCheckpoint, result: dict[str, Any], path: Path) -> Path:
     )
 
 
+def smnet_from_trunk(config: str, sets: list[str], source: Path, out: Path) -> Path:
+    """A fresh SMNet of `config` whose trunk holds `source`'s trunk weights, saved as out/init.pt."""
+    cfg = load_config(config, sets)
+    model = build_model(cfg.model, input_size=cfg.data.crop)
+    trunk = load_checkpoint(source).model.backbone.state_dict()
+    own = model.backbone.state_dict()
+    if set(trunk) != {k for k in own if ".smnet." not in k}:
+        raise SystemExit(f"{source}: its trunk is not an {cfg.model.backbone} like {config}'s")
+    model.backbone.load_state_dict(trunk, strict=False)
+    out.mkdir(parents=True, exist_ok=True)
+    names = [f"class_{i:03d}" for i in range(cfg.model.num_classes)]
+    return save_checkpoint(out / "init.pt", model, class_names=names, data=cfg.data)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default="configs/glanet_r10_synth_demo.toml")
@@ -88,6 +105,11 @@ def main(argv: list[str] | None = None) -> int:
         "--save-demo",
         action="store_true",
         help=f"write the trained model as the demo model: {', '.join(map(str, DEMOS.values()))}",
+    )
+    p.add_argument(
+        "--trunk-from",
+        help="SMNet: start the trunk from this GLANet checkpoint's (the SynthActions counterpart of ImageNet "
+        "weights: its ResNet already knows the figures; the SE/ME modules and the classifier start fresh)",
     )
     args = p.parse_args(argv)
     console = Console()
@@ -120,7 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     ]
     t0 = time.perf_counter()
     overrides = [arg for s in sets for arg in ("--set", s)]
-    train_run(train_args(["--config", args.config, "--out", args.out, "--no-eval", *overrides]))
+    init = []
+    if args.trunk_from:
+        init = [
+            "--init-from",
+            str(smnet_from_trunk(args.config, sets, Path(args.trunk_from), Path(args.out))),
+        ]
+    train_run(train_args(["--config", args.config, "--out", args.out, "--no-eval", *overrides, *init]))
     train_s = time.perf_counter() - t0
 
     ck = load_checkpoint(Path(args.out) / "last.pt")

@@ -293,8 +293,10 @@ class OpenVINOBackend:
         if x.ndim != 4 or x.shape[1] != 3 or tuple(x.shape[2:]) != size:
             raise ValueError(f"frames {tuple(x.shape)} must be (N, 3, {size[0]}, {size[1]}) for this export")
         inputs = {FRAMES: x}
+        if state is None and self._spec.encode_state:  # fresh streams, as encode(frames) on a model
+            state = init_rows(self._spec.encode_state, x.shape[0])
         for f in self._spec.encode_state:
-            inputs[f.name] = _array((state or {})[f.name])
+            inputs[f.name] = _array(state[f.name])
         return unpack_encoded(self._spec, self._encode_request.infer(inputs), _tensor)
 
     def temporal_step(

@@ -1,0 +1,87 @@
+"""The SMNet demo model on OpenVINO: exported with its causal buffers as state, fp32 streams as PyTorch does,
+and int8 (NNCF, calibrated on frames run in order so the buffers are calibrated too) agrees with PyTorch on
+the top-1 of SynthActions clips it never saw."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from engines.build import build_openvino_int8, build_openvino_step_int8
+from engines.export import export
+from engines.openvino_backend import OpenVINOBackend
+from glanet.checkpoint import load_checkpoint
+from glanet.data.synth import CLASSES, generate_video
+from glanet.data.transforms import EvalTransform
+
+DEMO = Path(__file__).parents[2] / "models" / "smnet_synthactions_demo.pt"
+CLIPS = 100  # seeds 5000+, never seen in training; classes in turn
+FRAMES = 8
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("smnet") / "export"
+    export(DEMO, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def built(exported: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("smnet-int8") / "export"
+    shutil.copytree(exported, out)
+    build_openvino_int8(out, calib="synth", calib_frames=300)  # the CLI default
+    build_openvino_step_int8(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def validation() -> tuple[torch.Tensor, torch.Tensor]:
+    """(clips (N, T, 3, S, S), PyTorch's fused probabilities of the causal clip run (N, K))."""
+    ck = load_checkpoint(DEMO)
+    transform = EvalTransform.from_preprocessing(ck.preprocessing)
+    fps = float(ck.sampling["fps"])
+    clips = torch.stack(
+        [
+            transform(generate_video(i % len(CLASSES), 5000 + i, num_frames=FRAMES, size=128, fps=fps).frames)
+            for i in range(CLIPS)
+        ]
+    )
+    assert ck.cfg.window >= FRAMES  # then the live prediction after T frames is the clip's
+    with torch.no_grad():
+        return clips, ck.model(clips).fused
+
+
+def stream(backend: OpenVINOBackend, clips: torch.Tensor) -> torch.Tensor:
+    """Each clip frame by frame (all clips batched, one row each, buffers carried) -> the last fused."""
+    spec = backend.spec
+    state = backend.init_state(clips.shape[0])
+    for t in range(clips.shape[1]):
+        enc = backend.encode(clips[:, t], {f.name: state[f.name] for f in spec.encode_state})
+        out, step = backend.temporal_step(enc.features, {f.name: state[f.name] for f in spec.step_state})
+        state = {**enc.state, **step}
+    return out.fused
+
+
+def test_fp32_streams_as_pytorch_runs_the_clip(exported, validation, tmp_path):
+    clips, ref = validation
+    got = stream(OpenVINOBackend.from_manifest(exported, "fp32", cache_dir=tmp_path), clips)
+    assert (got - ref).abs().max().item() < 1e-4
+
+
+def test_int8_agrees_with_pytorch_on_top1(built, validation, tmp_path):
+    clips, ref = validation
+    backend = OpenVINOBackend.from_manifest(built, "int8", cache_dir=tmp_path)
+    assert backend.step_weights == "int8"
+    got = stream(backend, clips)
+    agree = (got.argmax(1) == ref.argmax(1)).float().mean().item()
+    print(
+        f"smnet int8: top-1 agreement {agree:.3f} on {len(clips)} clips, "
+        f"max |fused diff| {(got - ref).abs().max():.4f}"
+    )
+    # measured here: 98.0% (the issue's target is 98%; 97.0% with 100 calibration frames). The guard
+    # leaves a clip of room for another CPU's int8 kernels; the README gives the figure.
+    assert agree >= 0.97
