@@ -47,8 +47,10 @@ from glanet.evaluate import build_eval_dataset, evaluate_checkpoint, write_repor
 
 log = logging.getLogger("glanet.ablation")
 
-TABLES = ("I", "II", "III", "IV", "V")
-BRANCHES = ("GS", "GL", "GP", "SA", "LA")
+TABLES = ("I", "II", "III", "IV", "V")  # GLANet's paper tables
+SMNET_TABLES = ("SM",)  # SMNet: which excitations each block gets
+BRANCHES = ("GS", "GL", "GP", "SA", "LA", "SM")
+SMNET_MODULES = ("none", "se", "me", "se+me")
 FEATURE_FUSIONS = ("max", "multiply", "average", "concat")
 
 _EARLY = ("model.fusion=early",)
@@ -85,6 +87,7 @@ RUNS: dict[str, Run] = {
         ),
         Run("II_concat", _FULL),
         Run("IV_off", (*_EARLY, "model.feature_fusion=concat", "train.ga=false")),
+        *(Run(f"SM_{m.replace('+', '_')}", (f'model.modules="{m}"',)) for m in SMNET_MODULES),
     )
 }
 
@@ -94,6 +97,7 @@ TITLES = {
     "III": "Table III: fusion layer of the composite feature [GP, LA] (GL branch of early-fusion models)",
     "IV": "Table IV: GA regularisation (eq. 17), fused prediction of the early-fusion model",
     "V": "Table V: early (eq. 19) vs late (eq. 20) fusion, fused prediction",
+    "SM": "SMNet: the excitation modules in each block (none = a TSN ResNet), its prediction",
 }
 
 
@@ -109,17 +113,23 @@ def table_rows(table: str) -> list[Row]:
         return [Row("IV", "GA off", "IV_off", "fused"), Row("IV", "GA on", "II_concat", "fused")]
     if table == "V":
         return [Row("V", "early fusion", "II_concat", "fused"), Row("V", "late fusion", "I_late", "fused")]
+    if table == "SM":
+        return [Row("SM", m, f"SM_{m.replace('+', '_')}", "fused") for m in SMNET_MODULES]
     raise ValueError(f"table {table!r} is not one of {', '.join(TABLES)} or all")
 
 
-def plan(tables: Iterable[str]) -> tuple[list[Run], list[Row]]:
-    """(runs to train, in first-use order without repeats; rows of the tables asked for). Runs nothing."""
+def plan(tables: Iterable[str], arch: str = "glanet") -> tuple[list[Run], list[Row]]:
+    """(runs to train, in first-use order without repeats; rows of the tables asked for). Runs nothing.
+    "all" is every table of `arch`'s; a table of the other model's is refused."""
+    own = SMNET_TABLES if arch == "smnet" else TABLES
     chosen: list[str] = []
     for t in tables:
-        for name in TABLES if t == "all" else (t,):
+        if t != "all" and t not in own:
+            raise ConfigError(f"--table {t} is not a table of {arch}'s (its tables: {', '.join(own)} or all)")
+        for name in own if t == "all" else (t,):
             if name not in chosen:
                 chosen.append(name)
-    rows = [row for t in sorted(chosen, key=TABLES.index) for row in table_rows(t)]
+    rows = [row for t in sorted(chosen, key=own.index) for row in table_rows(t)]
     runs = [RUNS[name] for name in dict.fromkeys(row.run for row in rows)]
     return runs, rows
 
@@ -226,7 +236,7 @@ def run_ablation(
     if epochs is not None and epochs < 1:
         raise ConfigError(f"--epochs {epochs} must be at least 1")
     cfg = load_config(config, sets)  # fail on a bad config before any training
-    runs, rows = plan(tables)
+    runs, rows = plan(tables, cfg.model.arch)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, Any]] = {}
     for i, run in enumerate(runs, start=1):
@@ -235,9 +245,12 @@ def run_ablation(
             run, config, out, sets, epochs=epochs, device=device, examples=examples
         )
     header = (
-        "# GLANet ablations\n\n"
-        "Our reading of the paper's Tables I-V (see `glanet/ablation.py`). "
-        f"Config `{config}`"
+        (
+            "# SMNet ablations\n\nThe excitation modules, one set per run (see `glanet/ablation.py`). "
+            if cfg.model.arch == "smnet"
+            else "# GLANet ablations\n\nOur reading of the paper's Tables I-V (see `glanet/ablation.py`). "
+        )
+        + f"Config `{config}`"
         + (f", `--set {' '.join(sets)}`" if sets else "")
         + (f", train.epochs = {epochs}" if epochs else "")
         + f". Video-level top-1 (%) on `{cfg.data.val_list}` after the last epoch; "
@@ -287,7 +300,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = Parser(prog="python -m glanet.ablation", description="Run the paper's ablation tables.")
     p.add_argument("--config", required=True, help="a configs/*.toml file: the base of every row")
     p.add_argument(
-        "--table", action="append", required=True, choices=(*TABLES, "all"), help="a paper table; repeatable"
+        "--table",
+        action="append",
+        required=True,
+        choices=(*TABLES, *SMNET_TABLES, "all"),
+        help="a table; repeatable",
     )
     p.add_argument("--out", required=True, help="folder: one sub-folder per run, ablation.md, ablation.json")
     p.add_argument(

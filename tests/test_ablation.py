@@ -9,7 +9,7 @@ import pytest
 from tiny import CONFIG, tiny_overrides
 
 from glanet.ablation import RUNS, main, plan, table_rows
-from glanet.config import load_config
+from glanet.config import ConfigError, load_config
 from glanet.data.synth import CLASSES, write_dataset
 
 
@@ -55,6 +55,23 @@ def test_overrides_make_the_models_the_tables_compare() -> None:
     # the rows' own settings win over the user's --set
     user = ["train.ga=false", "model.feature_fusion=max"]
     assert load_config(CONFIG, [*user, *RUNS["II_concat"].overrides]).train.ga is True
+
+
+def test_smnet_has_its_own_table_and_refuses_glanet_s() -> None:
+    runs, rows = plan(["all"], "smnet")
+    assert [r.name for r in runs] == ["SM_none", "SM_se", "SM_me", "SM_se_me"]
+    assert [(r.label, r.key) for r in rows] == [(m, "fused") for m in ("none", "se", "me", "se+me")]
+    smnet = "smnet_r18_synth_cpu"
+    assert [load_config(smnet, RUNS[r.name].overrides).model.modules for r in runs] == [
+        "none",
+        "se",
+        "me",
+        "se+me",
+    ]
+    with pytest.raises(ConfigError, match="--table IV is not a table of smnet's"):
+        plan(["IV"], "smnet")
+    with pytest.raises(ConfigError, match="--table SM is not a table of glanet's"):
+        plan(["SM"], "glanet")
 
 
 def test_unknown_table_is_refused(capsys) -> None:
@@ -106,3 +123,33 @@ def test_table_iv_end_to_end_and_resume(synth: Path, tmp_path: Path, capsys) -> 
     code = main([*argv, "--set", "train.lr=0.5"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "was run with settings" in err[0]
+
+
+def test_the_smnet_table_end_to_end(synth: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sm"
+    values = {
+        "model.num_classes": len(CLASSES),
+        "model.backbone": '"resnet10"',
+        "data.root": f'"{synth}"',
+        "data.train_list": f'"{synth / "train.txt"}"',
+        "data.val_list": f'"{synth / "val.txt"}"',
+        "data.resize": "[48, 48]",
+        "data.crop": 40,
+        "data.segments": 2,
+        "train.batch_size": 3,
+        "train.workers": 0,
+    }
+    argv = ["--config", "smnet_r18_synth_cpu", "--table", "SM", "--out", str(out), "--epochs", "1"]
+    argv += [
+        "--examples",
+        "1",
+        "--device",
+        "cpu",
+        *(a for k, v in values.items() for a in ("--set", f"{k}={v}")),
+    ]
+    assert main(argv) == 0
+    md = (out / "ablation.md").read_text()
+    assert md.startswith("# SMNet ablations") and "| se+me |" in md and "| none |" in md
+    rows = json.loads((out / "ablation.json").read_text())["tables"]["SM"]
+    assert [r["row"] for r in rows] == ["none", "se", "me", "se+me"]
+    assert all(0.0 <= r["top1"] <= 1.0 for r in rows)
