@@ -29,7 +29,7 @@ from engines.manifest import ENCODE, Manifest, read_manifest
 from engines.onnx_fp16 import fp16_onnx, fp32_tensor_names
 from engines.torch_backend import TorchBackend
 from glanet.models.glanet import GLANet
-from glanet.models.online import Encoded, State
+from glanet.models.online import Encoded, State, init_rows
 
 log = logging.getLogger(__name__)
 
@@ -377,6 +377,10 @@ class TensorRTBackend(TorchBackend):
                 f"batch of {n} frames is outside this plan's profile 1..{self.max_batch}; "
                 "build it with a larger max_batch"
             )
+        if (
+            state is None and self.spec.encode_state
+        ):  # fresh streams (SMNet's causal buffers), as a model does
+            state = {k: v.to(self.device) for k, v in init_rows(self.spec.encode_state, n).items()}
         inputs = (frames, *((state or {})[f.name] for f in self.spec.encode_state))
         with torch.cuda.device(self.device):
             outputs = self._run(inputs)
