@@ -381,7 +381,7 @@ class TensorRTBackend(TorchBackend):
             state is None and self.spec.encode_state
         ):  # fresh streams (SMNet's causal buffers), as a model does
             state = {k: v.to(self.device) for k, v in init_rows(self.spec.encode_state, n).items()}
-        inputs = (frames, *((state or {})[f.name] for f in self.spec.encode_state))
+        inputs = (frames, *(state[f.name] for f in self.spec.encode_state)) if state else (frames,)
         with torch.cuda.device(self.device):
             outputs = self._run(inputs)
         return unpack_encoded(self.spec, dict(zip(self.output_names, outputs, strict=True)), _float)

@@ -254,7 +254,7 @@ def run_ablation(
         + (f", `--set {' '.join(sets)}`" if sets else "")
         + (f", train.epochs = {epochs}" if epochs else "")
         + f". Video-level top-1 (%) on `{cfg.data.val_list}` after the last epoch; "
-        "**top-1** is the accuracy the paper's table compares."
+        "**top-1** is the accuracy the row compares."
     )
     text = markdown(rows, results, header)
     write_text_atomic(out / "ablation.md", text)

@@ -520,11 +520,8 @@ def localisation_table(name: str, loc: Mapping[str, Any]) -> Table:
     table = Table(title=f"attention localisation, {name} ({loc.get('frames', 0)} frames)")
     for col in ("map", "mass in box", "box share", "ratio (mean per frame)", "ratio of means", "pointing"):
         table.add_column(col, justify="left" if col == "map" else "right")
-    for part in [
-        p for p, v in loc.items() if isinstance(v, dict) and "mass_in_box" in v
-    ]:  # maps, then uniform
-        if part in loc:
-            v = loc[part]
+    for part, v in loc.items():  # the maps, then uniform
+        if isinstance(v, dict) and "mass_in_box" in v:
             table.add_row(
                 part,
                 f"{100 * v['mass_in_box']:.1f}%",

@@ -19,6 +19,7 @@ from rich.table import Table
 from glanet.cli import Parser
 from glanet.config import ConfigError, ModelConfig, load_config
 from glanet.models import GLANet, SMNet, build_model
+from glanet.models.excitation import SMModule
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,7 +85,7 @@ def _smnet_table(name: str, model: SMNet, size: int, count: Callable) -> Table:
     table = Table(title=f"{name}: SMNet ({cfg.modules}), {mode}")
     for col in ("part", "parameters", "output per frame"):
         table.add_column(col)
-    modules = [m for m in model.modules() if type(m).__name__ == "SMModule"]
+    modules = [m for m in model.modules() if isinstance(m, SMModule)]
     trunk = sum(p.numel() for p in model.backbone.parameters()) - sum(
         p.numel() for m in modules for p in m.parameters()
     )

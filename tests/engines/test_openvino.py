@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from synth_clips import validation_clips
 
 import engines.openvino_backend as ovb
 from engines.build import build_openvino_int8, build_openvino_step_int8
@@ -24,8 +25,7 @@ from engines.manifest import MANIFEST, ManifestError, read_manifest
 from engines.openvino_backend import OpenVINOBackend
 from engines.torch_backend import TorchBackend
 from glanet.checkpoint import load_checkpoint
-from glanet.data.synth import CLASSES, LiveSynth, generate_video
-from glanet.data.transforms import EvalTransform
+from glanet.data.synth import LiveSynth, generate_video
 from glanet.models.online import Encoded, StepOutput
 from stream.recognizer import Recognizer
 from stream.types import Frame
@@ -60,17 +60,7 @@ def demo_int8(demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def validation() -> tuple[torch.Tensor, torch.Tensor]:
     """(clips (N, T, 3, 96, 96), PyTorch's fused probabilities (N, K)) for N SynthActions clips."""
-    ck = load_checkpoint(DEMO)
-    transform = EvalTransform.from_preprocessing(ck.preprocessing)
-    fps = float(ck.sampling["fps"])
-    clips = torch.stack(
-        [
-            transform(generate_video(i % len(CLASSES), 5000 + i, num_frames=FRAMES, size=128, fps=fps).frames)
-            for i in range(CLIPS)
-        ]
-    )
-    with torch.no_grad():
-        return clips, ck.model(clips).fused
+    return validation_clips(DEMO, CLIPS, FRAMES)
 
 
 def run_clips(backend: OpenVINOBackend, clips: torch.Tensor) -> torch.Tensor:

@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from synth_clips import validation_clips
 
 from engines.build import build_openvino_int8, build_openvino_step_int8
 from engines.export import export
 from engines.openvino_backend import OpenVINOBackend
 from glanet.checkpoint import load_checkpoint
-from glanet.data.synth import CLASSES, generate_video
-from glanet.data.transforms import EvalTransform
 
 DEMO = Path(__file__).parents[2] / "models" / "smnet_synthactions_demo.pt"
 CLIPS = 100  # seeds 5000+, never seen in training; classes in turn
@@ -41,18 +40,8 @@ def built(exported: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def validation() -> tuple[torch.Tensor, torch.Tensor]:
     """(clips (N, T, 3, S, S), PyTorch's fused probabilities of the causal clip run (N, K))."""
-    ck = load_checkpoint(DEMO)
-    transform = EvalTransform.from_preprocessing(ck.preprocessing)
-    fps = float(ck.sampling["fps"])
-    clips = torch.stack(
-        [
-            transform(generate_video(i % len(CLASSES), 5000 + i, num_frames=FRAMES, size=128, fps=fps).frames)
-            for i in range(CLIPS)
-        ]
-    )
-    assert ck.cfg.window >= FRAMES  # then the live prediction after T frames is the clip's
-    with torch.no_grad():
-        return clips, ck.model(clips).fused
+    assert load_checkpoint(DEMO).cfg.window >= FRAMES  # then the live prediction after T frames is the clip's
+    return validation_clips(DEMO, CLIPS, FRAMES)
 
 
 def stream(backend: OpenVINOBackend, clips: torch.Tensor) -> torch.Tensor:

@@ -70,20 +70,16 @@ def offline(model: GLANet, images: list[np.ndarray]) -> torch.Tensor:
         return model(clip).fused[0]
 
 
-@pytest.mark.parametrize("n", [1, 3, 8])
-def test_batched_cameras_equal_independent_recognizers_and_the_offline_model(model, n):
-    backend = TorchBackend(model)
-    # the model's rate (camera 1 reconnects mid-run), faster, in between, slower (a frame fills 2 ticks)
-    rates = [5.0, 5.0, 10.0, 7.5, 2.5]
-    streams = [camera_frames(c, 26, rates[c % 5], reconnect_at=13 if c == 1 else None) for c in range(n)]
-    sessions = [session(model, c) for c in range(n)]
-    singles = [
-        Recognizer(backend, preprocessing=PRE, sampling=SAMPLING, class_names=CLASSES) for _ in range(n)
-    ]
+def run_rounds(
+    backend: TorchBackend, sessions: list[Session], singles: list[Recognizer], streams: list[list[Frame]]
+) -> tuple[list[list], list[list], list[int]]:
+    """Round i: every camera's i-th frame, batched through `step_batch` and pushed to its own recognizer.
+    Returns each camera's batched predictions, its recognizer's, and the size of every batch."""
+    n = len(streams)
     batched: list[list] = [[] for _ in range(n)]
     alone: list[list] = [[] for _ in range(n)]
     sizes = []
-    for i in range(26):  # round i: every camera's i-th frame
+    for i in range(len(streams[0])):
         work = []
         for c in range(n):
             frame = streams[c][i]
@@ -97,6 +93,20 @@ def test_batched_cameras_equal_independent_recognizers_and_the_offline_model(mod
             sizes.append(len(work))
             for w, (p, _) in zip(work, step_batch(backend, work), strict=True):
                 batched[int(w.session.camera[3:])].append(p)
+    return batched, alone, sizes
+
+
+@pytest.mark.parametrize("n", [1, 3, 8])
+def test_batched_cameras_equal_independent_recognizers_and_the_offline_model(model, n):
+    backend = TorchBackend(model)
+    # the model's rate (camera 1 reconnects mid-run), faster, in between, slower (a frame fills 2 ticks)
+    rates = [5.0, 5.0, 10.0, 7.5, 2.5]
+    streams = [camera_frames(c, 26, rates[c % 5], reconnect_at=13 if c == 1 else None) for c in range(n)]
+    sessions = [session(model, c) for c in range(n)]
+    singles = [
+        Recognizer(backend, preprocessing=PRE, sampling=SAMPLING, class_names=CLASSES) for _ in range(n)
+    ]
+    batched, alone, sizes = run_rounds(backend, sessions, singles, streams)
     assert max(sizes) == n  # the cameras really were batched together
     for c in range(n):
         assert len(batched[c]) == len(alone[c]) > 0

@@ -7,13 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_multicam import camera_frames
+from test_multicam import camera_frames, run_rounds
 
 from engines.torch_backend import TorchBackend
 from glanet.config import SMNetConfig
 from glanet.data.transforms import EvalTransform
 from glanet.models import SMNet, build_model
-from stream.batch import Work, step_batch
 from stream.recognizer import Recognizer
 from stream.session import Session
 
@@ -56,20 +55,7 @@ def test_batched_smnet_cameras_equal_recognizers_and_the_causal_clip_run(model, 
     singles = [
         Recognizer(backend, preprocessing=PRE, sampling=SAMPLING, class_names=CLASSES) for _ in range(n)
     ]
-    batched: list[list] = [[] for _ in range(n)]
-    alone: list[list] = [[] for _ in range(n)]
-    for i in range(14):
-        work = []
-        for c in range(n):
-            frame = streams[c][i]
-            ticks, _ = sessions[c].admit(frame)
-            if ticks:
-                work.append(Work(sessions[c], frame, ticks, 0.0))
-            p = singles[c].push(frame)
-            if p is not None:
-                alone[c].append(p)
-        for w, (p, _) in zip(work, step_batch(backend, work), strict=True):
-            batched[int(w.session.camera[3:])].append(p)
+    batched, alone, _ = run_rounds(backend, sessions, singles, streams)
     for c in range(n):
         assert len(batched[c]) == len(alone[c]) == 14
         for b, a in zip(batched[c], alone[c], strict=True):
