@@ -83,6 +83,8 @@ class StreamOptions:
     max_wait_s: float | None = None  # batch gathering deadline (None: half a model frame interval)
     note: str = ""  # a line about the model on every overlay (e.g. "trained on synthetic actions only")
     announce: str = ""  # said once on stderr at the first prediction (a bad source stays one line)
+    # go on when every camera has ended, until a stop (the web view: cameras may be added at run time)
+    keep_alive: bool = False
     # called on the model thread with every prediction (benchmarks, embedding): keep it cheap
     on_prediction: Callable[[Prediction], None] | None = None
 
@@ -195,6 +197,13 @@ class StreamApp:
         self._stop = threading.Event()
         self.stop_reason = ""
         self.cameras: list[Camera] = []  # while running and after: the cameras (capture, session, stats)
+        self.sinks: list[Sink] = []  # more sinks (web view, MQTT), given before `run`
+        self.runner: Runner | None = None
+        self.dispatcher: Dispatcher | None = None
+        self._videos: VideoFiles | None = None
+        self._dashboard: Dashboard | None = None
+        self._video_paths_at_start: dict[str, Path] = {}
+        self._changes = threading.Lock()  # add_camera / remove_camera against each other and `run`
 
     # -- one camera's view, for callers of the single-camera API -----------------------------------------
     @property
@@ -215,6 +224,63 @@ class StreamApp:
         if not self._stop.is_set():
             self.stop_reason = reason
         self._stop.set()
+
+    # -- cameras at run time (the web API) --------------------------------------------------------------
+    def live_cameras(self) -> list[Camera]:
+        """The cameras in the run now, in order (not those removed)."""
+        return [c for c in self.cameras if not c.removed]
+
+    def camera(self, name: str) -> Camera | None:
+        return next((c for c in self.cameras if c.name == name and not c.removed), None)
+
+    def add_camera(self, spec: CameraSpec) -> Camera:
+        """Start a camera while the run goes on (from any thread). ValueError: its name is taken (ignoring
+        case) or the run is not going (not yet started, or stopping)."""
+        with self._changes:
+            runner = self.runner
+            if runner is None or self._stop.is_set():
+                raise ValueError("the run is not going: cameras can be added while it runs")
+            if any(c.name.lower() == spec.name.lower() for c in self.live_cameras()):
+                raise ValueError(f"camera {spec.name!r} exists (names are unique, ignoring case)")
+            cam = self._camera(spec, runner.wake.set)
+            if self._videos is not None and self._save_folder() is not None:
+                self._videos.paths[cam.name] = self._new_video_path(cam.name)
+            if self._dashboard is not None:
+                self._dashboard.order = (*self._dashboard.order, cam.name)
+            self.specs.append(spec)
+            self.cameras.append(cam)
+            cam.capture.start()
+            runner.add(cam)
+        log.info("camera %s added (%s)", cam.name, spec.source.name)
+        return cam
+
+    def remove_camera(self, name: str) -> bool:
+        """Stop a camera while the run goes on: its open event is closed, its video finalised, its numbers
+        kept for the summary. False where no camera of that name is in the run."""
+        with self._changes:
+            cam = self.camera(name)
+            if cam is None or self.runner is None:
+                return False
+            cam.removed = True
+            self.runner.remove(cam)
+        # closing joins its reader thread (up to a second): not under the lock, not on the model thread
+        threading.Thread(target=cam.capture.close, name=f"glanet-close-{name}", daemon=True).start()
+        log.info("camera %s removed", name)
+        return True
+
+    def _save_folder(self) -> Path | None:
+        """--save's folder when the run writes one video per camera (several cameras), else None."""
+        save = self.options.save
+        return save if save is not None and len(self._video_paths_at_start) > 1 else None
+
+    def _new_video_path(self, name: str) -> Path:
+        folder = self._save_folder()
+        assert folder is not None
+        path, k = folder / f"{name}.mp4", 2
+        taken = set(self._videos.paths.values()) if self._videos is not None else set()
+        while path in taken:  # this run's own videos; older files are written over, as at the start
+            path, k = folder / f"{name}-{k}.mp4", k + 1
+        return path
 
     # -- building ----------------------------------------------------------------------------------------
     def _capture_config(self, spec: CameraSpec) -> CaptureConfig:
@@ -274,13 +340,15 @@ class StreamApp:
         if event_log is not None:
             sinks.append(EventFile(event_log))
         videos = None
-        paths = self._video_paths()
+        paths = self._video_paths_at_start = self._video_paths()
         if paths:
             default_fps = float(self.checkpoint.sampling.get("fps") or 25.0)
-            by_name = {c.name: c for c in self.cameras}
-            videos = VideoFiles(
-                paths, lambda name: by_name[name].capture.nominal_fps or default_fps, self.view
-            )
+
+            def fps(name: str) -> float:
+                cam = self.camera(name)
+                return (cam.capture.nominal_fps if cam is not None else None) or default_fps
+
+            videos = VideoFiles(paths, fps, self.view)
             sinks.append(videos)
         headless = o.headless
         if headless is None:
@@ -309,8 +377,10 @@ class StreamApp:
         title = self.cameras[0].capture.name if len(self.cameras) == 1 else f"{len(self.cameras)} cameras"
         dashboard = Dashboard(f"{title} | {self.backend.describe()}", enabled=o.dashboard)
         sinks, videos, _ = self._sinks(dashboard)
-        fast = all(c.fast for c in self.cameras)
-        dispatcher = Dispatcher(sinks, block=fast)
+        self._videos, self._dashboard = videos, dashboard
+        # with keep_alive a camera may still come that is not read --fast: the queue never blocks the model
+        fast = all(c.fast for c in self.cameras) and not o.keep_alive
+        dispatcher = self.dispatcher = Dispatcher([*sinks, *self.sinks], block=fast)
         fps = float(self.checkpoint.sampling.get("fps") or 25.0)
         runner = Runner(
             self.backend,
@@ -322,8 +392,10 @@ class StreamApp:
             max_frames=o.max_frames,
             on_prediction=self._announcing(o.on_prediction),
             wake=runner_wake,
+            keep_alive=o.keep_alive,
         )
-        self.runner = runner
+        with self._changes:
+            self.runner = runner
         t_start = time.monotonic()
         for cam in self.cameras:
             cam.capture.start()
@@ -345,6 +417,8 @@ class StreamApp:
             self._stop.set()
             dispatcher.finish()  # a model thread blocked on a full queue must not wait for sinks now gone
             model.join()
+            with self._changes:  # a barrier: an add_camera under way has finished; later ones see the stop
+                pass
             for cam in self.cameras:
                 cam.capture.close()
             dispatcher.close()
@@ -404,7 +478,9 @@ class StreamApp:
                 backend=backend,
                 source=c.name,
             )
-            if c.error is not None:
+            if cam.removed:
+                summary.reason = "removed"
+            elif c.error is not None:
                 summary.error, summary.reason = str(c.error), "source failed"
             elif self.max_frames_reached(cam):
                 summary.reason = "max frames reached"
@@ -412,7 +488,10 @@ class StreamApp:
                 summary.reason = "end of stream"
             else:
                 summary.reason = self.stop_reason or "stopped"
-            out[cam.name] = summary
+            key, k = cam.name, 2
+            while key in out:  # a camera removed, then added again under its name
+                key, k = f"{cam.name}#{k}", k + 1
+            out[key] = summary
         reasons = {s.reason for s in out.values()}
         reason = self.stop_reason or (reasons.pop() if len(reasons) == 1 else "every camera finished")
         return RunSummary(out, reason, sink_dropped)

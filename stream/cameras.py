@@ -219,7 +219,7 @@ def load_cameras_file(path: str | os.PathLike[str]) -> list[CameraConfig]:
     cameras: list[CameraConfig] = []
     seen: dict[str, int] = {}
     for index, table in enumerate(tables, start=1):
-        camera = _camera_from_table(table, f"{where}: camera #{index}")
+        camera = camera_from_table(table, f"{where}: camera #{index}")
         first = seen.setdefault(camera.name.lower(), index)
         if first != index:
             raise SourceError(
@@ -230,7 +230,9 @@ def load_cameras_file(path: str | os.PathLike[str]) -> list[CameraConfig]:
     return cameras
 
 
-def _camera_from_table(table: dict[str, Any], where: str) -> CameraConfig:
+def camera_from_table(table: dict[str, Any], where: str) -> CameraConfig:
+    """One camera's table (of the cameras file, or a JSON object of the web API), checked; `where` names it
+    in the error."""
     name = table.get("name")
     if isinstance(name, str):
         if not is_valid_name(name):

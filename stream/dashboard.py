@@ -83,6 +83,10 @@ class Dashboard:
         else:
             self.redraw(now)
 
+    def forget(self, camera: str) -> None:
+        """A camera taken out of the run: its row goes at the next redraw."""
+        self._rows.pop(camera, None)
+
     def redraw(self, now: float | None = None) -> None:
         """Redraw if one is due (called when there is nothing new, so a stalled camera still shows)."""
         now = self._clock() if now is None else now

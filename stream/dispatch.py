@@ -56,18 +56,21 @@ class Output:
     """One processed frame of one camera, with what the viewer should see at that frame."""
 
     camera: str
-    frame: Frame
+    frame: Frame | None  # None only on the `removed` output, which has no picture
     prediction: Prediction | None  # the camera's newest prediction (made on this frame when `fresh`)
     fresh: bool
     status: StatusUpdate  # the source's status as of this frame (not the capture's, which may be ahead)
     stats: StatsSnapshot
     events: list[Event] = field(default_factory=list)
     display: bool = True  # False: the camera's final numbers only, no new picture (it has ended)
+    removed: bool = False  # the camera was taken out of the run: nothing more of it comes; let it go
     _drawn: dict[tuple[str, bool], np.ndarray] = field(default_factory=dict, repr=False)
 
     def overlay(self, view: View) -> np.ndarray:
         """The frame with the overlay as the viewer sees it now, drawn once whichever sinks ask."""
         key = (view.attention, view.paused.is_set())
+        if self.frame is None:
+            raise ValueError(f"camera {self.camera!r}: this output has no picture")
         if key not in self._drawn:
             self._drawn[key] = draw_overlay(
                 self.frame.image, self.prediction, attention=view.attention, stats=self.stats,
@@ -92,8 +95,15 @@ class VideoFiles:
         rate only once it has opened it)."""
         self.paths, self.fps, self.view = dict(paths), fps, view
         self.videos: dict[str, VideoSink] = {}
+        self._closed_frames: dict[str, int] = {}  # frames of the videos of cameras removed at run time
 
     def write(self, output: Output) -> None:
+        if output.removed and output.camera in self.videos:  # finalised now (one added again gets a new file)
+            video = self.videos.pop(output.camera)
+            video.close()
+            done = self._closed_frames
+            done[output.camera] = done.get(output.camera, 0) + video.frames_written
+            return
         path = self.paths.get(output.camera)
         if path is None or not output.display:
             return
@@ -111,7 +121,7 @@ class VideoFiles:
 
     def frames_written(self, camera: str) -> int:
         video = self.videos.get(camera)
-        return video.frames_written if video is not None else 0
+        return (video.frames_written if video is not None else 0) + self._closed_frames.get(camera, 0)
 
 
 class EventFile:
@@ -141,7 +151,12 @@ class MosaicWindow:
         self.tiles: dict[str, Output] = {}
 
     def write(self, output: Output) -> None:
-        if output.display:
+        if output.removed:
+            self.tiles.pop(output.camera, None)
+            self.cameras = tuple(c for c in self.cameras if c != output.camera)
+        elif output.display:
+            if output.camera not in self.cameras:  # added while running
+                self.cameras = (*self.cameras, output.camera)
             self.tiles[output.camera] = output
         self._show()
 
@@ -189,7 +204,10 @@ class DashboardSink:
         dashboard.order = tuple(cameras)
 
     def write(self, output: Output) -> None:
-        self.dashboard.update(output.stats, output.prediction, camera=output.camera)
+        if output.removed:
+            self.dashboard.forget(output.camera)
+        else:
+            self.dashboard.update(output.stats, output.prediction, camera=output.camera)
 
     def idle(self) -> None:
         self.dashboard.redraw()

@@ -42,6 +42,7 @@ class Camera:
     interval: float | None = None  # recent mean time between its frames
     frames: int = 0
     last_event: str = ""
+    removed: bool = False  # taken out of the run while it went on (web API): its numbers stay in the summary
 
     def __post_init__(self) -> None:
         self.rates = {"capture": RateMeter(), "model": RateMeter()}
@@ -132,17 +133,55 @@ class Runner:
         max_frames: int | None = None,  # per camera: source frames to process, then that camera is done
         on_prediction: Callable[[Prediction], None] | None = None,
         wake: threading.Event | None = None,
+        keep_alive: bool = False,
     ) -> None:
-        """`wake`: set by the capture threads at every frame and status change (their `wake` callback)."""
+        """`wake`: set by the capture threads at every frame and status change (their `wake` callback).
+        `keep_alive`: go on when every camera has finished (cameras may still be added), until `stop`."""
         self.backend, self.cameras, self.emit = backend, list(cameras), emit
         self.max_wait_s = max_wait_s
         self.stop, self.paused = stop, paused or threading.Event()
         self.max_frames = max_frames
         self.on_prediction = on_prediction
         self.wake = wake or threading.Event()
+        self.keep_alive = keep_alive
+        self._changes: list[tuple[str, Camera]] = []  # ("add" | "remove", camera), from other threads
+        self._changes_lock = threading.Lock()
         self.rounds = 0
         self.batch_sizes: list[int] = []  # how many cameras each round served (for benchmarks)
         self.error: BaseException | None = None
+
+    def add(self, cam: Camera) -> None:
+        """Take a camera into the run from another thread (its capture already started): it joins at the
+        next round."""
+        with self._changes_lock:
+            self._changes.append(("add", cam))
+        self.wake.set()
+
+    def remove(self, cam: Camera) -> None:
+        """Take a camera out from another thread: its open event is closed and it gets no more rounds; the
+        caller closes its capture."""
+        with self._changes_lock:
+            self._changes.append(("remove", cam))
+        self.wake.set()
+
+    def _apply_changes(self) -> list[str]:
+        """The cameras added and removed since the last call take effect; the names removed."""
+        with self._changes_lock:
+            changes, self._changes = self._changes, []
+        removed = []
+        for kind, cam in changes:
+            if kind == "add":
+                cam.started = time.monotonic()
+                self.cameras.append(cam)
+            elif cam in self.cameras:
+                self.cameras.remove(cam)
+                removed.append(cam.name)
+                if not cam.done:
+                    self._finish(cam)
+                # the last of this camera the sinks get: they let go of it (tile, video, dashboard row)
+                self.emit(Output(cam.name, None, cam.session.last_prediction, False, cam.status(),
+                                 cam.snapshot(max_age_s=0.0), display=False, removed=True))  # fmt: skip
+        return removed
 
     def run(self) -> None:
         now = time.monotonic()
@@ -157,7 +196,10 @@ class Runner:
                 if work:
                     self._round(work)
                 elif all(cam.done for cam in self.cameras):
-                    break
+                    if not self.keep_alive:
+                        break
+                    self.wake.wait(0.1)
+                    self.wake.clear()
         except BaseException as e:  # handed to the app, which reports it after the sinks are closed
             self.error = e
             self.stop.set()
@@ -191,6 +233,8 @@ class Runner:
         first: float | None = None
         while not self.stop.is_set():
             self.wake.clear()  # before polling: a frame arriving after this sets it again
+            for name in self._apply_changes():
+                work.pop(name, None)
             for cam in self.cameras:
                 if cam.name not in work and not cam.done:
                     item = self._take(cam)
