@@ -33,9 +33,14 @@ from typing import TYPE_CHECKING
 from glanet.package_data import DEMO_CHECKPOINT
 
 if TYPE_CHECKING:
-    from stream.app import CameraSpec, ModelInfo, RunSummary
+    import socket
+
+    from stream.app import CameraSpec, ModelInfo, RunSummary, StreamApp
     from stream.cameras import CameraConfig, CameraDefaults
     from stream.events import EventConfig
+    from stream.mqtt import MqttConfig
+    from stream.web.options import ServeOptions
+    from stream.web.server import WebServer
 
 # the committed demo model, shipped inside the package (so `glanet run` works from an installed wheel)
 DEFAULT_CHECKPOINT = DEMO_CHECKPOINT
@@ -127,6 +132,40 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--no-dashboard", action="store_true", help="no live terminal dashboard (a line every 5 s instead)"
     )
+    web = p.add_argument_group("web view and events to other systems")
+    web.add_argument(
+        "--serve",
+        metavar="[HOST:]PORT",
+        help="serve the web view, the HTTP API and /metrics here (host 127.0.0.1 unless given; port 0: any "
+        "free one); the run then goes on after its cameras end, until Ctrl-C or --duration",
+    )
+    web.add_argument(
+        "--serve-token",
+        help="the token every request but /healthz must carry (or set GLANET_TOKEN); needed to serve on any "
+        "address but the loopback",
+    )
+    web.add_argument(
+        "--serve-allow-files",
+        action="store_true",
+        help="let the API add file and folder sources (they read this machine's disk)",
+    )
+    web.add_argument(
+        "--serve-max-cameras",
+        type=int,
+        default=16,
+        help="the most cameras at once, with those added over the API",
+    )
+    web.add_argument("--serve-fps", type=float, default=15.0, help="the most pictures a second to one viewer")
+    web.add_argument(
+        "--mqtt",
+        metavar="HOST[:PORT]",
+        help="publish events to <topic>/<camera>/events and each camera's status to <topic>/<camera>/status "
+        "on this MQTT broker",
+    )
+    web.add_argument(
+        "--mqtt-user", help="MQTT user name (the password comes from the environment: GLANET_MQTT_PASSWORD)"
+    )
+    web.add_argument("--mqtt-topic", default="glanet", help="the MQTT topics' prefix")
     p.add_argument(
         "--log-level",
         default="WARNING",
@@ -147,6 +186,8 @@ class Checked:
 
     cameras: list[CameraConfig]
     defaults: CameraDefaults
+    serve: ServeOptions | None = None
+    mqtt: MqttConfig | None = None
 
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
@@ -169,6 +210,8 @@ _NUMBER_RULES: tuple[tuple[str, str, Callable[[float], bool], str], ...] = (
     ("--demo-seed", "demo_seed", lambda v: v >= 0, "must not be negative"),
     ("--demo-size", "demo_size", lambda v: v >= 32, "must be at least 32 (pixels)"),
     ("--demo-fps", "demo_fps", lambda v: v > 0, "must be above 0"),
+    ("--serve-max-cameras", "serve_max_cameras", lambda v: v >= 1, "must be at least 1"),
+    ("--serve-fps", "serve_fps", lambda v: v > 0, "must be above 0"),
 )
 
 
@@ -257,7 +300,48 @@ def validate(args: argparse.Namespace) -> Checked:
             inputs.append((origin, Path(camera.source)))
     check_model_paths(args)
     check_outputs(args, cameras, inputs)
-    return Checked(cameras, defaults)
+    if len(cameras) > args.serve_max_cameras:
+        raise UsageError(f"{len(cameras)} cameras, but --serve-max-cameras is {args.serve_max_cameras}")
+    return Checked(cameras, defaults, serve_options(args), mqtt_config(args))
+
+
+def serve_options(args: argparse.Namespace) -> ServeOptions | None:
+    """--serve and its flags, checked (a token where the address is not the loopback), or None."""
+    from stream.web.options import ServeOptions, parse_serve_address, resolve_token
+
+    for flag, given in (
+        ("--serve-token", args.serve_token),
+        ("--serve-allow-files", args.serve_allow_files),
+    ):
+        if given and args.serve is None:
+            raise UsageError(f"{flag} is for the web view: give --serve [HOST:]PORT too")
+    if args.serve is None:
+        return None
+    host, port = parse_serve_address(args.serve)
+    return ServeOptions(
+        host=host,
+        port=port,
+        token=resolve_token(host, args.serve_token),
+        allow_files=args.serve_allow_files,
+        max_cameras=args.serve_max_cameras,
+        max_fps=args.serve_fps,
+    )
+
+
+def mqtt_config(args: argparse.Namespace) -> MqttConfig | None:
+    from stream.mqtt import MqttConfig, parse_address, password_from_env
+
+    if args.mqtt is None:
+        if args.mqtt_user is not None:
+            raise UsageError("--mqtt-user is for MQTT: give --mqtt HOST[:PORT] too")
+        return None
+    topic = args.mqtt_topic.strip("/")
+    if not topic or any(c in topic for c in "+#"):
+        raise UsageError(f"--mqtt-topic {args.mqtt_topic!r}: give a topic prefix without + or #")
+    host, port = parse_address(args.mqtt)
+    # the password only with a user: a stray GLANET_MQTT_PASSWORD alone is not an MQTT login
+    password = password_from_env() if args.mqtt_user else None
+    return MqttConfig(host, port, user=args.mqtt_user, password=password, topic=topic)
 
 
 def check_model_paths(args: argparse.Namespace) -> None:
@@ -484,7 +568,12 @@ def _main(args: argparse.Namespace) -> int:
         if sys.stderr.isatty():  # a person waits: say why nothing happens for a few seconds
             what = args.engine or args.checkpoint or DEFAULT_CHECKPOINT
             print(f"glanet: loading model {what} ...", file=sys.stderr, flush=True)
-        summary = _run(args, checked)
+        sock = None
+        if checked.serve is not None:  # a taken port is told now, not after the model has loaded
+            from stream.web.options import bind
+
+            sock = bind(checked.serve.host, checked.serve.port)
+        summary = _run(args, checked, sock)
     except (EngineError, StreamError, SinkError, ValueError, OSError) as error:
         # CheckpointError and UsageError are ValueErrors, ManifestError an EngineError
         print(f"glanet: {error_line(error)}", file=sys.stderr)
@@ -499,7 +588,7 @@ def _main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace, checked: Checked) -> RunSummary:
+def _run(args: argparse.Namespace, checked: Checked, sock: socket.socket | None = None) -> RunSummary:
     """Load the model and run the cameras `validate` checked (imports torch: seconds)."""
     import torch
 
@@ -534,7 +623,9 @@ def _run(args: argparse.Namespace, checked: Checked) -> RunSummary:
     if not defaults.folder_fps:
         defaults = dataclasses.replace(defaults, folder_fps=model_fps)
     cameras = checked.cameras
-    specs = [camera_spec(camera, defaults, args, one=len(cameras) == 1) for camera in cameras]
+    # with the web view every camera has a name, for its URLs (a lone source is otherwise unnamed)
+    one = len(cameras) == 1 and checked.serve is None
+    specs = [camera_spec(camera, defaults, args, one=one) for camera in cameras]
     note = synthetic_note(info)
     options = StreamOptions(
         fast=args.fast,
@@ -557,14 +648,15 @@ def _run(args: argparse.Namespace, checked: Checked) -> RunSummary:
         )
         if note
         else "",
+        keep_alive=checked.serve is not None,
     )
     precision = args.precision
     if args.engine is not None and precision is None and backend_name == "openvino":
         precision, reason = best_built_precision(read_manifest(args.engine))
         print(f"glanet: {args.engine}: {reason}", file=sys.stderr)
-    backend = make_backend(
-        backend_name, ck, args.engine, precision, args.device, max_batch=max(1, len(specs))
-    )
+    # the most frames one round encodes (TensorRT's profile): with the web view, cameras may be added
+    most = max(len(specs), checked.serve.max_cameras if checked.serve else 1)
+    backend = make_backend(backend_name, ck, args.engine, precision, args.device, max_batch=most)
     logging.getLogger("glanet").info("backend %s (%s)", backend.describe(), why)
     app = StreamApp(specs, info, backend, options, backend_note=why)
 
@@ -576,10 +668,47 @@ def _run(args: argparse.Namespace, checked: Checked) -> RunSummary:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    summary = app.run()
+    with contextlib.ExitStack() as stack:
+        if checked.mqtt is not None:
+            from stream.mqtt import MqttSink
+
+            app.sinks.append(MqttSink.connect(checked.mqtt))  # closed with the other sinks
+        if checked.serve is not None:
+            server = web_server(app, checked, args, defaults, info, backend.describe(), sock)
+            stack.callback(server.stop)
+            server.start()
+            print(f"glanet: web view at {server.url}", file=sys.stderr, flush=True)
+        summary = app.run()
     if args.summary_json is not None:
         write_json_atomic(args.summary_json, summary.to_dict())
     return summary
+
+
+def web_server(
+    app: StreamApp,
+    checked: Checked,
+    args: argparse.Namespace,
+    defaults: CameraDefaults,
+    info: ModelInfo,
+    backend: str,
+    sock: socket.socket | None,
+) -> WebServer:
+    """The web view over the run: its sink joins the run's, and cameras added over the API are made as
+    the command line's are (its defaults; a demo camera gets a scene of its own)."""
+    from stream.web.hub import WebHub
+    from stream.web.server import WebServer
+
+    assert checked.serve is not None
+    hub = WebHub(app.backend.spec.maps, app.view, checked.serve.jpeg_quality)
+    app.sinks.append(hub)
+
+    def make_camera(camera: CameraConfig) -> CameraSpec:
+        if camera.source.strip() == "demo" and camera.demo_seed is None:
+            camera = dataclasses.replace(camera, demo_seed=args.demo_seed + len(app.specs))
+        return camera_spec(camera, defaults, args, one=False)
+
+    model = {"classes": list(info.class_names), "backend": backend, "note": app.view.note}
+    return WebServer(app, hub, checked.serve, make_camera, sock, model)
 
 
 def camera_events(camera: CameraConfig, args: argparse.Namespace) -> EventConfig | None:

@@ -1,0 +1,95 @@
+"""What `--serve` asks for, checked before the model loads (no torch, no web framework imported here):
+the address, the token, and the listening socket."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from dataclasses import dataclass
+
+from stream.errors import StreamError
+
+TOKEN_ENV = "GLANET_TOKEN"
+# a small send buffer (the connections inherit it): what a slow MJPEG viewer has not read yet waits in the
+# kernel, so the less it holds the newer the picture that viewer sees next
+SEND_BUFFER = 32 * 1024
+
+
+class ServeError(StreamError):
+    """The web view cannot start: a bad address, a missing token, a port in use. One line."""
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token: str | None = None  # required for any address but the loopback
+    allow_files: bool = False  # may the API add file and folder sources (read from this machine's disk)
+    max_cameras: int = 16  # cameras in the run at once, with those added over the API
+    max_fps: float = 15.0  # per viewer: the most pictures a second one MJPEG stream or tile gets
+    jpeg_quality: int = 80
+
+    def __repr__(self) -> str:  # never the token
+        return f"ServeOptions(host={self.host!r}, port={self.port}, token={'***' if self.token else None})"
+
+
+def parse_serve_address(text: str) -> tuple[str, int]:
+    """`PORT`, `HOST:PORT` or `[IPv6]:PORT` -> (host, port); host 127.0.0.1 when not given."""
+    text = text.strip()
+    host, port_text = "127.0.0.1", text
+    if text.startswith("["):
+        inner, _, rest = text[1:].partition("]")
+        if not rest.startswith(":"):
+            raise ServeError(f"--serve {text!r}: give [IPv6]:PORT")
+        host, port_text = inner, rest[1:]
+    elif ":" in text:
+        host, _, port_text = text.rpartition(":")
+    if not host:
+        raise ServeError(f"--serve {text!r}: the host before ':' is empty (give PORT or HOST:PORT)")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ServeError(f"--serve {text!r}: the port must be a number in 0..65535 (0: any free port)")
+    return host, int(port_text)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_token(host: str, token: str | None) -> str | None:
+    """The token to check (the flag's, else GLANET_TOKEN's), or None on the loopback without one. Any other
+    address without a token is refused: the cameras and the API would be open to the network."""
+    token = token or os.environ.get(TOKEN_ENV) or None
+    if token is not None and len(token) < 8:
+        raise ServeError("the web view's token is too short: give at least 8 characters")
+    if token is None and not is_loopback(host):
+        raise ServeError(
+            f"--serve on {host} (not the loopback) needs a token: give --serve-token or set {TOKEN_ENV} "
+            "(every request but /healthz must then carry it)"
+        )
+    return token
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, made before the model loads so a taken port is told at once."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise ServeError(f"--serve {host}:{port}: unknown host ({error.strerror})") from None
+    family, _, _, _, address = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+    try:
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as error:
+        sock.close()
+        raise ServeError(f"cannot serve on {host}:{port}: {error.strerror or error}") from None
+    sock.set_inheritable(True)
+    return sock

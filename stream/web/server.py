@@ -1,0 +1,554 @@
+"""The web view and HTTP API of a run (`run_camera.py --serve [HOST:]PORT`): Starlette on uvicorn, in a
+thread of the same process.
+
+    /                                 the page: a tile per camera, the events, cameras added and removed
+    /cameras/<name>/stream.mjpg       MJPEG (?attention=sa|la|se|none, ?fps= a cap for this viewer)
+    /cameras/<name>/snapshot.jpg      the newest picture (?after=N&wait=S: once it is newer than N)
+    /api/cameras                      GET the cameras; POST {"name", "source", ...} adds one
+    /api/cameras/<name>               GET one; DELETE removes it
+    /api/events?since=ID&limit=N      recent events, oldest first, each with its id
+    /api/events/stream                Server-Sent Events, one per event as it fires (resumes on Last-Event-ID)
+    /api/info                         the model, its maps, the limits of this server
+    /healthz                          200 while the server runs (no token needed)
+    /metrics                          Prometheus text format
+
+Bound to 127.0.0.1 unless told otherwise; any other address needs a token, checked on every request but
+/healthz. Every error is a JSON object {"error": "..."} with its status code; no traceback leaves the
+server, and no response, page or log line holds a source's credentials (sources are shown redacted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import http
+import json
+import logging
+import math
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from http.cookies import SimpleCookie
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import anyio
+import anyio.to_thread
+import uvicorn
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from stream.app import CameraSpec, StreamApp
+from stream.cameras import CameraConfig, camera_from_table
+from stream.errors import StreamError
+from stream.runner import Camera
+from stream.types import SourceStatus
+from stream.web.hub import WebHub
+from stream.web.options import ServeError, ServeOptions, bind
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).with_name("static")
+COOKIE = "glanet_token"
+MAX_BODY = 64 * 1024
+ENCODE_THREADS = 3  # a camera's JSON is a few hundred bytes
+BOUNDARY = "glanetframe"
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+class TokenGate:
+    """Every request but /healthz carries the token: `Authorization: Bearer T`, the cookie the page sets,
+    or `?token=T` (for the first load of the page, a video player or an EventSource). Compared in constant
+    time."""
+
+    def __init__(self, app: ASGIApp, token: str | None) -> None:
+        self.app, self.token = app, token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.token is None or scope["path"] == "/healthz":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token", [""])[0]
+        cookie = SimpleCookie()
+        with contextlib.suppress(Exception):
+            cookie.load(headers.get("cookie", ""))
+        given = {
+            "header": headers.get("authorization", "").removeprefix("Bearer ").strip(),
+            "query": query,
+            "cookie": cookie[COOKIE].value if COOKIE in cookie else "",
+        }
+        expected = self.token.encode()
+        ok = [how for how, value in given.items() if value and hmac.compare_digest(value.encode(), expected)]
+        if not ok:
+            wrong = any(given.values())
+            response = _error(
+                401,
+                "wrong token" if wrong else "this server needs a token (Authorization: Bearer, or ?token=)",
+                {"WWW-Authenticate": "Bearer"},
+            )
+            await response(scope, receive, send)
+            return
+        if "query" in ok and scope["path"] == "/":  # the page: its images and API calls carry the cookie
+            cookie_header = f"{COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict".encode()
+
+            async def send_with_cookie(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    message.setdefault("headers", [])
+                    message["headers"] = [*message["headers"], (b"set-cookie", cookie_header)]
+                await send(message)
+
+            await self.app(scope, receive, send_with_cookie)
+            return
+        await self.app(scope, receive, send)
+
+
+class WebServer:
+    """The routes over a running StreamApp and its WebHub; `start()` serves in a thread, `stop()` ends."""
+
+    def __init__(
+        self,
+        app: StreamApp,
+        hub: WebHub,
+        options: ServeOptions,
+        make_camera: Callable[[CameraConfig], CameraSpec],
+        sock: socket.socket | None = None,
+        model: dict[str, Any] | None = None,
+    ) -> None:
+        self.app, self.hub, self.options = app, hub, options
+        self.make_camera = make_camera  # a camera table's config -> the spec the runtime takes
+        self.model = model or {}
+        self.sock = sock
+        self.started_at = time.time()
+        self.server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self.asgi = TokenGate(self._routes(), options.token)
+        self._encoders: anyio.CapacityLimiter | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        host, port = self.address
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{port}/"
+
+    @property
+    def address(self) -> tuple[str, int]:
+        if self.sock is not None:
+            name = self.sock.getsockname()
+            return self.options.host, name[1]
+        return self.options.host, self.options.port
+
+    def start(self, timeout: float = 10.0) -> None:
+        if self.sock is None:
+            self.sock = bind(self.options.host, self.options.port)
+        config = uvicorn.Config(
+            self.asgi,
+            log_level="warning",
+            access_log=False,  # a URL's ?token= would be logged
+            lifespan="off",
+            timeout_graceful_shutdown=2,
+            ws="none",
+        )
+        self.server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._serve, name="glanet-web", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise ServeError(f"the web view did not start on {self.url}: {self._error or 'timed out'}")
+            time.sleep(0.02)
+
+    def _serve(self) -> None:
+        assert self.server is not None and self.sock is not None
+        server, sock = self.server, self.sock
+
+        async def main() -> None:
+            self._encoders = anyio.CapacityLimiter(ENCODE_THREADS)
+            self.hub.attach(asyncio.get_running_loop())  # the sink wakes viewers and SSE clients on it
+            await server.serve(sockets=[sock])
+
+        try:
+            asyncio.run(main())
+        except BaseException as error:  # reported by start(); uvicorn exits with SystemExit on failure
+            self._error = error
+
+    def stop(self) -> None:
+        self.hub.close()  # ends the MJPEG streams and the SSE clients, so shutdown need not wait
+        if self.server is not None:
+            self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+        if self.sock is not None:
+            self.sock.close()
+
+    # -- routes ------------------------------------------------------------------------------------------
+    def _routes(self) -> Starlette:
+        routes = [
+            Route("/", self.page),
+            Route("/healthz", self.healthz),
+            Route("/metrics", self.metrics),
+            Route("/api/info", self.info),
+            Route("/api/cameras", self.list_cameras, methods=["GET"]),
+            Route("/api/cameras", self.add_camera, methods=["POST"]),
+            Route("/api/cameras/{name}", self.get_camera, methods=["GET"]),
+            Route("/api/cameras/{name}", self.remove_camera, methods=["DELETE"]),
+            Route("/api/events", self.events),
+            Route("/api/events/stream", self.event_stream),
+            Route("/cameras/{name}/stream.mjpg", self.mjpeg),
+            Route("/cameras/{name}/snapshot.jpg", self.snapshot),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        ]
+        app = Starlette(
+            routes=routes,
+            exception_handlers={HTTPException: self._http_error, Exception: self._server_error},
+        )
+        app.state.hub = self.hub
+        return app
+
+    async def _http_error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        messages = {404: f"no such page: {request.url.path}", 405: f"{request.method} is not allowed here"}
+        default = http.HTTPStatus(exc.status_code).phrase
+        message = messages.get(exc.status_code, default) if exc.detail == default else str(exc.detail)
+        return _error(exc.status_code, message, exc.headers)
+
+    async def _server_error(self, request: Request, exc: Exception) -> Response:
+        log.error("web view: %s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+        return _error(500, "internal error (see the server's log)")
+
+    async def page(self, request: Request) -> Response:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse(
+            {"status": "ok", "cameras": len(self.app.live_cameras()), "stopping": self.app.stopping}
+        )
+
+    async def info(self, request: Request) -> Response:
+        return JSONResponse(
+            {
+                **self.model,
+                "maps": list(self.hub.modes),
+                "attention": self.app.view.attention,
+                "max_cameras": self.options.max_cameras,
+                "max_fps": self.options.max_fps,
+                "allow_files": self.options.allow_files,
+                "started": self.started_at,
+            }
+        )
+
+    def _camera_json(self, cam: Camera) -> dict[str, Any]:
+        snap = cam.snapshot()
+        prediction = cam.session.last_prediction
+        top = prediction.top(1)[0] if prediction is not None else None
+        last = next((e for e in reversed(self.hub.events) if e["camera"] == cam.name), None)
+        tile = self.hub.tile(cam.name)
+        return {
+            "name": cam.name,
+            "source": cam.capture.name,  # redacted: no user, password or secret-looking query value
+            "status": snap.status.value,
+            "message": snap.status_message,
+            "fps": _finite(snap.fps.get("model", 0.0)),
+            "capture_fps": _finite(snap.fps.get("capture", 0.0)),
+            "latency_p95_ms": _finite(snap.latency_p95_ms),
+            "frames": cam.session.frames,
+            "predictions": cam.session.predictions,
+            "reconnects": snap.reconnects,
+            "top1": {"label": top[0], "confidence": round(top[1], 4)} if top else None,
+            "warm": prediction.warm if prediction is not None else False,
+            "last_event": last,
+            "has_picture": tile is not None and tile.output is not None,
+        }
+
+    def _find(self, name: str) -> Camera:
+        cam = self.app.camera(name)
+        if cam is None:
+            raise HTTPException(404, f"no camera named {name!r}")
+        return cam
+
+    async def list_cameras(self, request: Request) -> Response:
+        return JSONResponse([self._camera_json(c) for c in self.app.live_cameras()])
+
+    async def get_camera(self, request: Request) -> Response:
+        return JSONResponse(self._camera_json(self._find(request.path_params["name"])))
+
+    async def add_camera(self, request: Request) -> Response:
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            return _error(413, f"the body is over {MAX_BODY} bytes")
+        try:
+            table = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            return _error(400, f"the body is not valid JSON: {error.msg if hasattr(error, 'msg') else error}")
+        if not isinstance(table, dict):
+            return _error(400, 'give one JSON object: {"name": "...", "source": "..."}')
+        try:
+            config = camera_from_table(table, "camera")
+            spec = self.make_camera(config)
+        except (StreamError, ValueError) as error:
+            return _error(400, str(error))
+        if spec.source.kind in ("file", "folder") and not self.options.allow_files:
+            return _error(
+                403,
+                "file and folder sources are refused over the API (start it with --serve-allow-files)",
+            )
+        if len(self.app.live_cameras()) >= self.options.max_cameras:
+            return _error(
+                409, f"this run holds at most {self.options.max_cameras} cameras (--serve-max-cameras)"
+            )
+        try:
+            cam = await anyio.to_thread.run_sync(self.app.add_camera, spec)
+        except ValueError as error:
+            status = 409 if "exists" in str(error) else 503
+            return _error(status, str(error))
+        return JSONResponse(self._camera_json(cam), status_code=201)
+
+    async def remove_camera(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        self._find(name)
+        if not await anyio.to_thread.run_sync(self.app.remove_camera, name):
+            raise HTTPException(404, f"no camera named {name!r}")
+        return JSONResponse({"removed": name})
+
+    async def events(self, request: Request) -> Response:
+        since = _int_param(request, "since", 0, 0)
+        limit = _int_param(request, "limit", 100, 1, 1000)
+        return JSONResponse(self.hub.events_since(since, limit))
+
+    async def event_stream(self, request: Request) -> Response:
+        resume = request.headers.get("last-event-id")
+        since = (
+            _int_text(resume, "Last-Event-ID")
+            if resume
+            else _int_param(request, "since", self.hub.last_event_id, 0)
+        )
+
+        async def stream() -> AsyncIterator[str]:
+            queue = self.hub.subscribe()  # before the backlog: nothing falls between them
+            sent = since
+            try:
+                yield "retry: 2000\n\n"
+                for record in self.hub.events_since(since):
+                    sent = record["id"]
+                    yield _sse(record)
+                while not self.hub.closed:
+                    try:
+                        record = await asyncio.wait_for(queue.get(), 15.0)
+                    except TimeoutError:
+                        yield ": keep-alive\n\n"
+                        continue
+                    if record is None:
+                        break
+                    if record["id"] > sent:
+                        sent = record["id"]
+                        yield _sse(record)
+            finally:
+                self.hub.unsubscribe(queue)
+
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    def _view_params(self, request: Request) -> tuple[str, str, float]:
+        name = request.path_params["name"]
+        self._find(name)
+        attention = request.query_params.get("attention") or self.app.view.attention
+        if attention not in self.hub.modes:
+            raise HTTPException(400, f"attention {attention!r}: give one of {', '.join(self.hub.modes)}")
+        fps = _float_param(request, "fps", self.options.max_fps, 0.1, math.inf)
+        return name, attention, min(fps, self.options.max_fps)
+
+    async def _picture(self, name: str, attention: str) -> tuple[int, bytes] | None:
+        hit = self.hub.cached_jpeg(name, attention)
+        if hit is not None:
+            return hit
+        # a few threads do: encoding holds the camera's lock, so more would only wait (and each thread
+        # costs memory: measured, the default 40 of anyio's pool added ~250 MB under 50 viewers)
+        return await anyio.to_thread.run_sync(self.hub.jpeg, name, attention, limiter=self._encoders)
+
+    async def snapshot(self, request: Request) -> Response:
+        name, attention, _ = self._view_params(request)
+        after = _int_param(request, "after", -1, -1)
+        wait = _float_param(request, "wait", 0.0, 0.0, 10.0)
+        tile = self.hub.tile(name)
+        if after >= 0 and wait > 0:
+            seq = await self.hub.newer(name, after, wait)
+            if seq is not None and seq <= after:
+                return Response(status_code=204, headers={"Cache-Control": "no-store"})
+        picture = await self._picture(name, attention) if tile is not None else None
+        if picture is None:
+            return _error(503, f"camera {name!r} has no picture yet", {"Retry-After": "1"})
+        seq, data = picture
+        return Response(
+            data, media_type="image/jpeg", headers={"Cache-Control": "no-store", "X-Frame-Seq": str(seq)}
+        )
+
+    async def mjpeg(self, request: Request) -> Response:
+        name, attention, fps = self._view_params(request)
+        tile = self.hub.tile(name)
+
+        async def stream() -> AsyncIterator[bytes]:
+            interval, last = 1.0 / fps, -1
+            if tile is not None:
+                tile.viewers += 1
+            try:
+                while True:
+                    started = time.monotonic()
+                    seq = await self.hub.newer(name, last, 1.0)
+                    if seq is None:  # the camera was removed, or the server stops
+                        return
+                    if seq == last:
+                        continue
+                    picture = await self._picture(name, attention)
+                    if picture is None:
+                        await asyncio.sleep(0.1)
+                        continue
+                    last, data = picture
+                    head = (
+                        f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n"
+                        f"X-Frame-Seq: {last}\r\n\r\n"
+                    )
+                    yield head.encode() + data + b"\r\n"
+                    rest = interval - (time.monotonic() - started)
+                    if rest > 0:
+                        await asyncio.sleep(rest)
+            finally:
+                if tile is not None:
+                    tile.viewers -= 1
+
+        return StreamingResponse(
+            stream(),
+            media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+            headers={"Cache-Control": "no-store"},
+        )
+
+    async def metrics(self, request: Request) -> Response:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Metrics(self))
+        return Response(generate_latest(registry), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+class _Metrics:
+    """The run's numbers per camera, read when /metrics is asked (a Prometheus collector)."""
+
+    def __init__(self, server: WebServer) -> None:
+        self.server = server
+
+    def collect(self) -> Any:
+        app, hub = self.server.app, self.server.hub
+        cams = app.live_cameras()
+        counters = [
+            ("glanet_frames", "source frames through the loop", lambda c: c.session.frames),
+            ("glanet_frames_captured", "frames decoded from the source", lambda c: c.capture.frames),
+            ("glanet_predictions", "predictions made", lambda c: c.session.predictions),
+            (
+                "glanet_frames_dropped",
+                "frames dropped by the capture buffer (live)",
+                lambda c: c.capture.buffer.dropped,
+            ),
+            ("glanet_decode_errors", "frames that did not decode", lambda c: c.capture.decode_errors),
+            ("glanet_reconnects", "reconnections to the source", lambda c: c.capture.reconnects),
+            (
+                "glanet_events",
+                "action events fired (start and end)",
+                lambda c: c.session.detector.events_fired,
+            ),
+            (
+                "glanet_web_jpeg_encoded",
+                "JPEG encodings for the web view",
+                lambda c: _tile_value(hub, c, "encoded"),
+            ),
+        ]
+        for name, doc, value in counters:
+            family = CounterMetricFamily(name, doc, labels=["camera"])
+            for cam in cams:
+                family.add_metric([cam.name], value(cam))
+            yield family
+        status = GaugeMetricFamily(
+            "glanet_camera_status", "1 for the camera's status", labels=["camera", "status"]
+        )
+        up = GaugeMetricFamily("glanet_camera_up", "1 while the camera is live", labels=["camera"])
+        viewers = GaugeMetricFamily("glanet_web_viewers", "MJPEG streams open", labels=["camera"])
+        fps = GaugeMetricFamily("glanet_model_fps", "model frames a second, recently", labels=["camera"])
+        latency = HistogramMetricFamily(
+            "glanet_prediction_latency_seconds", "capture to prediction", labels=["camera"]
+        )
+        for cam in cams:
+            snap = cam.snapshot()
+            for s in SourceStatus:
+                status.add_metric([cam.name, s.value], 1.0 if snap.status is s else 0.0)
+            up.add_metric([cam.name], 1.0 if snap.status is SourceStatus.LIVE else 0.0)
+            viewers.add_metric([cam.name], _tile_value(hub, cam, "viewers"))
+            fps.add_metric([cam.name], _finite(snap.fps.get("model", 0.0)))
+            tile = hub.tile(cam.name)
+            if tile is not None:
+                latency.add_metric([cam.name], tile.latency.buckets(), tile.latency.total)
+        yield from (status, up, viewers, fps, latency)
+        dropped = CounterMetricFamily(
+            "glanet_sink_outputs_dropped",
+            "processed frames the outputs (window, videos, web) could not keep up with",
+        )
+        dispatcher = getattr(app, "dispatcher", None)
+        dropped.add_metric([], dispatcher.dropped if dispatcher is not None else 0)
+        yield dropped
+        missed = CounterMetricFamily("glanet_web_events_missed", "events an SSE client was too slow to take")
+        missed.add_metric([], hub.events_missed)
+        yield missed
+
+
+def _tile_value(hub: WebHub, cam: Camera, field: str) -> float:
+    tile = hub.tile(cam.name)
+    return float(getattr(tile, field)) if tile is not None else 0.0
+
+
+def _finite(value: float) -> float | None:
+    return round(value, 3) if math.isfinite(value) else None
+
+
+def _sse(record: dict[str, Any]) -> str:
+    return f"id: {record['id']}\nevent: action\ndata: {json.dumps(record)}\n\n"
+
+
+def _int_text(text: str, what: str, low: int = 0, high: int | None = None) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise HTTPException(400, f"{what} {text!r}: give a whole number") from None
+    if value < low or (high is not None and value > high):
+        raise HTTPException(400, f"{what} {value}: must be in {low}..{high if high is not None else ''}")
+    return value
+
+
+def _int_param(request: Request, key: str, default: int, low: int, high: int | None = None) -> int:
+    text = request.query_params.get(key)
+    return default if text is None or text == "" else _int_text(text, key, low, high)
+
+
+def _float_param(request: Request, key: str, default: float, low: float, high: float) -> float:
+    text = request.query_params.get(key)
+    if text is None or text == "":
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise HTTPException(400, f"{key} {text!r}: give a number") from None
+    if not (math.isfinite(value) or value == math.inf) or not low <= value <= high:
+        raise HTTPException(400, f"{key} {text}: must be in {low:g}..{high:g}")
+    return value
