@@ -45,6 +45,10 @@ def test_the_wheel_carries_the_configs_the_demo_model_and_the_licence(wheel: Pat
         and "glanet/configs/glanet_r34_hmdb51.toml" in names
     )
     assert any(n.endswith("LICENSE") for n in names)
+    # the web view's page: served from the package, nothing fetched from the network
+    assert {"stream/web/static/index.html", "stream/web/static/app.js", "stream/web/static/style.css"} <= set(
+        names
+    )
     assert any(n.endswith("entry_points.txt") for n in names)
     assert not any(n.startswith(("tests/", "benchmarks/")) for n in names)
 

@@ -1,0 +1,130 @@
+"""The web view's test helpers: run_camera.py with --serve on 127.0.0.1 in a subprocess, plain HTTP calls."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+from stream.sources import parse_source
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, str(ROOT / "run_camera.py")]
+URL_LINE = re.compile(r"web view at (http://\S+)")
+
+
+@dataclass
+class Served:
+    """A run_camera.py process serving its web view; its stderr is collected as it comes."""
+
+    proc: subprocess.Popen[str]
+    url: str = ""
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def stderr(self) -> str:
+        return "\n".join(self.lines)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        time.sleep(0.1)  # the reader thread takes the last lines
+        return self.proc.returncode
+
+
+def serve(*args: str, env: dict[str, str] | None = None, timeout: float = 120.0) -> Served:
+    """Start run_camera.py --serve 0 (any free port on 127.0.0.1) with `args`; return once it serves."""
+    proc = subprocess.Popen(
+        [*CLI, "--serve", "127.0.0.1:0", "--headless", "--no-dashboard", *args],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
+    served = Served(proc)
+    found: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            served.lines.append(line.rstrip("\n"))
+            match = URL_LINE.search(line)
+            if match:
+                found.put(match.group(1))
+
+    threading.Thread(target=read, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            served.url = found.get(timeout=0.2)
+            return served
+        except queue.Empty:
+            if proc.poll() is not None:
+                time.sleep(0.2)
+                raise AssertionError(f"run_camera.py exited {proc.returncode}:\n{served.stderr}") from None
+    served.stop()
+    raise AssertionError(f"no web view within {timeout} s:\n{served.stderr}")
+
+
+def call(
+    method: str, url: str, body: Any = None, headers: dict[str, str] | None = None, raw: bytes | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """(status, headers, body) of one request; an HTTP error status is returned, not raised."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def get_json(url: str, headers: dict[str, str] | None = None) -> Any:
+    status, _, body = call("GET", url, headers=headers)
+    assert status == 200, (status, body)
+    return json.loads(body)
+
+
+def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"{what}: not within {timeout} s")
+
+
+def write_demo_video(path: Path, seconds: float, seed: int, fps: float = 15.0, size: int = 160) -> Path:
+    """The demo source's SynthActions scene (actions the demo model knows) as an mp4 file."""
+    source = parse_source("demo", demo_seed=seed, demo_size=size, demo_fps=fps).factory()
+    source.open()
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size, size))
+    for _ in range(int(seconds * fps)):
+        got = source.read()
+        assert got is not None
+        out.write(got[0])
+    out.release()
+    source.close()
+    return path
