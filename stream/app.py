@@ -7,8 +7,9 @@
 Cameras may be added and removed while it runs (`add_camera`, `remove_camera`: the web API).
 `run()` runs until every source ends (unless `keep_alive`), `max_frames` (per camera) / `duration_s`, the
 window's quit key, or a stop request (`request_stop`, which `run_camera.py` wires to SIGINT/SIGTERM). The
-sinks run on the calling thread (where a GUI toolkit wants its window), the model on its own. Whatever ends it, the saved
-videos are finalised, events are flushed (open events are closed) and a summary per camera is returned.
+sinks run on the calling thread (where a GUI toolkit wants its window), the model on its own. Whatever
+ends it, the saved videos are finalised, events are flushed (open events are closed) and a summary per
+camera is returned.
 """
 
 from __future__ import annotations
