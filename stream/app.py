@@ -78,6 +78,7 @@ class StreamOptions:
     duration_s: float | None = None  # wall seconds, then stop
     attention: str | None = None  # the map shown first (None: the model's first)
     dashboard: bool | None = None  # None: a live dashboard on a terminal, one line every 5 s otherwise
+    quiet: bool = False  # no dashboard, no lines and no final numbers on stderr (the caller reports)
     recognizer: RecognizerConfig = field(default_factory=RecognizerConfig)
     events_config: EventConfig = field(default_factory=EventConfig)
     watchdog_s: float = 5.0
@@ -338,7 +339,7 @@ class StreamApp:
 
     def _sinks(self, dashboard: Dashboard) -> tuple[list[Sink], VideoFiles | None, EventLog | None]:
         o = self.options
-        sinks: list[Sink] = [DashboardSink(dashboard, [c.name for c in self.cameras])]
+        sinks: list[Sink] = [] if o.quiet else [DashboardSink(dashboard, [c.name for c in self.cameras])]
         event_log = EventLog(o.events) if o.events else None
         if event_log is not None:
             sinks.append(EventFile(event_log))
@@ -427,9 +428,11 @@ class StreamApp:
             dispatcher.close()
             wall = time.monotonic() - t_start
             summary = self._summary(runner, videos, wall, dispatcher.dropped)
-            for cam in self.cameras:
-                dashboard.update(cam.snapshot(max_age_s=0.0), cam.session.last_prediction, camera=cam.name)
-            dashboard.close(final=any(c.session.frames for c in self.cameras))
+            if not o.quiet:
+                for cam in self.cameras:
+                    snapshot, last = cam.snapshot(max_age_s=0.0), cam.session.last_prediction
+                    dashboard.update(snapshot, last, camera=cam.name)
+            dashboard.close(final=not o.quiet and any(c.session.frames for c in self.cameras))
         if runner.error is not None:
             raise runner.error
         return summary

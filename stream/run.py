@@ -35,6 +35,7 @@ from glanet.package_data import DEMO_CHECKPOINT
 if TYPE_CHECKING:
     import socket
 
+    from engines.backend import Backend
     from stream.app import CameraSpec, ModelInfo, RunSummary, StreamApp
     from stream.cameras import CameraConfig, CameraDefaults
     from stream.events import EventConfig
@@ -68,24 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--summary-json", type=Path, help="write the final per-camera summary (frames, latency, ...) here"
     )
-    p.add_argument(
-        "--checkpoint",
-        type=Path,
-        default=None,
-        help="a glanet checkpoint (default: the committed demo model)",
-    )
-    p.add_argument(
-        "--backend",
-        default="auto",
-        choices=["auto", "torch", "openvino", "tensorrt", "torch_tensorrt"],
-        help="inference engine; auto: TensorRT on CUDA, else torch on CUDA, else OpenVINO, else torch CPU",
-    )
-    p.add_argument("--engine", type=Path, help="an export folder (python -m engines.export) to run from")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16", "int8"], help="default: the backend's own")
-    p.add_argument(
-        "--device", default=None, help="torch/CUDA device (cpu, cuda, cuda:1); default: the backend's"
-    )
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    add_model_flags(p)
     p.add_argument(
         "--fast", action="store_true", help="files, folders, demo: every frame as fast as possible"
     )
@@ -173,6 +157,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="what is logged to stderr",
     )
     return p.parse_args(argv)
+
+
+def add_model_flags(p: argparse.ArgumentParser) -> None:
+    """The model and its engine: --checkpoint, --backend, --engine, --precision, --device, --threads."""
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="a glanet checkpoint (default: the committed demo model)",
+    )
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "torch", "openvino", "tensorrt", "torch_tensorrt"],
+        help="inference engine; auto: TensorRT on CUDA, else torch on CUDA, else OpenVINO, else torch CPU",
+    )
+    p.add_argument("--engine", type=Path, help="an export folder (python -m engines.export) to run from")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16", "int8"], help="default: the backend's own")
+    p.add_argument(
+        "--device", default=None, help="torch/CUDA device (cpu, cuda, cuda:1); default: the backend's"
+    )
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
 
 
 class UsageError(ValueError):
@@ -588,18 +594,16 @@ def _main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace, checked: Checked, sock: socket.socket | None = None) -> RunSummary:
-    """Load the model and run the cameras `validate` checked (imports torch: seconds)."""
+def open_model(args: argparse.Namespace, max_batch: int) -> tuple[ModelInfo, Backend, str]:
+    """The model of --checkpoint / --engine on the chosen backend: its metadata, the backend, and why that
+    backend (imports torch: seconds). `max_batch`: the most frames one round encodes."""
     import torch
 
-    from engines.manifest import read_manifest, write_json_atomic
+    from engines.manifest import read_manifest
     from engines.openvino_backend import best_built_precision
     from engines.select import choose_backend, make_backend
     from glanet.checkpoint import CheckpointError, load_checkpoint
     from glanet.models import live_problem
-    from stream.app import StreamApp, StreamOptions
-    from stream.events import EventConfig
-    from stream.recognizer import RecognizerConfig
 
     check_cuda_device(args.device)
     if args.threads:
@@ -618,11 +622,30 @@ def _run(args: argparse.Namespace, checked: Checked, sock: socket.socket | None 
             raise CheckpointError(path, problem)
     info = read_manifest(args.engine) if args.engine is not None else ck
     assert info is not None
+    precision = args.precision
+    if args.engine is not None and precision is None and backend_name == "openvino":
+        precision, reason = best_built_precision(read_manifest(args.engine))
+        print(f"glanet: {args.engine}: {reason}", file=sys.stderr)
+    backend = make_backend(backend_name, ck, args.engine, precision, args.device, max_batch=max_batch)
+    logging.getLogger("glanet").info("backend %s (%s)", backend.describe(), why)
+    return info, backend, why
+
+
+def _run(args: argparse.Namespace, checked: Checked, sock: socket.socket | None = None) -> RunSummary:
+    """Load the model and run the cameras `validate` checked (imports torch: seconds)."""
+    from engines.manifest import write_json_atomic
+    from stream.app import StreamApp, StreamOptions
+    from stream.events import EventConfig
+    from stream.recognizer import RecognizerConfig
+
+    cameras = checked.cameras
+    # the most frames one round encodes (TensorRT's profile): with the web view, cameras may be added
+    most = max(len(cameras), checked.serve.max_cameras if checked.serve else 1)
+    info, backend, why = open_model(args, max_batch=most)
     model_fps = float(info.sampling.get("fps") or 25.0)
     defaults = checked.defaults
     if not defaults.folder_fps:
         defaults = dataclasses.replace(defaults, folder_fps=model_fps)
-    cameras = checked.cameras
     # with the web view every camera has a name, for its URLs (a lone source is otherwise unnamed)
     one = len(cameras) == 1 and checked.serve is None
     specs = [camera_spec(camera, defaults, args, one=one) for camera in cameras]
@@ -650,14 +673,6 @@ def _run(args: argparse.Namespace, checked: Checked, sock: socket.socket | None 
         else "",
         keep_alive=checked.serve is not None,
     )
-    precision = args.precision
-    if args.engine is not None and precision is None and backend_name == "openvino":
-        precision, reason = best_built_precision(read_manifest(args.engine))
-        print(f"glanet: {args.engine}: {reason}", file=sys.stderr)
-    # the most frames one round encodes (TensorRT's profile): with the web view, cameras may be added
-    most = max(len(specs), checked.serve.max_cameras if checked.serve else 1)
-    backend = make_backend(backend_name, ck, args.engine, precision, args.device, max_batch=most)
-    logging.getLogger("glanet").info("backend %s (%s)", backend.describe(), why)
     app = StreamApp(specs, info, backend, options, backend_note=why)
 
     def stop(signum: int, _frame: object) -> None:

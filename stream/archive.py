@@ -1,0 +1,300 @@
+"""Recorded footage, searched: every video of a folder or a list through the recognizer (every frame, as
+fast as it goes), with per video its events and its per-second predictions.
+
+    python -m stream.archive --videos recordings/ --out results/
+    python -m stream.archive --videos list.txt --out results/ --backend openvino --batch 4
+
+For each video `results/<name>/` holds `events.jsonl` (as run_camera.py writes them), `predictions.csv`
+(one row per second of video: the mean class probabilities over that second, with the top class) and,
+written last, `done.json` (frames, seconds, wall time, and the video's size and modification time). A
+video with a `done.json` that still matches it is skipped, so a run that was stopped picks up where it
+was; a half-written result (no `done.json`) is done again. A video that cannot be read is reported in one
+line, recorded in `failed.json`, and the run goes on; the exit code is 1 if any failed.
+
+Several videos run at once as the cameras of one multi-camera run (`--batch`), so the model's rounds
+batch across them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from stream.run import VIDEO_SUFFIXES, UsageError, add_model_flags, check_device, check_model_paths
+
+if TYPE_CHECKING:
+    from stream.dispatch import Output
+
+DONE, FAILED = "done.json", "failed.json"
+
+
+@dataclass(frozen=True)
+class Video:
+    path: Path
+    name: str  # its result folder's name: the path below the folder or list, '/' as '__'
+
+    def stamp(self) -> dict[str, Any]:
+        st = self.path.stat()
+        return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    from glanet.cli import Parser, number
+
+    p = Parser(description="Every video of a folder or list through the recognizer: events, predictions.")
+    p.add_argument("--videos", type=Path, required=True, help="a folder of videos, or a text file of paths")
+    p.add_argument("--out", type=Path, required=True, help="the results folder, one subfolder per video")
+    p.add_argument(
+        "--batch", type=number(int, 1, 64), default=4, help="videos run at once (their frames batch together)"
+    )
+    p.add_argument("--enter", type=number(float, 0, 1, above=True), default=0.6, help="an event starts here")
+    p.add_argument(
+        "--exit", type=number(float, 0, 1, above=True), default=0.4, help="... and ends under this"
+    )
+    p.add_argument("--min-duration", type=number(float, 0), default=0.5, help="seconds above --enter")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (a line per video instead)")
+    add_model_flags(p)
+    return p.parse_args(argv)
+
+
+def find_videos(given: Path) -> list[Video]:
+    """The videos of a folder (every video file below it, in natural order) or of a list (one path a line,
+    relative to the list's folder; blank lines and # comments skipped)."""
+    from stream.errors import SourceError
+
+    def natural(part: str) -> list[int | str]:
+        return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", part)]
+
+    if not given.exists():
+        raise SourceError(f"--videos {given}: not found (give a folder of videos or a text file of paths)")
+    if given.is_dir():
+        paths = sorted(
+            (p for p in given.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()),
+            key=lambda p: [natural(part) for part in p.relative_to(given).parts],
+        )
+        base = given
+    else:
+        from glanet.data.lists import ListError, read_text
+
+        try:
+            text = read_text(given, "video list")
+        except ListError as error:
+            raise SourceError(str(error)) from None
+        lines = [x.strip() for x in text.splitlines()]
+        paths = [given.parent / x for x in lines if x and not x.startswith("#")]
+        # names from the paths below their common folder: a/cam1.mp4 and b/cam1.mp4 stay apart
+        base = Path(os.path.commonpath([os.path.abspath(p.parent) for p in paths])) if paths else given.parent
+        paths = [Path(os.path.abspath(p)) for p in paths]
+    if not paths:
+        raise SourceError(f"--videos {given}: no video in it ({', '.join(VIDEO_SUFFIXES)})")
+    videos, seen = [], set()
+    for path in paths:
+        try:
+            rel = path.relative_to(base)
+        except ValueError:
+            rel = Path(path.name)
+        name = "__".join(rel.with_suffix("").parts)
+        if name in seen:
+            raise SourceError(
+                f"--videos {given}: {path} is listed twice (or two videos differ only in suffix)"
+            )
+        seen.add(name)
+        videos.append(Video(path, name))
+    return videos
+
+
+def is_done(video: Video, out: Path) -> bool:
+    """Its results are complete and were made from this very file (same size and modification time)."""
+    try:
+        done = json.loads((out / video.name / DONE).read_text())
+        return done.get("source") == video.stamp()
+    except (OSError, ValueError):
+        return False
+
+
+@dataclass
+class Results:
+    """What one video's run produced, gathered off the model's thread (a sink)."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    seconds: dict[int, list[np.ndarray]] = field(default_factory=dict)  # second -> its predictions' probs
+
+
+class ArchiveSink:
+    """Each camera (video) of the batch: its events and its predictions by second of video."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.results = {name: Results() for name in names}
+
+    def write(self, output: Output) -> None:
+        results = self.results[output.camera]
+        results.events.extend(e.to_dict() for e in output.events)
+        if output.fresh and output.prediction is not None:
+            second = int(output.prediction.frame.source_ts)
+            results.seconds.setdefault(second, []).append(output.prediction.probs)
+
+    def idle(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def write_results(folder: Path, results: Results, class_names: Sequence[str], done: dict[str, Any]) -> None:
+    """events.jsonl, predictions.csv, then done.json (atomically, last: its presence means complete)."""
+    from engines.manifest import write_json_atomic
+
+    with open(folder / "events.jsonl", "w") as f:
+        for event in results.events:
+            f.write(json.dumps(event) + "\n")
+    with open(folder / "predictions.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["second", "top1", "confidence", "predictions", *class_names])
+        for second in sorted(results.seconds):
+            mean = np.mean(results.seconds[second], axis=0)
+            top = int(np.argmax(mean))
+            writer.writerow(
+                [second, class_names[top], f"{mean[top]:.4f}", len(results.seconds[second]),
+                 *(f"{p:.4f}" for p in mean)]
+            )  # fmt: skip
+    write_json_atomic(folder / DONE, done)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    from engines.errors import EngineError
+    from glanet.cli import error_line
+    from stream.errors import StreamError
+    from stream.sinks import SinkError
+
+    try:
+        if args.exit > args.enter:
+            raise UsageError(f"--exit {args.exit:g} must not be above --enter {args.enter:g}")
+        check_device(args.device)
+        check_model_paths(args)
+        videos = find_videos(args.videos)
+        if args.out.exists() and not args.out.is_dir():
+            raise SinkError(f"--out {args.out} is a file: give a folder for the results")
+        args.out.mkdir(parents=True, exist_ok=True)
+        return run(args, videos)
+    except (EngineError, StreamError, SinkError, ValueError, OSError) as error:
+        print(f"glanet: {error_line(error)}", file=sys.stderr)
+        return 1 if isinstance(error, StreamError | SinkError | EngineError | OSError) else 2
+    except KeyboardInterrupt:
+        print("glanet: interrupted (finished videos are kept; run again to go on)", file=sys.stderr)
+        return 130
+
+
+def run(args: argparse.Namespace, videos: list[Video]) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from stream.app import CameraSpec, StreamApp, StreamOptions
+    from stream.events import EventConfig
+    from stream.run import open_model
+    from stream.sources import parse_source
+
+    console = Console(stderr=True, highlight=False, soft_wrap=True)  # a line per message, never wrapped
+    todo = [v for v in videos if not is_done(v, args.out)]
+    if len(todo) < len(videos):
+        console.print(f"glanet: {len(videos) - len(todo)} of {len(videos)} videos already done in {args.out}")
+    if not todo:
+        return 0
+    info, backend, _ = open_model(args, max_batch=args.batch)
+    fps = float(info.sampling.get("fps") or 25.0)
+    options = StreamOptions(
+        fast=True, headless=True, dashboard=False, quiet=True,
+        events_config=EventConfig(args.enter, args.exit, args.min_duration),
+    )  # fmt: skip
+    stop = threading.Event()
+    apps: list[StreamApp] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+        for app in apps:
+            app.request_stop("interrupted")
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, on_signal)
+    failed, done_videos, video_seconds = 0, 0, 0.0
+    started = time.monotonic()
+    columns = [
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+    ]  # fmt: skip
+    with Progress(*columns, console=console, disable=args.no_progress) as progress:
+        task = progress.add_task("videos", total=len(todo), rate="")
+        for i in range(0, len(todo), args.batch):
+            if stop.is_set():
+                break
+            batch = todo[i : i + args.batch]
+            for video in batch:  # a half-written result is done again from scratch
+                folder = args.out / video.name
+                if folder.exists():
+                    shutil.rmtree(folder)
+                folder.mkdir(parents=True)
+            specs = [CameraSpec(v.name, parse_source(str(v.path), folder_fps=fps)) for v in batch]
+            sink = ArchiveSink([v.name for v in batch])
+            app = StreamApp(specs, info, backend, options)
+            app.sinks.append(sink)
+            apps[:] = [app]
+            t0 = time.monotonic()
+            summary = app.run()
+            wall = time.monotonic() - t0
+            if stop.is_set():
+                break  # this batch is incomplete: no done.json, so it is run again next time
+            for video in batch:
+                s = summary.cameras[video.name]
+                folder = args.out / video.name
+                if s.error is not None or s.frames == 0:
+                    failed += 1
+                    why = s.error or "no frame could be read"
+                    (folder / FAILED).write_text(json.dumps({"error": why, "source": video.stamp()}) + "\n")
+                    progress.console.print(f"glanet: {video.path}: {why} (skipped)")
+                    continue
+                seconds = s.frames / (app.camera(video.name).capture.nominal_fps or fps)
+                video_seconds += seconds
+                done = {
+                    "video": str(video.path), "frames": s.frames, "predictions": s.predictions,
+                    "seconds": round(seconds, 3), "events": s.events, "wall_s": round(wall, 3),
+                    "source": video.stamp(),
+                }  # fmt: skip
+                write_results(folder, sink.results[video.name], info.class_names, done)
+                done_videos += 1
+                if args.no_progress:
+                    console.print(f"glanet: {video.path}: {s.frames} frames, {s.events} events")
+            elapsed = time.monotonic() - started
+            progress.update(
+                task, advance=len(batch),
+                rate=f"{done_videos / elapsed:.2f} videos/s, {video_seconds / elapsed:.1f}x real time",
+            )  # fmt: skip
+    if stop.is_set():
+        console.print(f"glanet: interrupted after {done_videos} videos (run again to go on)")
+        return 130
+    console.print(
+        f"glanet: {done_videos} videos done, {failed} failed, {video_seconds:.0f} s of video in "
+        f"{time.monotonic() - started:.0f} s; results in {args.out}"
+    )
+    return 1 if failed else 0
+
+
+__all__ = ["ArchiveSink", "Video", "find_videos", "is_done", "main", "write_results"]
+
+if __name__ == "__main__":
+    sys.exit(main())
