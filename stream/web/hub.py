@@ -55,7 +55,7 @@ class Tile:
     seq: int = 0  # bumped at every new picture
     jpegs: dict[str, tuple[int, bytes]] = field(default_factory=dict)  # attention -> (seq, JPEG)
     encoded: int = 0  # JPEG encodings made (at most one per picture and map)
-    viewers: int = 0  # MJPEG streams and page tiles open now
+    viewers: int = 0  # MJPEG streams open now (the page's tiles ask picture by picture)
     latency: Histogram = field(default_factory=Histogram)
     lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -331,7 +331,8 @@ def test_metrics_are_prometheus_text_with_a_latency_histogram(server):
         s.value for s in latency.samples if s.name.endswith("_bucket") and s.labels["camera"] == "front"
     ]
     assert counts == sorted(counts) and counts[-1] > 0
-    assert metric(server, "glanet_predictions_total", "front") == counts[-1] or counts[-1] > 0
+    # the histogram counts the predictions the web view saw: never more than were made
+    assert counts[-1] <= metric(server, "glanet_predictions_total", "front")
 
 
 # -- starting ----------------------------------------------------------------------------------------------

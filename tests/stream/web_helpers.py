@@ -33,6 +33,7 @@ class Served:
     proc: subprocess.Popen[str]
     url: str = ""
     lines: list[str] = field(default_factory=list)
+    folder: Path | None = None  # where the test keeps this run's files
 
     @property
     def stderr(self) -> str:
