@@ -295,13 +295,15 @@ def make_backend(
     *,
     max_batch: int = 1,
     cache_dir: Path | None = None,
+    threads: int | None = None,
 ) -> Any:
     """Build backend `name` ("auto" chooses): torch from the checkpoint's model, openvino from exported
     graphs (exported into the cache from the checkpoint when no directory is given), tensorrt from the
     exported encode graph plus the checkpoint's temporal part, torch_tensorrt from the checkpoint.
 
     `precision` None means the backend's default: torch fp32, openvino bf16 where the CPU has it (else
-    fp32), the GPU backends fp16.
+    fp32), the GPU backends fp16. `threads`: OpenVINO's inference threads (None: its own choice; torch's
+    are `torch.set_num_threads`).
     """
     if name == "auto":
         name, reason = choose_backend("auto")
@@ -328,7 +330,7 @@ def make_backend(
 
         if precision is None:  # bf16 or fp32, whichever is faster on this CPU (measured once, remembered)
             precision = faster_float_precision(read_manifest(directory), cache / "openvino")
-        return OpenVINOBackend.from_manifest(directory, precision, cache_dir=cache / "openvino")
+        return OpenVINOBackend.from_manifest(directory, precision, cache_dir=cache / "openvino", threads=threads)
 
     if name == "tensorrt":
         from engines.tensorrt_backend import TensorRTBackend

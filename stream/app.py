@@ -89,6 +89,9 @@ class StreamOptions:
     announce: str = ""  # said once on stderr at the first prediction (a bad source stays one line)
     # go on when every camera has ended, until a stop (the web view: cameras may be added at run time)
     keep_alive: bool = False
+    # the sinks' queue blocks the model instead of dropping (None: when every camera is read --fast and
+    # none may come at run time); a cluster shard reading files --fast sets it, for cameras it is given
+    block_sinks: bool | None = None
     # called on the model thread with every prediction (benchmarks, embedding): keep it cheap
     on_prediction: Callable[[Prediction], None] | None = None
 
@@ -113,6 +116,8 @@ class Summary:
     error: str | None = None
     backend: str = ""
     source: str = ""
+    shard: str = ""  # a cluster run: the shard (node) that served it last
+    moves: int = 0  # a cluster run: times it moved to another shard (its shard was lost)
 
     @property
     def fps(self) -> float:
@@ -188,7 +193,7 @@ class StreamApp:
     ) -> None:
         if isinstance(cameras, SourceSpec):
             cameras = [CameraSpec("", cameras)]
-        if not cameras:
+        if not cameras and not options.keep_alive:
             raise ValueError("no camera to run")
         names = [c.name for c in cameras]
         if len(set(names)) != len(names):
@@ -207,6 +212,7 @@ class StreamApp:
         self._videos: VideoFiles | None = None
         self._dashboard: Dashboard | None = None
         self._video_paths_at_start: dict[str, Path] = {}
+        self.started_at: float | None = None  # time.monotonic() when `run` started the cameras
         self._changes = threading.Lock()  # add_camera / remove_camera against each other and `run`
 
     # -- one camera's view, for callers of the single-camera API -----------------------------------------
@@ -384,6 +390,8 @@ class StreamApp:
         self._videos, self._dashboard = videos, dashboard
         # with keep_alive a camera may still come that is not read --fast: the queue never blocks the model
         fast = all(c.fast for c in self.cameras) and not o.keep_alive
+        if o.block_sinks is not None:
+            fast = o.block_sinks
         dispatcher = self.dispatcher = Dispatcher([*sinks, *self.sinks], block=fast)
         fps = float(self.checkpoint.sampling.get("fps") or 25.0)
         runner = Runner(
@@ -400,7 +408,7 @@ class StreamApp:
         )
         with self._changes:
             self.runner = runner
-        t_start = time.monotonic()
+        t_start = self.started_at = time.monotonic()
         for cam in self.cameras:
             cam.capture.start()
         model = threading.Thread(target=self._model_thread, args=(runner, dispatcher), name="glanet-model")
@@ -465,35 +473,8 @@ class StreamApp:
         backend = self.backend.describe() + (f" ({self.backend_note})" if self.backend_note else "")
         out: dict[str, Summary] = {}
         for cam in self.cameras:
-            s, c = cam.session, cam.capture
-            summary = Summary(
-                frames=s.frames,
-                predictions=s.predictions,
-                model_ticks=s.steps,
-                encoded=s.encoded,
-                events=s.detector.events_fired,
-                dropped=c.buffer.dropped,
-                decode_errors=c.decode_errors,
-                reconnects=c.reconnects,
-                resets=s.resets,
-                saved_frames=videos.frames_written(cam.name) if videos else 0,
-                latency_p50_ms=s.latency.percentile(50) * 1000,
-                latency_p95_ms=s.latency.percentile(95) * 1000,
-                latency_max_ms=s.latency.maximum * 1000 if s.latency.count else float("nan"),
-                wall_s=wall,
-                backend=backend,
-                source=c.name,
-            )
-            if cam.removed:
-                summary.reason = "removed"
-            elif c.error is not None:
-                summary.error, summary.reason = str(c.error), "source failed"
-            elif self.max_frames_reached(cam):
-                summary.reason = "max frames reached"
-            elif c.status.status is SourceStatus.ENDED and cam.done:
-                summary.reason = "end of stream"
-            else:
-                summary.reason = self.stop_reason or "stopped"
+            summary = self.camera_summary(cam, wall, backend)
+            summary.saved_frames = videos.frames_written(cam.name) if videos else 0
             key, k = cam.name, 2
             while key in out:  # a camera removed, then added again under its name
                 key, k = f"{cam.name}#{k}", k + 1
@@ -501,6 +482,38 @@ class StreamApp:
         reasons = {s.reason for s in out.values()}
         reason = self.stop_reason or (reasons.pop() if len(reasons) == 1 else "every camera finished")
         return RunSummary(out, reason, sink_dropped)
+
+    def camera_summary(self, cam: Camera, wall: float, backend: str) -> Summary:
+        """One camera's numbers and how it ended (or where it is, while the run goes on)."""
+        s, c = cam.session, cam.capture
+        summary = Summary(
+            frames=s.frames,
+            predictions=s.predictions,
+            model_ticks=s.steps,
+            encoded=s.encoded,
+            events=s.detector.events_fired,
+            dropped=c.buffer.dropped,
+            decode_errors=c.decode_errors,
+            reconnects=c.reconnects,
+            resets=s.resets,
+            latency_p50_ms=s.latency.percentile(50) * 1000,
+            latency_p95_ms=s.latency.percentile(95) * 1000,
+            latency_max_ms=s.latency.maximum * 1000 if s.latency.count else float("nan"),
+            wall_s=wall,
+            backend=backend,
+            source=c.name,
+        )
+        if cam.removed:
+            summary.reason = "removed"
+        elif c.error is not None:
+            summary.error, summary.reason = str(c.error), "source failed"
+        elif self.max_frames_reached(cam):
+            summary.reason = "max frames reached"
+        elif c.status.status is SourceStatus.ENDED and cam.done:
+            summary.reason = "end of stream"
+        else:
+            summary.reason = self.stop_reason or "stopped"
+        return summary
 
     def max_frames_reached(self, cam: Camera) -> bool:
         return self.options.max_frames is not None and cam.session.frames >= self.options.max_frames

@@ -3,6 +3,7 @@ fast as it goes), with per video its events and its per-second predictions.
 
     python -m stream.archive --videos recordings/ --out results/
     python -m stream.archive --videos list.txt --out results/ --backend openvino --batch 4
+    python -m stream.archive --videos /shared/recordings/ --out results/ --cluster auto
 
 For each video `results/<name>/` holds `events.jsonl` (as run_camera.py writes them), `predictions.csv`
 (one row per second of video: the mean class probabilities over that second, with the top class) and,
@@ -12,7 +13,9 @@ was; a half-written result (no `done.json`) is done again. A video that cannot b
 line, recorded in `failed.json`, and the run goes on; the exit code is 1 if any failed.
 
 Several videos run at once as the cameras of one multi-camera run (`--batch`), so the model's rounds
-batch across them.
+batch across them. With `--cluster` every node of a Ray cluster runs `--batch` videos at a time, opening
+them itself (the videos must be at the same path on every node: a shared folder); the results are written
+here. A video whose node is lost starts over on another.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +40,11 @@ import numpy as np
 from stream.run import VIDEO_SUFFIXES, UsageError, add_model_flags, check_device, check_model_paths
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from stream.app import Summary
+    from stream.cluster.address import ClusterAddress
     from stream.dispatch import Output
 
 DONE, FAILED = "done.json", "failed.json"
@@ -67,6 +75,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--min-duration", type=number(float, 0), default=0.5, help="seconds above --enter")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (a line per video instead)")
+    p.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="run on a Ray cluster: auto, ray://HOST:PORT or local:N[xC] (as run_camera.py --cluster)",
+    )
     add_model_flags(p)
     return p.parse_args(argv)
 
@@ -135,14 +148,22 @@ class Results:
 
 
 class ArchiveSink:
-    """Each camera (video) of the batch: its events and its predictions by second of video."""
+    """Each camera (video) of the batch: its events and its predictions by second of video. `finished`
+    is called (on the sinks' thread) with a camera's name at its last output."""
 
-    def __init__(self, names: Sequence[str]) -> None:
+    def __init__(self, names: Sequence[str], finished: Callable[[str], None] | None = None) -> None:
         self.results = {name: Results() for name in names}
+        self.finished = finished
 
     def write(self, output: Output) -> None:
-        results = self.results[output.camera]
+        results = self.results.setdefault(output.camera, Results())
+        if output.restart:  # its node was lost: the video starts over on another
+            results.events.clear()
+            results.seconds.clear()
+            return
         results.events.extend(e.to_dict() for e in output.events)
+        if (output.final or output.removed) and self.finished is not None:
+            self.finished(output.camera)
         if output.fresh and output.prediction is not None:
             second = int(output.prediction.frame.source_ts)
             results.seconds.setdefault(second, []).append(output.prediction.probs)
@@ -174,6 +195,172 @@ def write_results(folder: Path, results: Results, class_names: Sequence[str], do
     write_json_atomic(folder / DONE, done)
 
 
+def finish_video(
+    args: argparse.Namespace,
+    video: Video,
+    s: Summary,
+    results: Results,
+    class_names: Sequence[str],
+    wall: float,
+    fps: float,
+    console: Console,
+) -> float | None:
+    """A video's results written (or its failure): the seconds of video it had, None if it failed."""
+    folder = args.out / video.name
+    if s.error is not None or s.frames == 0:
+        why = s.error or "no frame could be read"
+        (folder / FAILED).write_text(json.dumps({"error": why, "source": video.stamp()}) + "\n")
+        console.print(f"glanet: {video.path}: {why} (skipped)")
+        return None
+    seconds = s.frames / fps
+    done = {
+        "video": str(video.path), "frames": s.frames, "predictions": s.predictions,
+        "seconds": round(seconds, 3), "events": s.events, "wall_s": round(wall, 3),
+        "source": video.stamp(),
+    }  # fmt: skip
+    write_results(folder, results, class_names, done)
+    if args.no_progress:
+        console.print(f"glanet: {video.path}: {s.frames} frames, {s.events} events")
+    return seconds
+
+
+def progress_bar(console: Console, disable: bool) -> Progress:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = [
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+    ]  # fmt: skip
+    return Progress(*columns, console=console, disable=disable)
+
+
+def video_fps(path: Path, default: float) -> float:
+    """The video's frame rate as its container says (the model's when it says none)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        fps = cap.get(cv2.CAP_PROP_FPS)
+    finally:
+        cap.release()
+    return fps if fps and 0 < fps < 1000 else default
+
+
+def fresh_folder(out: Path, video: Video) -> None:
+    """A half-written result is done again from scratch."""
+    folder = out / video.name
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+
+
+def run_cluster(args: argparse.Namespace, videos: list[Video], address: ClusterAddress) -> int:
+    """The videos over a Ray cluster: every shard keeps `--batch` of them going; results written here."""
+    import queue
+
+    from rich.console import Console
+
+    from stream.app import CameraSpec, StreamOptions
+    from stream.cluster.controller import ClusterApp
+    from stream.events import EventConfig
+    from stream.sources import parse_source
+
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    todo = [v for v in videos if not is_done(v, args.out)]
+    if len(todo) < len(videos):
+        console.print(f"glanet: {len(videos) - len(todo)} of {len(videos)} videos already done in {args.out}")
+    if not todo:
+        return 0
+    options = StreamOptions(
+        fast=True, headless=True, dashboard=False, quiet=True, keep_alive=True,
+        events_config=EventConfig(args.enter, args.exit, args.min_duration),
+    )  # fmt: skip
+    model = {k: getattr(args, k) for k in ("checkpoint", "engine", "backend", "precision", "device")}
+    app = ClusterApp([], address, model, options, max_batch=args.batch, say=lambda line: console.print(
+        f"glanet: {line}"))  # fmt: skip
+    finished: queue.Queue[str] = queue.Queue()
+    sink = ArchiveSink([], finished.put)
+    app.sinks.append(sink)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+        app.request_stop("interrupted")
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, on_signal)
+    counts = {"failed": 0, "done": 0, "seconds": 0.0}
+    started = time.monotonic()
+
+    def feed(progress: Progress, task: Any) -> None:
+        """Keeps `--batch` videos a shard going; writes each one's results as it finishes."""
+        pending, running = list(todo), {}
+        try:
+            while (pending or running) and not stop.is_set():
+                slots = args.batch * max(1, sum(s.alive for s in app.shards))
+                while pending and len(running) < slots and not stop.is_set():
+                    video = pending.pop(0)
+                    fresh_folder(args.out, video)
+                    sink.results.pop(video.name, None)
+                    spec = CameraSpec(video.name, parse_source(str(video.path), folder_fps=fps))
+                    app.add_camera(spec)
+                    running[video.name] = (video, time.monotonic())
+                try:
+                    name = finished.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                if name not in running:
+                    continue
+                video, t0 = running.pop(name)
+                cam = app.camera(name)
+                while cam is not None and not cam.settled and not stop.is_set():
+                    time.sleep(0.02)  # its shard's last numbers come with the next poll
+                summary = cam.total() if cam is not None else None
+                if cam is not None:
+                    app.remove_camera(name)
+                if summary is None:
+                    continue
+                seconds = finish_video(
+                    args, video, summary, sink.results.pop(name), app.class_names, time.monotonic() - t0,
+                    video_fps(video.path, fps), progress.console,
+                )  # fmt: skip
+                if seconds is None:
+                    counts["failed"] += 1
+                else:
+                    counts["seconds"] += seconds
+                    counts["done"] += 1
+                elapsed = time.monotonic() - started
+                progress.update(
+                    task, advance=1, rate=f"{counts['done'] / elapsed:.2f} videos/s, "
+                    f"{counts['seconds'] / elapsed:.1f}x real time",
+                )  # fmt: skip
+        finally:
+            app.request_stop("interrupted" if stop.is_set() else "every video done")
+
+    try:
+        app.start()
+        started = time.monotonic()  # the rates count from when the shards are up
+        fps = float(app.sampling.get("fps") or 25.0)
+        with progress_bar(console, args.no_progress) as progress:
+            task = progress.add_task("videos", total=len(todo), rate="")
+            feeder = threading.Thread(target=feed, args=(progress, task), name="glanet-archive-feed")
+            app.started_at = time.monotonic()  # add_camera works from now; run() places no camera
+            feeder.start()
+            app.run()
+            feeder.join()
+    finally:
+        app.close()
+    if stop.is_set():
+        console.print(f"glanet: interrupted after {counts['done']} videos (run again to go on)")
+        return 130
+    done, failed, seconds = counts["done"], counts["failed"], counts["seconds"]
+    console.print(
+        f"glanet: {done} videos done, {failed} failed, {seconds:.0f} s of video in "
+        f"{time.monotonic() - started:.0f} s on {len(app.shards)} shards; results in {args.out}"
+    )
+    return 1 if counts["failed"] else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
@@ -192,6 +379,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.out.exists() and not args.out.is_dir():
             raise SinkError(f"--out {args.out} is a file: give a folder for the results")
         args.out.mkdir(parents=True, exist_ok=True)
+        if args.cluster is not None:
+            from stream.cluster.address import parse_cluster_address
+
+            try:
+                address = parse_cluster_address(args.cluster)
+            except ValueError as error:
+                raise UsageError(str(error)) from None
+            return run_cluster(args, videos, address)
         return run(args, videos)
     except (EngineError, StreamError, SinkError, ValueError, OSError) as error:
         print(f"glanet: {error_line(error)}", file=sys.stderr)
@@ -203,7 +398,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, videos: list[Video]) -> int:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from stream.app import CameraSpec, StreamApp, StreamOptions
     from stream.events import EventConfig
@@ -234,21 +428,14 @@ def run(args: argparse.Namespace, videos: list[Video]) -> int:
         signal.signal(signum, on_signal)
     failed, done_videos, video_seconds = 0, 0, 0.0
     started = time.monotonic()
-    columns = [
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
-    ]  # fmt: skip
-    with Progress(*columns, console=console, disable=args.no_progress) as progress:
+    with progress_bar(console, args.no_progress) as progress:
         task = progress.add_task("videos", total=len(todo), rate="")
         for i in range(0, len(todo), args.batch):
             if stop.is_set():
                 break
             batch = todo[i : i + args.batch]
-            for video in batch:  # a half-written result is done again from scratch
-                folder = args.out / video.name
-                if folder.exists():
-                    shutil.rmtree(folder)
-                folder.mkdir(parents=True)
+            for video in batch:
+                fresh_folder(args.out, video)
             specs = [CameraSpec(v.name, parse_source(str(v.path), folder_fps=fps)) for v in batch]
             sink = ArchiveSink([v.name for v in batch])
             app = StreamApp(specs, info, backend, options)
@@ -261,24 +448,15 @@ def run(args: argparse.Namespace, videos: list[Video]) -> int:
                 break  # this batch is incomplete: no done.json, so it is run again next time
             for video in batch:
                 s = summary.cameras[video.name]
-                folder = args.out / video.name
-                if s.error is not None or s.frames == 0:
+                seconds = finish_video(
+                    args, video, s, sink.results[video.name], info.class_names, wall,
+                    app.camera(video.name).capture.nominal_fps or fps, progress.console,
+                )  # fmt: skip
+                if seconds is None:
                     failed += 1
-                    why = s.error or "no frame could be read"
-                    (folder / FAILED).write_text(json.dumps({"error": why, "source": video.stamp()}) + "\n")
-                    progress.console.print(f"glanet: {video.path}: {why} (skipped)")
-                    continue
-                seconds = s.frames / (app.camera(video.name).capture.nominal_fps or fps)
-                video_seconds += seconds
-                done = {
-                    "video": str(video.path), "frames": s.frames, "predictions": s.predictions,
-                    "seconds": round(seconds, 3), "events": s.events, "wall_s": round(wall, 3),
-                    "source": video.stamp(),
-                }  # fmt: skip
-                write_results(folder, sink.results[video.name], info.class_names, done)
-                done_videos += 1
-                if args.no_progress:
-                    console.print(f"glanet: {video.path}: {s.frames} frames, {s.events} events")
+                else:
+                    video_seconds += seconds
+                    done_videos += 1
             elapsed = time.monotonic() - started
             progress.update(
                 task, advance=len(batch),

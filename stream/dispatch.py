@@ -64,6 +64,10 @@ class Output:
     events: list[Event] = field(default_factory=list)
     display: bool = True  # False: the camera's final numbers only, no new picture (it has ended)
     removed: bool = False  # the camera was taken out of the run: nothing more of it comes; let it go
+    final: bool = False  # the camera has finished (its source ended or failed, max frames): its last output
+    # the camera starts over (a cluster moved it to another shard): its source and state restart, so what
+    # a sink gathered of it by position in the source (an archive's per-second predictions) is superseded
+    restart: bool = False
     _drawn: dict[tuple[str, bool], np.ndarray] = field(default_factory=dict, repr=False)
 
     def overlay(self, view: View) -> np.ndarray:
@@ -233,10 +237,13 @@ class Dispatcher:
             while self.block and len(self._items) >= self.capacity and not self._closed:
                 self._cond.wait(0.1)
             if len(self._items) >= self.capacity:
-                old = self._items.popleft()
+                # a camera's last output (it ended, or was removed) is never the one dropped
+                at = next((i for i, o in enumerate(self._items) if not (o.final or o.removed)), 0)
+                old = self._items[at]
+                del self._items[at]
                 self.dropped += 1
                 if old.events:  # an event is never lost with the frame it came with
-                    nxt = self._items[0] if self._items else output
+                    nxt = self._items[at] if at < len(self._items) else output
                     nxt.events[:0] = old.events
             self._items.append(output)
             self._cond.notify_all()

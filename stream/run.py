@@ -28,7 +28,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from glanet.package_data import DEMO_CHECKPOINT
 
@@ -36,8 +36,9 @@ if TYPE_CHECKING:
     import socket
 
     from engines.backend import Backend
-    from stream.app import CameraSpec, ModelInfo, RunSummary, StreamApp
+    from stream.app import CameraSpec, ModelInfo, RunSummary, StreamApp, StreamOptions
     from stream.cameras import CameraConfig, CameraDefaults
+    from stream.cluster.address import ClusterAddress
     from stream.events import EventConfig
     from stream.mqtt import MqttConfig
     from stream.web.options import ServeOptions
@@ -150,6 +151,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--mqtt-user", help="MQTT user name (the password comes from the environment: GLANET_MQTT_PASSWORD)"
     )
     web.add_argument("--mqtt-topic", default="glanet", help="the MQTT topics' prefix")
+    scale = p.add_argument_group("scale-out over a Ray cluster")
+    scale.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="shard the cameras over a Ray cluster: auto (the cluster `ray start` runs here), "
+        "ray://HOST:PORT (Ray Client) or local:N[xC] (start N nodes of C CPUs on this machine, to try it); "
+        "each node runs its cameras with its own engine, opening their sources itself",
+    )
+    scale.add_argument(
+        "--cluster-lease",
+        type=float,
+        default=3.0,
+        help="a shard not heard from for this many seconds (and one more) is lost: its cameras move",
+    )
     p.add_argument(
         "--log-level",
         default="WARNING",
@@ -194,6 +209,7 @@ class Checked:
     defaults: CameraDefaults
     serve: ServeOptions | None = None
     mqtt: MqttConfig | None = None
+    cluster: ClusterAddress | None = None
 
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
@@ -218,6 +234,7 @@ _NUMBER_RULES: tuple[tuple[str, str, Callable[[float], bool], str], ...] = (
     ("--demo-fps", "demo_fps", lambda v: v > 0, "must be above 0"),
     ("--serve-max-cameras", "serve_max_cameras", lambda v: v >= 1, "must be at least 1"),
     ("--serve-fps", "serve_fps", lambda v: v > 0, "must be above 0"),
+    ("--cluster-lease", "cluster_lease", lambda v: 0.5 <= v <= 600, "must be 0.5 to 600 (seconds)"),
 )
 
 
@@ -308,7 +325,22 @@ def validate(args: argparse.Namespace) -> Checked:
     check_outputs(args, cameras, inputs)
     if len(cameras) > args.serve_max_cameras:
         raise UsageError(f"{len(cameras)} cameras, but --serve-max-cameras is {args.serve_max_cameras}")
-    return Checked(cameras, defaults, serve_options(args), mqtt_config(args))
+    return Checked(cameras, defaults, serve_options(args), mqtt_config(args), cluster_address(args))
+
+
+def cluster_address(args: argparse.Namespace) -> ClusterAddress | None:
+    """--cluster, checked; what a cluster run cannot do is said now (no Ray import)."""
+    from stream.cluster.address import parse_cluster_address
+
+    if args.cluster is None:
+        return None
+    try:
+        address = parse_cluster_address(args.cluster)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if args.save is not None:
+        raise UsageError("--save with --cluster: videos are not written by a cluster run (use --events)")
+    return address
 
 
 def serve_options(args: argparse.Namespace) -> ServeOptions | None:
@@ -594,9 +626,12 @@ def _main(args: argparse.Namespace) -> int:
     return 0
 
 
-def open_model(args: argparse.Namespace, max_batch: int) -> tuple[ModelInfo, Backend, str]:
+def open_model(
+    args: argparse.Namespace, max_batch: int, threads: int | None = None
+) -> tuple[ModelInfo, Backend, str]:
     """The model of --checkpoint / --engine on the chosen backend: its metadata, the backend, and why that
-    backend (imports torch: seconds). `max_batch`: the most frames one round encodes."""
+    backend (imports torch: seconds). `max_batch`: the most frames one round encodes; `threads`: OpenVINO's
+    inference threads (a cluster shard: its node's CPUs; None: OpenVINO's choice)."""
     import torch
 
     from engines.manifest import read_manifest
@@ -626,18 +661,19 @@ def open_model(args: argparse.Namespace, max_batch: int) -> tuple[ModelInfo, Bac
     if args.engine is not None and precision is None and backend_name == "openvino":
         precision, reason = best_built_precision(read_manifest(args.engine))
         print(f"glanet: {args.engine}: {reason}", file=sys.stderr)
-    backend = make_backend(backend_name, ck, args.engine, precision, args.device, max_batch=max_batch)
+    backend = make_backend(
+        backend_name, ck, args.engine, precision, args.device, max_batch=max_batch, threads=threads
+    )
     logging.getLogger("glanet").info("backend %s (%s)", backend.describe(), why)
     return info, backend, why
 
 
 def _run(args: argparse.Namespace, checked: Checked, sock: socket.socket | None = None) -> RunSummary:
     """Load the model and run the cameras `validate` checked (imports torch: seconds)."""
-    from engines.manifest import write_json_atomic
-    from stream.app import StreamApp, StreamOptions
-    from stream.events import EventConfig
-    from stream.recognizer import RecognizerConfig
+    from stream.app import StreamApp
 
+    if checked.cluster is not None:
+        return _run_cluster(args, checked, sock)
     cameras = checked.cameras
     # the most frames one round encodes (TensorRT's profile): with the web view, cameras may be added
     most = max(len(cameras), checked.serve.max_cameras if checked.serve else 1)
@@ -650,7 +686,18 @@ def _run(args: argparse.Namespace, checked: Checked, sock: socket.socket | None 
     one = len(cameras) == 1 and checked.serve is None
     specs = [camera_spec(camera, defaults, args, one=one) for camera in cameras]
     note = synthetic_note(info)
-    options = StreamOptions(
+    options = stream_options(args, checked, note)
+    app = StreamApp(specs, info, backend, options, backend_note=why)
+    return _serve_and_run(app, args, checked, defaults, info, sock)
+
+
+def stream_options(args: argparse.Namespace, checked: Checked, note: str) -> StreamOptions:
+    """The command line's options of a run."""
+    from stream.app import StreamOptions
+    from stream.events import EventConfig
+    from stream.recognizer import RecognizerConfig
+
+    return StreamOptions(
         fast=args.fast,
         headless=True if args.headless else None,
         save=args.save,
@@ -665,15 +712,58 @@ def _run(args: argparse.Namespace, checked: Checked, sock: socket.socket | None 
         max_reconnects=args.max_reconnects,
         note=note,
         # said once, when the model first speaks (a bad source stays one line), and on every overlay
-        announce=(
-            "glanet: note: this model was trained on SynthActions (synthetic figures) only: it knows "
-            "those 12 generated actions, not real footage (train on your own data: see the README)"
-        )
-        if note
-        else "",
+        announce=SYNTHETIC_ANNOUNCE if note else "",
         keep_alive=checked.serve is not None,
     )
-    app = StreamApp(specs, info, backend, options, backend_note=why)
+
+
+def _run_cluster(args: argparse.Namespace, checked: Checked, sock: socket.socket | None) -> RunSummary:
+    """The cameras sharded over a Ray cluster (imports Ray; every node loads the model)."""
+    from stream.cluster.controller import ClusterApp
+
+    assert checked.cluster is not None
+    defaults = checked.defaults
+
+    def specs_at(fps: float) -> list[CameraSpec]:
+        # every camera has a name: it keys its shard (a lone source is "demo", "camera" ...)
+        d = defaults if defaults.folder_fps else dataclasses.replace(defaults, folder_fps=fps)
+        return [camera_spec(camera, d, args, one=False) for camera in checked.cameras]
+
+    specs = specs_at(25.0)
+    model = {k: getattr(args, k) for k in ("checkpoint", "engine", "backend", "precision", "device")}
+    most = max(len(specs), checked.serve.max_cameras if checked.serve else 1)
+    options = stream_options(args, checked, "")
+    options = dataclasses.replace(options, headless=True)
+    app = ClusterApp(
+        specs, checked.cluster, model, options, max_batch=most, lease_s=args.cluster_lease,
+        picture_fps=checked.serve.max_fps if checked.serve is not None else 0.0,
+        jpeg_quality=checked.serve.jpeg_quality if checked.serve is not None else 80,
+    )  # fmt: skip
+    try:
+        app.start()
+        fps = float(app.sampling.get("fps") or 25.0)
+        app.specs = specs_at(fps)  # a folder's frame rate is the model's, known now
+        if not defaults.folder_fps:
+            defaults = dataclasses.replace(defaults, folder_fps=fps)
+        note = synthetic_note(app)
+        if note:
+            app.view.note = note  # type: ignore[union-attr]
+            app.options = dataclasses.replace(app.options, note=note, announce=SYNTHETIC_ANNOUNCE)
+        return _serve_and_run(app, args, checked, defaults, app, sock)
+    finally:
+        app.close()
+
+
+def _serve_and_run(
+    app: Any,
+    args: argparse.Namespace,
+    checked: Checked,
+    defaults: CameraDefaults,
+    info: ModelInfo,
+    sock: socket.socket | None,
+) -> RunSummary:
+    """Run `app` (a StreamApp or a ClusterApp) with the signals, MQTT and the web view wired."""
+    from engines.manifest import write_json_atomic
 
     def stop(signum: int, _frame: object) -> None:
         if not app.stopping:
@@ -689,7 +779,7 @@ def _run(args: argparse.Namespace, checked: Checked, sock: socket.socket | None 
 
             app.sinks.append(MqttSink.connect(checked.mqtt))  # closed with the other sinks
         if checked.serve is not None:
-            server = web_server(app, checked, args, defaults, info, backend.describe(), sock)
+            server = web_server(app, checked, args, defaults, info, app.backend.describe(), sock)
             stack.callback(server.stop)
             server.start()
             print(f"glanet: web view at {server.url}", file=sys.stderr, flush=True)
@@ -756,6 +846,10 @@ def camera_spec(
 
 
 SYNTHETIC_NOTE = "model: SynthActions only"
+SYNTHETIC_ANNOUNCE = (
+    "glanet: note: this model was trained on SynthActions (synthetic figures) only: it knows those 12 "
+    "generated actions, not real footage (train on your own data: see the README)"
+)
 
 
 def synthetic_note(info: ModelInfo) -> str:

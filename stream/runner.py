@@ -209,7 +209,12 @@ class Runner:
         cam.done = True
         last = cam.session.last_prediction
         if last is not None:
-            self.emit(cam.output(last.frame, None, cam.session.detector.finish(), display=False))
+            out = cam.output(last.frame, None, cam.session.detector.finish(), display=False)
+        else:  # nothing was predicted (a source that never opened): its final status, no picture
+            snapshot = cam.snapshot(max_age_s=0.0)
+            out = Output(cam.name, None, None, False, cam.status(), snapshot, display=False)
+        out.final = True
+        self.emit(out)
 
     def _take(self, cam: Camera) -> Work | None:
         """The camera's next frame that fills model ticks; frames that fill none go to the sinks as they

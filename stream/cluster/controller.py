@@ -1,0 +1,665 @@
+"""The driver of a cluster run: shards on the nodes, cameras assigned by a stable hash, failover.
+
+`ClusterApp` offers what run_camera.py and the web view use of a `StreamApp` (run, request_stop,
+add_camera, remove_camera, live_cameras, camera, view, specs, sinks, dispatcher), with the cameras on
+shards instead of in this process:
+- one shard per node (a Ray actor holding the node's CPUs, pinned to it), each with its own engine;
+- a camera goes to the live shard with the highest rendezvous hash of (shard, camera): losing a shard
+  moves only its own cameras, and the same set of shards always gives the same assignment;
+- every `poll_s` each shard is asked for its records (one call in flight per shard); a shard whose call
+  failed, that reported an error, or that has not answered for `lease_s` + `grace_s` is lost. Its cameras'
+  open events are closed (at their last time seen, as a reconnect closes them) and the cameras start on
+  the survivors, their state fresh as after a reconnect. A shard cut off rather than dead stops its cameras
+  itself once its lease (`lease_s` without a poll) runs out, before the driver moves them;
+- the records become Outputs for the same sinks as in one process (events file, dashboard, web view, MQTT).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import math
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from stream.app import CameraSpec, RunSummary, StreamOptions, Summary
+from stream.cluster.address import ClusterAddress, ClusterError
+from stream.cluster.shard import CameraState, Poll, Shard, ShardConfig
+from stream.cluster.wire import Rebuilder
+from stream.dashboard import Dashboard
+from stream.dispatch import DashboardSink, Dispatcher, EventFile, Output, Sink, View
+from stream.sinks import EventLog
+from stream.types import Event, Prediction, SourceStatus, StatsSnapshot, StatusUpdate
+
+log = logging.getLogger(__name__)
+
+LOCAL_RESOURCE = "glanet_local_node_"  # local:N nodes carry glanet_local_node_<i>: their index
+
+
+def rendezvous(camera: str, shards: Sequence[str]) -> list[str]:
+    """The shards in a camera's order of preference: by a hash of (shard, camera), highest first. Stable:
+    the same shards give the same order anywhere, and a shard's loss changes no other shard's rank."""
+    if not shards:
+        raise ClusterError("no shard left to run cameras on")
+
+    def score(shard: str) -> bytes:
+        return hashlib.blake2b(f"{shard}\x00{camera}".encode(), digest_size=8).digest()
+
+    return sorted(shards, key=score, reverse=True)
+
+
+def choose_shard(camera: str, load: dict[str, int], cpus: dict[str, int]) -> str:
+    """Rendezvous hashing with bounded loads: the camera's most preferred shard that holds fewer cameras
+    than its share (by CPUs) of all of them, this one included. Plain hashing would put 5 of 6 cameras on
+    one of two nodes one time in three; this keeps the nodes even, and a lost shard's cameras are the only
+    ones that move (the survivors' shares only grow)."""
+    total = sum(load.values()) + 1
+    all_cpus = sum(cpus.values())
+    for shard in rendezvous(camera, list(load)):
+        if load[shard] < math.ceil(total * cpus[shard] / all_cpus):
+            return shard
+    return rendezvous(camera, list(load))[0]  # unreachable: some share is always above its load
+
+
+# -- the cameras as the runtime's users see them (duck-typed like stream.runner.Camera) -------------------
+class _Buffer:
+    def __init__(self, cam: RemoteCamera) -> None:
+        self._cam = cam
+
+    @property
+    def dropped(self) -> int:
+        return self._cam.total().dropped
+
+
+class _Capture:
+    def __init__(self, cam: RemoteCamera) -> None:
+        self._cam = cam
+        self.buffer = _Buffer(cam)
+
+    @property
+    def name(self) -> str:
+        return self._cam.total().source or self._cam.spec.source.name
+
+    @property
+    def frames(self) -> int:
+        return self._cam.stats.frames_captured + sum(s.frames for s in self._cam.past)
+
+    @property
+    def decode_errors(self) -> int:
+        return self._cam.total().decode_errors
+
+    @property
+    def reconnects(self) -> int:
+        return self._cam.total().reconnects
+
+
+class _Detector:
+    def __init__(self, cam: RemoteCamera) -> None:
+        self._cam = cam
+
+    @property
+    def events_fired(self) -> int:
+        return self._cam.events_seen
+
+
+class _Session:
+    def __init__(self, cam: RemoteCamera) -> None:
+        self._cam = cam
+        self.detector = _Detector(cam)
+
+    @property
+    def last_prediction(self) -> Prediction | None:
+        return self._cam.last_prediction
+
+    @property
+    def frames(self) -> int:
+        return self._cam.total().frames
+
+    @property
+    def predictions(self) -> int:
+        return self._cam.total().predictions
+
+
+@dataclass(eq=False)
+class RemoteCamera:
+    """A camera of the cluster run, seen from the driver: where it runs and its newest numbers."""
+
+    spec: CameraSpec
+    shard: str = ""  # the shard serving it now ("" while it moves)
+    removed: bool = False
+    done: bool = False
+    moves: int = 0
+    stats: StatsSnapshot = field(default_factory=StatsSnapshot)
+    now: Summary | None = None  # its numbers on its current shard
+    past: list[Summary] = field(default_factory=list)  # its numbers on the shards it left
+    last_prediction: Prediction | None = None
+    events_seen: int = 0
+    open_event: Event | None = None  # a start not yet ended: closed here when its shard is lost
+    done_seen_at: float | None = None  # when its shard first said it was done
+    settled: bool = False  # its shard's numbers were taken after it finished (they are its last)
+
+    def __post_init__(self) -> None:
+        self.capture, self.session = _Capture(self), _Session(self)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def snapshot(self, max_age_s: float = 0.0) -> StatsSnapshot:
+        return self.stats
+
+    def total(self) -> Summary:
+        """Its numbers over every shard it ran on: counts summed, the newest shard's latency and reason."""
+        parts = [*self.past, *([self.now] if self.now is not None else [])]
+        if not parts:
+            return Summary(source=self.spec.source.name, shard=self.shard, moves=self.moves)
+        last = parts[-1]
+        out = replace(last, shard=self.shard or last.shard, moves=self.moves)
+        for name in ("frames", "predictions", "model_ticks", "encoded", "dropped", "decode_errors",
+                     "reconnects", "resets", "saved_frames"):  # fmt: skip
+            setattr(out, name, sum(getattr(p, name) for p in parts))
+        out.events = self.events_seen
+        return out
+
+
+@dataclass(eq=False)
+class ShardHandle:
+    name: str
+    node: str
+    actor: Any
+    cpus: int
+    cameras: set[str] = field(default_factory=set)
+    alive: bool = True
+    inflight: Any = None  # the poll call under way
+    last_ok: float = field(default_factory=time.monotonic)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class RemoteBackend:
+    """The engine as the driver knows it: the shards' description and the model's step spec."""
+
+    def __init__(self, info: dict[str, Any], shards: int) -> None:
+        self.spec, self.name = info["spec"], info["backend_name"]
+        self._describe = f"{info['backend']} on {shards} shard{'s' if shards != 1 else ''}"
+
+    def describe(self) -> str:
+        return self._describe
+
+
+class ClusterApp:
+    def __init__(
+        self,
+        cameras: Sequence[CameraSpec],
+        address: ClusterAddress,
+        model: dict[str, Any],
+        options: StreamOptions | None = None,
+        *,
+        max_batch: int | None = None,
+        lease_s: float = 3.0,
+        grace_s: float = 1.0,
+        poll_s: float = 0.05,
+        picture_fps: float = 0.0,
+        jpeg_quality: int = 80,
+        say: Callable[[str], None] | None = None,
+    ) -> None:
+        options = options or StreamOptions()
+        names = [c.name for c in cameras]
+        if any(not n for n in names) or len({n.lower() for n in names}) != len(names):
+            raise ValueError(f"cluster cameras need unique names: {names}")
+        if not cameras and not options.keep_alive:
+            raise ValueError("no camera to run")
+        self.address, self.model, self.options = address, dict(model), options
+        self.specs = list(cameras)
+        self.max_batch = max_batch or max(4, len(cameras))
+        self.lease_s, self.grace_s, self.poll_s = lease_s, grace_s, poll_s
+        self.picture_fps, self.jpeg_quality = picture_fps, jpeg_quality
+        self.say = say or (lambda line: print(f"glanet: {line}", file=sys.stderr, flush=True))
+        self.cameras: list[RemoteCamera] = []
+        self.shards: list[ShardHandle] = []
+        self.sinks: list[Sink] = []
+        self.dispatcher: Dispatcher | None = None
+        self.view: View | None = None
+        self.backend: RemoteBackend | None = None
+        self.class_names: tuple[str, ...] = ()
+        self.stop_reason = ""
+        self.started_at: float | None = None
+        self._stop = threading.Event()
+        self._lock = threading.RLock()  # cameras and shards against the web API's threads
+        self._cluster: Any = None  # local:N's ray.cluster_utils.Cluster
+        self._rebuild: Rebuilder | None = None
+        self._announced = False
+        self._dashboard: Dashboard | None = None
+
+    # -- connecting ---------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Connect to the cluster and start a shard on every node (each loads the model: seconds)."""
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        self._connect(ray)
+        nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) >= 1]
+        if not nodes:
+            raise ClusterError(f"the Ray cluster at {self.address} has no node with a CPU to run shards on")
+        base = self._shard_config()
+        total_cpus = os.cpu_count() or 1
+        local_nodes = self.address.nodes if self.address.kind == "local" else 0
+        pending = []
+        for node in nodes:
+            node_id, cpus = node["NodeID"], int(node["Resources"]["CPU"])
+            index = _local_index(node["Resources"])
+            pin = None
+            if index is not None and local_nodes * cpus <= total_cpus:  # local:N: a node's own cores
+                pin = tuple(range(index * cpus, (index + 1) * cpus))
+            name = f"node-{node_id[:8]}" if index is None else f"local-{index}"
+            config = replace(base, name=name, threads=cpus, cpus=pin)
+            pinned = NodeAffinitySchedulingStrategy(node_id, soft=False)
+            actor = (
+                ray.remote(Shard)
+                .options(num_cpus=cpus, max_restarts=0, max_task_retries=0, scheduling_strategy=pinned)
+                .remote(config)
+            )
+            handle = ShardHandle(name, node_id, actor, cpus)
+            pending.append((handle, actor.describe.remote()))
+        for handle, ref in pending:
+            try:
+                handle.info = ray.get(ref, timeout=600)
+            except Exception as e:  # the model did not load there: one line, the cause's own
+                raise ClusterError(f"shard {handle.name} could not start: {_cause(e)}") from None
+            handle.last_ok = time.monotonic()
+            self.shards.append(handle)
+        self.shards.sort(key=lambda s: s.name)
+        info = self.shards[0].info
+        self.class_names = tuple(info["class_names"])
+        self.sampling, self.preprocessing = info["sampling"], info["preprocessing"]
+        self.backend = RemoteBackend(info, len(self.shards))
+        maps = self.backend.spec.maps
+        o = self.options
+        self.view = View(maps, o.attention or (maps[0] if maps else "none"), o.note)
+        self._rebuild = Rebuilder(self.class_names, tuple(info["spec"].branch_names))
+        where = ", ".join(f"{s.name} ({s.cpus} CPU{'s' if s.cpus != 1 else ''})" for s in self.shards)
+        self.say(f"cluster {self.address}: {len(self.shards)} shards: {where}; {info['backend']}")
+
+    def _connect(self, ray: Any) -> None:
+        kind = self.address.kind
+        opts = {"logging_level": logging.ERROR, "log_to_driver": False, "configure_logging": True}
+        try:
+            if kind == "local":
+                from ray.cluster_utils import Cluster
+
+                n = self.address.nodes
+                cpus = self.address.cpus or max(1, (os.cpu_count() or 1) // n)
+                self._cluster = Cluster(
+                    initialize_head=True,
+                    head_node_args={"num_cpus": 0, "include_dashboard": False},
+                )
+                for i in range(n):
+                    self._cluster.add_node(num_cpus=cpus, resources={f"{LOCAL_RESOURCE}{i}": 1})
+                ray.init(address=self._cluster.address, **opts)
+                self._cluster.wait_for_nodes()
+            else:
+                ray.init(address="auto" if kind == "auto" else self.address.url, **opts)
+        except ClusterError:
+            raise
+        except Exception as e:
+            hint = " (start one with `ray start --head`)" if kind == "auto" else ""
+            raise ClusterError(f"cannot reach the Ray cluster at {self.address}: {_cause(e)}{hint}") from None
+
+    def _shard_config(self) -> ShardConfig:
+        return ShardConfig(
+            name="", model=self.model, options=self.options, max_batch=self.max_batch, cwd=os.getcwd(),
+            lease_s=self.lease_s, picture_fps=self.picture_fps, jpeg_quality=self.jpeg_quality,
+        )  # fmt: skip
+
+    def close(self) -> None:
+        """Stop the shards, disconnect, and stop local:N's nodes."""
+        import ray
+
+        for shard in self.shards:
+            if shard.alive:
+                with contextlib.suppress(Exception):
+                    ray.kill(shard.actor, no_restart=True)
+        if ray.is_initialized():
+            ray.shutdown()
+        if self._cluster is not None:
+            self._cluster.shutdown()
+            self._cluster = None
+
+    # -- the StreamApp surface ----------------------------------------------------------------------------
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def request_stop(self, reason: str = "stopped") -> None:
+        if not self._stop.is_set():
+            self.stop_reason = reason
+        self._stop.set()
+
+    def live_cameras(self) -> list[RemoteCamera]:
+        with self._lock:
+            return [c for c in self.cameras if not c.removed]
+
+    def camera(self, name: str) -> RemoteCamera | None:
+        with self._lock:
+            return next((c for c in self.cameras if c.name == name and not c.removed), None)
+
+    def add_camera(self, spec: CameraSpec) -> RemoteCamera:
+        if not spec.name:
+            raise ValueError("a cluster camera needs a name")
+        with self._lock:
+            if self.started_at is None or self._stop.is_set():
+                raise ValueError("the run is not going: cameras can be added while it runs")
+            if any(c.name.lower() == spec.name.lower() for c in self.live_cameras()):
+                raise ValueError(f"camera {spec.name!r} exists (names are unique, ignoring case)")
+            cam = RemoteCamera(spec)
+            self.cameras.append(cam)
+            self.specs.append(spec)
+            if self._dashboard is not None:
+                self._dashboard.order = (*self._dashboard.order, cam.name)
+            self._place(cam)
+        return cam
+
+    def remove_camera(self, name: str) -> bool:
+        import ray
+
+        with self._lock:
+            cam = self.camera(name)
+            if cam is None:
+                return False
+            cam.removed = True
+            shard = self._shard(cam.shard)
+        if shard is not None and shard.alive:
+            try:
+                ray.get(shard.actor.remove.remote(name), timeout=10)
+            except Exception as e:
+                log.warning("camera %s: its shard did not answer the removal: %s", name, _cause(e))
+        return True
+
+    # -- placing and moving ---------------------------------------------------------------------------------
+    def _shard(self, name: str) -> ShardHandle | None:
+        return next((s for s in self.shards if s.name == name), None)
+
+    def _place(self, cam: RemoteCamera) -> None:
+        """Start the camera on its shard by rendezvous over the live shards (under the lock)."""
+        import ray
+
+        alive = [s for s in self.shards if s.alive]
+        load = {s.name: len(s.cameras) for s in alive}
+        target = self._shard(choose_shard(cam.name, load, {s.name: s.cpus for s in alive}))
+        assert target is not None
+        cam.shard = target.name
+        target.cameras.add(cam.name)
+        try:
+            ray.get(target.actor.add.remote(cam.spec), timeout=30)
+        except Exception as e:
+            if isinstance(e, ray.exceptions.RayActorError | ray.exceptions.GetTimeoutError):
+                self._lost(target, _cause(e))  # moves it again, to another shard
+                return
+            raise ValueError(f"camera {cam.name}: {_cause(e)}") from None
+
+    def _lost(self, shard: ShardHandle, why: str) -> None:
+        """A shard is gone: its cameras' open events close and the cameras start on the survivors."""
+        import ray
+
+        if not shard.alive:
+            return
+        shard.alive = False
+        with contextlib.suppress(Exception):  # a shard only cut off has stopped itself (its lease)
+            ray.kill(shard.actor, no_restart=True)
+        moving = [c for c in self.cameras if c.shard == shard.name and not c.removed and not c.done]
+        survivors = [s.name for s in self.shards if s.alive]
+        self.say(
+            f"shard {shard.name} lost ({why}): "
+            + (f"moving {len(moving)} cameras to {', '.join(survivors)}" if survivors else "no shard left")
+        )
+        shard.cameras.clear()
+        for cam in moving:
+            self._moved(cam, f"its shard {shard.name} was lost")
+            if cam.now is not None:
+                cam.past.append(cam.now)
+                cam.now = None
+            cam.shard, cam.moves, cam.settled = "", cam.moves + 1, False
+            if self._rebuild is not None:
+                self._rebuild.forget(cam.name)
+            cam.last_prediction = None
+        if not survivors:
+            for cam in moving:
+                cam.done = True
+            self.request_stop("every shard was lost")
+            return
+        for cam in moving:
+            try:
+                self._place(cam)
+            except (ValueError, ClusterError) as e:
+                self.say(str(e))
+                cam.done = True
+
+    def _moved(self, cam: RemoteCamera, why: str) -> None:
+        """The sinks hear that the camera starts over elsewhere; its open event closes at its last time seen
+        (as a reconnect closes it)."""
+        ev, last, events = cam.open_event, cam.last_prediction, []
+        if ev is not None:
+            cam.open_event = None
+            end_ts = last.frame.source_ts if last is not None else ev.start_ts
+            index = last.frame.index if last is not None else ev.frame_index
+            events.append(Event(
+                "end", ev.label, ev.class_index, ev.source, ev.start_ts, max(end_ts, ev.start_ts), ev.peak,
+                ev.peak_ts, index, ev.camera, time.time(),
+            ))  # fmt: skip
+            cam.events_seen += 1
+        status = StatusUpdate(SourceStatus.RECONNECTING, f"moving: {why}")
+        cam.stats = replace(cam.stats, status=SourceStatus.RECONNECTING, status_message=status.message)
+        self._emit(
+            Output(cam.name, None, last, False, status, cam.stats, events, display=False, restart=True)
+        )
+
+    # -- running -------------------------------------------------------------------------------------------
+    def run(self) -> RunSummary:
+        import ray
+
+        if self.backend is None:
+            self.start()
+        o = self.options
+        dashboard = self._dashboard = Dashboard(
+            f"{len(self.cameras) or len(self.specs)} cameras | {self.backend.describe()}",  # type: ignore[union-attr]
+            enabled=o.dashboard,
+        )
+        sinks: list[Sink] = [] if o.quiet else [DashboardSink(dashboard, [s.name for s in self.specs])]
+        if o.events:
+            sinks.append(EventFile(EventLog(o.events)))
+        fast = o.fast and not o.keep_alive
+        self.dispatcher = Dispatcher([*sinks, *self.sinks], block=fast)
+        with self._lock:
+            self.started_at = time.monotonic()
+            placed = {id(c.spec) for c in self.cameras}  # those added already (an archive's feeder)
+            for spec in sorted(self.specs, key=lambda s: s.name):  # the same cameras, the same places
+                if id(spec) in placed:
+                    continue
+                cam = RemoteCamera(spec)
+                self.cameras.append(cam)
+                self._place(cam)
+        loop = threading.Thread(target=self._loop, name="glanet-cluster", daemon=True)
+        loop.start()
+        timer = None
+        if o.duration_s is not None:
+            timer = threading.Timer(o.duration_s, self.request_stop, args=("duration reached",))
+            timer.daemon = True
+            timer.start()
+        error: BaseException | None = None
+        try:
+            self.dispatcher.drain()
+        except BaseException as e:
+            self.request_stop("error")
+            error = e
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self._stop.set()
+            self.dispatcher.finish()
+            loop.join()
+            self.dispatcher.close()
+            wall = time.monotonic() - self.started_at
+            summary = self._summary(wall)
+            if not o.quiet:
+                for cam in self.cameras:
+                    dashboard.update(cam.stats, cam.last_prediction, camera=cam.name)
+            dashboard.close(final=not o.quiet and any(c.total().frames for c in self.cameras))
+            del ray
+        if error is not None:
+            raise error
+        return summary
+
+    def _loop(self) -> None:
+        try:
+            self._poll_until_done()
+            self._stop_shards()
+        except BaseException as e:
+            log.exception("cluster driver failed")
+            self.say(f"the cluster driver failed: {_cause(e)}")
+            self.request_stop("error")
+        finally:
+            assert self.dispatcher is not None
+            self.dispatcher.finish()
+
+    def _poll_until_done(self) -> None:
+        import ray
+
+        while not self._stop.is_set():
+            t0 = time.monotonic()
+            with self._lock:
+                live = [s for s in self.shards if s.alive]
+                for s in live:
+                    if s.inflight is None:
+                        s.inflight = s.actor.poll.remote()
+            refs = [s.inflight for s in live]
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=self.poll_s) if refs else ([], [])
+            ready_ids = {r.hex() for r in ready}
+            now = time.monotonic()
+            with self._lock:
+                for s in live:
+                    if s.inflight is not None and s.inflight.hex() in ready_ids:
+                        ref, s.inflight = s.inflight, None
+                        try:
+                            answer: Poll = ray.get(ref)
+                        except Exception as e:
+                            self._lost(s, _cause(e))
+                            continue
+                        s.last_ok = now
+                        self._take(s, answer)
+                        if answer.error or answer.fenced:
+                            self._lost(s, answer.error or "its lease ran out")
+                    elif s.alive and now - s.last_ok > self.lease_s + self.grace_s:
+                        self._lost(s, f"no answer for {now - s.last_ok:.1f} s")
+                if (
+                    not self.options.keep_alive
+                    and self.cameras
+                    and all(c.done or c.removed for c in self.cameras)
+                ):
+                    return  # fmt: skip
+                if not any(s.alive for s in self.shards):
+                    return
+            time.sleep(max(0.0, self.poll_s - (time.monotonic() - t0)))
+
+    def _stop_shards(self) -> None:
+        """Every live shard stops its cameras (their open events close); their last records are taken."""
+        import ray
+
+        with self._lock:
+            live = [s for s in self.shards if s.alive]
+        refs = {s.name: s.actor.stop.remote() for s in live}
+        for s in live:
+            try:
+                answer = ray.get(refs[s.name], timeout=max(10.0, self.lease_s * 3))
+            except Exception as e:
+                log.warning("shard %s did not stop cleanly: %s", s.name, _cause(e))
+                continue
+            with self._lock:
+                self._take(s, answer)
+
+    def _take(self, shard: ShardHandle, answer: Poll) -> None:
+        """A poll's records to the sinks; the cameras' numbers kept."""
+        assert self._rebuild is not None
+        for rec in answer.records:
+            cam = self.camera(rec.camera) or next((c for c in self.cameras if c.name == rec.camera), None)
+            if cam is None or cam.shard != shard.name:
+                continue  # a camera that has left this shard: nothing of it counts from here
+            out = self._rebuild.output(rec)
+            cam.last_prediction = out.prediction
+            cam.stats = rec.stats
+            for ev in rec.events:
+                cam.events_seen += 1
+                cam.open_event = ev if ev.kind == "start" else None
+            if rec.final or rec.removed:
+                cam.done = True
+            if out.fresh and out.prediction is not None:
+                self._fresh(out.prediction)
+            self._emit(out)
+        now = time.monotonic()
+        for name, state in answer.cameras.items():
+            cam = next((c for c in self.cameras if c.name == name and c.shard == shard.name), None)
+            if cam is None:
+                continue
+            self._state(cam, state, now)
+
+    def _state(self, cam: RemoteCamera, state: CameraState, now: float) -> None:
+        cam.now = state.summary
+        cam.stats = state.stats
+        cam.settled = state.done
+        if state.done and not cam.done:  # its final output was dropped: done once the shard said so a while
+            cam.done_seen_at = cam.done_seen_at or now
+            if now - cam.done_seen_at > 2.0:
+                cam.done = True
+
+    def _fresh(self, prediction: Prediction) -> None:
+        o = self.options
+        if o.announce and not self._announced:
+            self._announced = True
+            print(o.announce, file=sys.stderr, flush=True)
+        if o.on_prediction is not None:
+            o.on_prediction(prediction)
+
+    def _emit(self, out: Output) -> None:
+        assert self.dispatcher is not None
+        self.dispatcher.put(out)
+
+    def _summary(self, wall: float) -> RunSummary:
+        out: dict[str, Summary] = {}
+        for cam in self.cameras:
+            s = cam.total()
+            s.wall_s = wall
+            s.backend = self.backend.describe() if self.backend is not None else ""
+            if cam.removed:
+                s.reason = "removed"
+            elif not s.reason or (not cam.done and s.reason in ("stopped", "lease expired")):
+                s.reason = self.stop_reason or "stopped"
+            key, k = cam.name, 2
+            while key in out:
+                key, k = f"{cam.name}#{k}", k + 1
+            out[key] = s
+        reasons = {s.reason for s in out.values()}
+        reason = self.stop_reason or (reasons.pop() if len(reasons) == 1 else "every camera finished")
+        dropped = self.dispatcher.dropped if self.dispatcher is not None else 0
+        return RunSummary(out, reason, dropped)
+
+
+def _local_index(resources: dict[str, float]) -> int | None:
+    """A local:N node's index (its glanet_local_node_<i> resource), None for any other node."""
+    return next((int(k[len(LOCAL_RESOURCE) :]) for k in resources if k.startswith(LOCAL_RESOURCE)), None)
+
+
+def _cause(error: BaseException) -> str:
+    """The one line of a Ray error worth showing: the innermost cause's message."""
+    cause = getattr(error, "cause", None)
+    if isinstance(cause, BaseException):
+        error = cause
+    text = str(error).strip().splitlines()
+    line = next((t for t in reversed(text) if t.strip() and not t.startswith(" ")), type(error).__name__)
+    return line[:300]
+
+
+__all__ = ["ClusterApp", "RemoteCamera", "rendezvous"]

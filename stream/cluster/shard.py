@@ -1,0 +1,235 @@
+"""A shard: the multi-camera runtime for the cameras the driver gives it, with its own engine, as a Ray actor.
+
+The driver calls `poll` every few tens of milliseconds; each call renews the shard's lease. A shard that has
+not been polled for `lease_s` stops every camera by itself (fenced), so that when the driver gives up on it
+(after the lease and a margin) and moves its cameras, no camera is ever served by two shards at once, even
+when the shard was only cut off rather than dead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from stream.app import CameraSpec, StreamApp, StreamOptions, Summary
+from stream.cluster.wire import Record, to_record
+from stream.dispatch import Output
+from stream.types import StatsSnapshot
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ShardConfig:
+    name: str
+    model: dict[str, Any]  # the model flags: checkpoint, engine, backend, precision, device
+    options: StreamOptions  # how its cameras run (the shard makes it headless, quiet, kept alive)
+    max_batch: int
+    threads: int | None = None  # the engine's CPU threads (None: its own choice)
+    cpus: tuple[int, ...] | None = None  # pin the shard to these cores (local clusters: a node's share)
+    cwd: str = ""  # the driver's working folder: relative paths mean the same here, where it exists
+    lease_s: float = 3.0
+    picture_fps: float = 0.0  # pictures a second a camera to the driver (the web view); 0: none
+    jpeg_quality: int = 80
+    outbox: int = 2048  # records held for the driver; with `block` the cameras wait beyond it
+
+
+@dataclass
+class CameraState:
+    summary: Summary
+    stats: StatsSnapshot
+    done: bool
+
+
+@dataclass
+class Poll:
+    """One poll's answer: the records since the last, and every camera's numbers now."""
+
+    records: list[Record] = field(default_factory=list)
+    cameras: dict[str, CameraState] = field(default_factory=dict)
+    fenced: bool = False
+    error: str | None = None  # the shard's runtime failed (the engine raised): its cameras must move
+    dropped: int = 0  # records dropped because the driver collected too slowly (never with block)
+
+
+class Outbox:
+    """The shard's sink: the outputs worth sending, held until the driver's next poll."""
+
+    def __init__(self, config: ShardConfig, block: bool) -> None:
+        self.config, self.block = config, block
+        self.items: collections.deque[Record] = collections.deque()
+        self.dropped = 0
+        self.closed = False
+        self._cond = threading.Condition()
+        self._picture_at: dict[str, float] = {}
+        self._status: dict[str, Any] = {}
+
+    def write(self, output: Output) -> None:
+        now = time.monotonic()
+        picture = False
+        fps = self.config.picture_fps
+        due = fps > 0 and now - self._picture_at.get(output.camera, -1e9) >= 1.0 / fps
+        if due and output.display and output.frame is not None:
+            picture, self._picture_at[output.camera] = True, now
+        status = output.status.status
+        changed = self._status.get(output.camera) is not status
+        self._status[output.camera] = status
+        if not (output.fresh or output.events or output.final or output.removed or picture or changed):
+            return
+        record = to_record(output, picture=picture, quality=self.config.jpeg_quality, send_prediction=changed)
+        if output.removed or output.final:
+            self._picture_at.pop(output.camera, None)
+            self._status.pop(output.camera, None)
+        with self._cond:
+            if self.block:
+                while len(self.items) >= self.config.outbox and not self.closed:
+                    self._cond.wait(0.1)
+            elif len(self.items) >= self.config.outbox:
+                self._drop_one()
+            self.items.append(record)
+
+    def _drop_one(self) -> None:
+        for i, old in enumerate(self.items):
+            if not old.worth_keeping:
+                del self.items[i]
+                self.dropped += 1
+                return
+        self.items.popleft()
+        self.dropped += 1
+
+    def take(self) -> list[Record]:
+        with self._cond:
+            items, self.items = list(self.items), collections.deque()
+            self._cond.notify_all()
+        return items
+
+    def idle(self) -> None:
+        pass
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+
+class Shard:
+    """Loads the model, then runs a kept-alive StreamApp on a thread; the driver adds cameras and polls."""
+
+    def __init__(self, config: ShardConfig) -> None:
+        from stream.run import open_model
+
+        self.config = config
+        if config.cpus:
+            os.sched_setaffinity(0, config.cpus)
+        if config.cwd and os.path.isdir(config.cwd):
+            os.chdir(config.cwd)
+        model = argparse.Namespace(threads=config.threads, **config.model)
+        self.info, self.backend, _ = open_model(model, max_batch=config.max_batch, threads=config.threads)
+        o = config.options
+        fast = bool(o.fast)
+        options = dataclasses.replace(
+            o, headless=True, dashboard=False, quiet=True, keep_alive=True, save=None, events=None,
+            duration_s=None, announce="", on_prediction=None, block_sinks=fast,
+        )  # fmt: skip
+        self.outbox = Outbox(config, block=fast)
+        self.app = StreamApp([], self.info, self.backend, options)
+        self.app.sinks.append(self.outbox)
+        self.error: str | None = None
+        self.fenced = False
+        self._renewed = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="glanet-shard", daemon=True)
+        self._thread.start()
+        while self.app.runner is None and self._thread.is_alive():
+            time.sleep(0.01)
+        self._watchdog = threading.Thread(target=self._watch, name="glanet-lease", daemon=True)
+        self._watchdog.start()
+
+    def _run(self) -> None:
+        try:
+            self.app.run()
+        except BaseException as e:  # reported at the next poll: the driver moves the cameras
+            self.error = f"{type(e).__name__}: {e}"
+            log.exception("shard %s failed", self.config.name)
+
+    def _watch(self) -> None:
+        while not self.app.stopping:
+            if time.monotonic() - self._renewed > self.config.lease_s:
+                self.fenced = True
+                log.warning("shard %s: no word from the driver for %.1f s: stopping", self.config.name,
+                            self.config.lease_s)  # fmt: skip
+                self.app.request_stop("lease expired")
+                self.outbox.close()
+                return
+            time.sleep(0.05)
+
+    # -- the driver's calls ------------------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """What the driver needs of the model and where this shard runs."""
+        import ray
+
+        spec = self.backend.spec
+        return {
+            "class_names": tuple(self.info.class_names),
+            "preprocessing": dict(self.info.preprocessing),
+            "sampling": dict(self.info.sampling),
+            "spec": spec,
+            "backend": self.backend.describe(),
+            "backend_name": self.backend.name,
+            "pid": os.getpid(),
+            "node": ray.get_runtime_context().get_node_id(),
+            "cpus": sorted(os.sched_getaffinity(0)),
+        }
+
+    def add(self, spec: CameraSpec) -> None:
+        self._renewed = time.monotonic()
+        if self.fenced or self.error:
+            raise RuntimeError(f"shard {self.config.name} is stopping")
+        self.app.add_camera(spec)
+
+    def remove(self, name: str) -> bool:
+        self._renewed = time.monotonic()
+        return self.app.remove_camera(name)
+
+    def poll(self) -> Poll:
+        """Renews the lease; the records since the last poll and the cameras' numbers."""
+        if not self.fenced:
+            self._renewed = time.monotonic()
+        cameras = self._states()  # before taking the records: a camera done here has its records there
+        self._forget_removed()
+        return Poll(self.outbox.take(), cameras, self.fenced, self.error, self.outbox.dropped)
+
+    def _forget_removed(self) -> None:
+        """Cameras removed (and told so) are let go of: an archive passes thousands of videos through."""
+        runner = self.app.runner
+        if runner is None:
+            return
+        with self.app._changes:
+            active = set(map(id, runner.cameras))
+            self.app.cameras = [c for c in self.app.cameras if not c.removed or id(c) in active]
+
+    def stop(self) -> Poll:
+        """Stops every camera (their open events close) and answers the last poll."""
+        self.app.request_stop("stopped")
+        self.outbox.close()
+        self._thread.join(timeout=30)
+        return Poll(self.outbox.take(), self._states(), self.fenced, self.error, self.outbox.dropped)
+
+    def _states(self) -> dict[str, CameraState]:
+        wall = time.monotonic() - (self.app.started_at or time.monotonic())
+        backend = self.backend.describe()
+        out = {}
+        for cam in list(self.app.cameras):
+            summary = self.app.camera_summary(cam, wall, backend)
+            summary.shard = self.config.name
+            out[cam.name] = CameraState(summary, cam.snapshot(max_age_s=0.0), cam.done or cam.removed)
+        return out
+
+
+__all__ = ["CameraState", "Outbox", "Poll", "Shard", "ShardConfig"]
