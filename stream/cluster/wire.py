@@ -18,7 +18,12 @@ import numpy as np
 from stream.dispatch import Output
 from stream.types import Event, Frame, Prediction, StatsSnapshot, StatusUpdate
 
-NO_PICTURE = np.zeros((0, 0, 3), np.uint8)  # the image of a frame whose picture stayed on the shard
+_BLACK = np.zeros((1, 1, 3), np.uint8)
+
+
+def no_picture(shape: tuple[int, int]) -> np.ndarray:
+    """The image of a frame whose picture stayed on the shard: its size, no memory (read-only, black)."""
+    return np.broadcast_to(_BLACK, (*shape, 3))
 
 
 @dataclass
@@ -28,6 +33,7 @@ class PredictionData:
     index: int
     source_ts: float
     session: int
+    shape: tuple[int, int]  # its frame's (height, width): where the crop box lies
     step: int
     history: int
     window: int
@@ -43,6 +49,7 @@ class PredictionData:
 @dataclass
 class Record:
     camera: str
+    shape: tuple[int, int]  # the output's frame's (height, width)
     index: int  # the output's frame (-1: none)
     source_ts: float
     session: int
@@ -68,7 +75,8 @@ def to_record(output: Output, *, picture: bool, quality: int = 80, send_predicti
     data = None
     if pred is not None and (output.fresh or picture or send_prediction):
         data = PredictionData(
-            pred.frame.index, pred.frame.source_ts, pred.frame.session, pred.step, pred.history, pred.window,
+            pred.frame.index, pred.frame.source_ts, pred.frame.session, pred.frame.image.shape[:2],
+            pred.step, pred.history, pred.window,
             pred.probs, pred.raw_probs, pred.branch_probs, pred.crop_box, pred.latency_s,
             pred.ticks_since_reset, dict(pred.maps) if picture else {},
         )  # fmt: skip
@@ -78,6 +86,7 @@ def to_record(output: Output, *, picture: bool, quality: int = 80, send_predicti
         jpeg = buf.tobytes() if ok else None
     return Record(
         output.camera,
+        frame.image.shape[:2] if frame is not None else (0, 0),
         frame.index if frame is not None else -1,
         frame.source_ts if frame is not None else 0.0,
         frame.session if frame is not None else 0,
@@ -105,10 +114,10 @@ class Rebuilder:
 
     def output(self, rec: Record) -> Output:
         now = time.monotonic()
-        image = NO_PICTURE
+        image = no_picture(rec.shape)
         if rec.jpeg is not None:
             decoded = cv2.imdecode(np.frombuffer(rec.jpeg, np.uint8), cv2.IMREAD_COLOR)
-            image = decoded if decoded is not None else NO_PICTURE
+            image = decoded if decoded is not None else image
         frame = None
         if rec.index >= 0:
             frame = Frame(image, rec.index, rec.source_ts, now, rec.session, rec.camera, rec.truth)
@@ -116,8 +125,10 @@ class Rebuilder:
         if rec.prediction is not None:
             d = rec.prediction
             same = frame is not None and d.index == rec.index and d.session == rec.session
-            pframe = frame if same else Frame(NO_PICTURE, d.index, d.source_ts, now - d.latency_s, d.session,
-                                              rec.camera)  # fmt: skip
+            pframe = frame
+            if not same:
+                made = now - d.latency_s
+                pframe = Frame(no_picture(d.shape), d.index, d.source_ts, made, d.session, rec.camera)
             pred = Prediction(
                 pframe, d.step, d.history, d.window, d.probs, d.raw_probs, d.branch_probs, self.branch_names,
                 self.class_names, d.maps, d.crop_box, d.latency_s, d.ticks_since_reset,
@@ -129,4 +140,4 @@ class Rebuilder:
         )  # fmt: skip
 
 
-__all__ = ["NO_PICTURE", "PredictionData", "Rebuilder", "Record", "to_record"]
+__all__ = ["PredictionData", "Rebuilder", "Record", "no_picture", "to_record"]

@@ -101,7 +101,8 @@ class WebHub:
             with tile.lock:
                 tile.output, tile.seq = output, tile.seq + 1
             self._call(self._wake, output.camera)
-        elif tile.output is not None:  # the final numbers of an ended camera: same picture, new status
+        elif tile.output is not None and (output.final or output.status != tile.output.status):
+            # an ended camera's final numbers, or a new status (a cluster's camera moving): same picture
             with tile.lock:
                 tile.output, tile.seq = _restated(tile.output, output), tile.seq + 1
             self._call(self._wake, output.camera)
@@ -211,6 +212,8 @@ class WebHub:
 
 
 def _restated(shown: Output, final: Output) -> Output:
-    """The picture last shown with a camera's final status and numbers (it ended: no new picture)."""
-    return Output(shown.camera, shown.frame, final.prediction or shown.prediction, False, final.status,
+    """The picture last shown with a camera's new status and numbers (it ended, or a cluster moves it: no
+    new picture). A prediction that came without its maps (a cluster's, between pictures) is not drawn."""
+    prediction = final.prediction if final.prediction is not None and final.prediction.maps else None
+    return Output(shown.camera, shown.frame, prediction or shown.prediction, False, final.status,
                   final.stats, [], True)  # fmt: skip

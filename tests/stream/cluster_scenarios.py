@@ -1,0 +1,417 @@
+"""The cluster's scenarios on a real 2-node Ray cluster, run INSIDE a private network namespace (only the
+loopback up: Ray advertises the machine's address, so nothing may run outside one).
+
+    unshare --net --pid --fork --mount-proc bash -c 'ip link set lo up && python cluster_scenarios.py WORK'
+
+Starts the cluster as a user would (`ray start --head`, then `ray start --address` for a second node, one
+CPU each), runs every scenario, writes WORK/results.json (each scenario's findings, or its error) and
+stops. test_cluster.py asserts on the findings. The scenarios:
+- same: 4 file cameras --fast over the 2 nodes (Python API) against the single-process runtime: every
+  prediction, and the events; then run_camera.py --cluster auto on them against run_camera.py alone;
+- archive: 12 generated videos through `stream.archive --cluster auto` against one by one in one process;
+  then a run killed (SIGKILL) after 3 videos and run again: it finishes without redoing them;
+- failover: 4 real-time demo cameras; the worker node's processes killed by their PIDs at 8 s; where each
+  camera runs, when its predictions come, and the events, over 26 s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path[:0] = [str(ROOT), str(HERE)]
+
+from web_helpers import write_demo_video  # noqa: E402
+
+RAY = str(Path(sys.executable).with_name("ray"))
+PORT = 6390
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"}  # two nodes on one machine (README)
+
+
+def ray_start(*args: str) -> None:
+    proc = subprocess.run(
+        [RAY, "start", "--disable-usage-stats", *args], capture_output=True, text=True, env=env(), timeout=120
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"ray start {' '.join(args)} failed: {proc.stderr[-2000:]}")
+
+
+def start_cluster() -> None:
+    common = ("--node-ip-address", "127.0.0.1", "--num-cpus", "1")
+    ray_start("--head", "--port", str(PORT), "--include-dashboard", "false", *common)
+    ray_start("--address", f"127.0.0.1:{PORT}", *common)
+
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def comm(pid: int) -> str:
+    return Path(f"/proc/{pid}/comm").read_text().strip()
+
+
+def model() -> dict:
+    return {"checkpoint": None, "engine": None, "backend": "openvino", "precision": "fp32", "device": None}
+
+
+def file_specs(videos: list[Path]):
+    from stream.app import CameraSpec
+    from stream.sources import parse_source
+
+    return [CameraSpec(f"cam{i}", parse_source(str(v), folder_fps=7.5)) for i, v in enumerate(videos)]
+
+
+def collect(store: dict):
+    def on_prediction(p) -> None:
+        store.setdefault(p.frame.camera, []).append((p.frame.index, p.step, p.probs.copy()))
+
+    return on_prediction
+
+
+def no_time(path: Path) -> list[dict]:
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [{k: v for k, v in json.loads(x).items() if k != "time"} for x in lines]
+
+
+def scenario_same(work: Path) -> dict:
+    import dataclasses
+
+    from engines.select import make_backend
+    from glanet.checkpoint import load_checkpoint
+    from glanet.package_data import DEMO_CHECKPOINT
+    from stream.app import StreamApp, StreamOptions
+    from stream.cluster.address import parse_cluster_address
+    from stream.cluster.controller import ClusterApp
+
+    videos = [write_demo_video(work / f"same{i}.mp4", 8, seed=40 + i) for i in range(4)]
+    options = StreamOptions(fast=True, headless=True, dashboard=False, quiet=True)
+    cluster: dict = {}
+    app = ClusterApp(
+        file_specs(videos),
+        parse_cluster_address("auto"),
+        model(),
+        dataclasses.replace(options, on_prediction=collect(cluster)),
+        say=lambda _: None,
+    )
+    try:
+        app.start()
+        summary = app.run()
+    finally:
+        app.close()
+    shards = {name: s.shard for name, s in summary.cameras.items()}
+    ck = load_checkpoint(DEMO_CHECKPOINT, map_location="cpu")
+    backend = make_backend("openvino", ck, precision="fp32", max_batch=4)
+    single: dict = {}
+    StreamApp(
+        file_specs(videos), ck, backend, dataclasses.replace(options, on_prediction=collect(single))
+    ).run()
+    worst, counts = 0.0, {}
+    for cam, preds in single.items():
+        got = cluster.get(cam, [])
+        counts[cam] = (len(preds), len(got))
+        if len(got) != len(preds):
+            worst = float("inf")
+            continue
+        for (i1, s1, p1), (i2, s2, p2) in zip(preds, got, strict=True):
+            if (i1, s1) != (i2, s2):
+                worst = float("inf")
+            worst = max(worst, float(np.abs(p1 - p2).max()))
+    # the command line: run_camera.py --cluster auto against run_camera.py alone, on the same cameras
+    toml = work / "cams.toml"
+    toml.write_text("".join(f'[[camera]]\nname = "cam{i}"\nsource = "{v}"\n' for i, v in enumerate(videos)))
+    runs = {}
+    for key, extra in (("cluster", ["--cluster", "auto"]), ("single", [])):
+        events = work / f"cli-{key}.jsonl"
+        proc = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "run_camera.py"),
+                "--sources",
+                str(toml),
+                "--fast",
+                "--headless",
+                "--no-dashboard",
+                "--backend",
+                "openvino",
+                "--precision",
+                "fp32",
+                "--events",
+                str(events),
+                "--summary-json",
+                str(work / f"cli-{key}.json"),
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            env=env(),
+            cwd=ROOT,
+            timeout=300,
+        )
+        runs[key] = {"rc": proc.returncode, "stderr": proc.stderr[-3000:], "events": no_time(events)}
+    cli_summary = (
+        json.loads((work / "cli-cluster.json").read_text()) if (work / "cli-cluster.json").exists() else {}
+    )
+    return {
+        "worst_abs_diff": worst,
+        "counts": counts,
+        "shards": shards,
+        "cli_rc": {k: r["rc"] for k, r in runs.items()},
+        "cli_stderr": runs["cluster"]["stderr"],
+        "cli_events_equal": sorted(map(json.dumps, runs["cluster"]["events"]))
+        == sorted(map(json.dumps, runs["single"]["events"])),
+        "cli_events": len(runs["single"]["events"]),
+        "cli_shards": sorted({c.get("shard") for c in cli_summary.get("cameras", {}).values()}),
+    }
+
+
+def archive(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stream.archive",
+            "--no-progress",
+            "--backend",
+            "openvino",
+            "--precision",
+            "fp32",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env(),
+        cwd=ROOT,
+        timeout=timeout,
+    )
+
+
+def results_of(out: Path) -> dict:
+    got = {}
+    for folder in sorted(p for p in out.iterdir() if p.is_dir()):
+        done = folder / "done.json"
+        got[folder.name] = {
+            "events": no_time(folder / "events.jsonl"),
+            "predictions": (folder / "predictions.csv").read_text() if done.exists() else None,
+            "done": done.exists(),
+        }
+    return got
+
+
+def scenario_archive(work: Path) -> dict:
+    folder = work / "footage"
+    folder.mkdir()
+    for i in range(12):
+        write_demo_video(folder / f"video{i:02d}.mp4", 4, seed=60 + i, fps=7.5, size=128)
+    one = archive("--videos", str(folder), "--out", str(work / "one"), "--batch", "1")
+    cluster = archive(
+        "--videos", str(folder), "--out", str(work / "cluster"), "--cluster", "auto", "--batch", "2"
+    )
+    a, b = results_of(work / "one"), results_of(work / "cluster")
+    # killed after 3 videos are done, then run again
+    out = work / "resumed"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "stream.archive",
+            "--no-progress",
+            "--backend",
+            "openvino",
+            "--precision",
+            "fp32",
+            "--videos",
+            str(folder),
+            "--out",
+            str(out),
+            "--cluster",
+            "auto",
+            "--batch",
+            "1",
+        ],
+        env=env(),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline, killed_after = time.monotonic() + 240, None
+    while time.monotonic() < deadline and proc.poll() is None:
+        done = sorted(out.glob("*/done.json")) if out.exists() else []
+        if len(done) >= 3:
+            proc.send_signal(signal.SIGKILL)
+            killed_after = len(done)
+            break
+        time.sleep(0.05)
+    proc.wait(timeout=30)
+    before = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/done.json")}
+    again = archive("--videos", str(folder), "--out", str(out), "--cluster", "auto", "--batch", "2")
+    after = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/done.json")}
+    c = results_of(out)
+    return {
+        "rc": [one.returncode, cluster.returncode, again.returncode],
+        "stderr": (one.stderr + cluster.stderr + again.stderr)[-3000:],
+        "videos": [len(a), len(b), len(c)],
+        "all_done": all(r["done"] for r in (*a.values(), *b.values(), *c.values())),
+        "cluster_equal": a == b,
+        "resumed_equal": a == c,
+        "killed_after": killed_after,
+        "kept": sorted(before),
+        "kept_untouched": all(after.get(k) == v for k, v in before.items()),
+        "said_already_done": f"{len(before)} of 12 videos already done" in again.stderr,
+        "events": sum(len(r["events"]) for r in a.values()),
+    }
+
+
+def scenario_failover(work: Path) -> dict:
+    import ray
+
+    from stream.app import CameraSpec, StreamOptions
+    from stream.cluster.address import parse_cluster_address
+    from stream.cluster.controller import ClusterApp
+    from stream.sources import parse_source
+
+    specs = [
+        CameraSpec(f"live{i}", parse_source("demo", demo_seed=70 + i, demo_size=128, demo_fps=15.0))
+        for i in range(4)
+    ]
+    seen: list[tuple[float, str, int]] = []  # (time, camera, step) of every prediction
+    events_path = work / "failover.jsonl"
+    options = StreamOptions(
+        headless=True,
+        dashboard=False,
+        quiet=True,
+        events=events_path,
+        on_prediction=lambda p: seen.append((time.monotonic(), p.frame.camera, p.step)),
+    )
+    app = ClusterApp(specs, parse_cluster_address("auto"), model(), options, lease_s=2.0, say=lambda _: None)
+    placements: list[tuple[float, dict]] = []
+    kill: dict = {}
+    try:
+        app.start()
+        head = ray.get_runtime_context().get_node_id()
+        victim = next(s for s in app.shards if s.node != head)  # the worker node, not the head's
+        t0 = time.monotonic()
+
+        def watch() -> None:
+            while not app.stopping:
+                placements.append((time.monotonic(), {c.name: c.shard for c in app.live_cameras()}))
+                if "at" not in kill and time.monotonic() - t0 > 8.0:
+                    raylet = parent(victim.info["pid"])
+                    pids = descendants(raylet)
+                    kill.update(
+                        raylet_comm=comm(raylet),
+                        pids=len(pids),
+                        shard=victim.name,
+                        on_it=sorted(c.name for c in app.live_cameras() if c.shard == victim.name),
+                    )
+                    kill["at"] = time.monotonic()
+                    for pid in pids:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGKILL)
+                if time.monotonic() - t0 > 26.0:
+                    app.request_stop("scenario over")
+                time.sleep(0.1)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        summary = app.run()
+        watcher.join()
+    finally:
+        app.close()
+    at = kill.get("at", float("inf"))
+    moved = kill.get("on_it", [])
+    survivor = next((s.name for s in app.shards if s.name != kill.get("shard")), "")
+    back = {}  # camera -> seconds from the kill to its first prediction on the survivor
+    for cam in moved:
+        placed = next((t for t, p in placements if t > at and p.get(cam) == survivor), None)
+        first = next((t for t, c, _ in seen if c == cam and placed is not None and t >= placed), None)
+        back[cam] = None if first is None else first - at
+    gaps = {}  # cameras that stayed: their longest gap between predictions
+    for cam in (s.name for s in specs):
+        if cam in moved:
+            continue
+        times = [t for t, c, _ in seen if c == cam]
+        gaps[cam] = max(np.diff(times)) if len(times) > 1 else None
+    events = [json.loads(x) for x in events_path.read_text().splitlines()]
+    lines = events_path.read_text().splitlines()
+    return {
+        "kill": {k: v for k, v in kill.items() if k != "at"},
+        "moved": moved,
+        "back_s": back,
+        "stayed_max_gap_s": gaps,
+        "events": len(events),
+        "duplicate_lines": len(lines) - len(set(lines)),
+        "per_camera": {
+            c.name: [(e["event"], e["label"]) for e in events if e["camera"] == c.name] for c in specs
+        },
+        "summary": {
+            n: {"shard": s.shard, "moves": s.moves, "events": s.events, "predictions": s.predictions}
+            for n, s in summary.cameras.items()
+        },
+        "shard_events": {
+            c.name: [p.events for p in c.past] + ([c.now.events] if c.now else []) for c in app.cameras
+        },
+    }
+
+
+def main() -> None:
+    work = Path(sys.argv[1])
+    os.environ.update(GLANET_CACHE_DIR=str(work / "cache"), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="1")
+    results: dict = {}
+    t = time.monotonic()
+    try:
+        start_cluster()
+        results["cluster_start_s"] = round(time.monotonic() - t, 1)
+        for name, scenario in (
+            ("same", scenario_same),
+            ("archive", scenario_archive),
+            ("failover", scenario_failover),
+        ):
+            t = time.monotonic()
+            folder = work / name
+            folder.mkdir()
+            try:
+                results[name] = scenario(folder)
+            except Exception:
+                results[name] = {"error": traceback.format_exc()[-4000:]}
+            results[name]["wall_s"] = round(time.monotonic() - t, 1)
+    except Exception:
+        results["error"] = traceback.format_exc()[-4000:]
+    finally:
+        subprocess.run([RAY, "stop", "--force"], capture_output=True, env=env(), timeout=60)
+        (work / "results.json").write_text(json.dumps(results, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()

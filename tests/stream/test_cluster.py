@@ -1,0 +1,170 @@
+"""The cluster on a real 2-node Ray cluster (`ray start` twice, one CPU a node), inside a private network
+namespace with only the loopback up (cluster_scenarios.py runs there and reports; the tests here judge):
+predictions equal to the single-process runtime, the command line's events equal, the archive mode equal
+to one-by-one and resumable after a kill, and a killed node's cameras moved within 10 s with no event
+duplicated or lost outside the outage. Plus the parts that need no cluster: the address, the hashing."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from web_helpers import ROOT
+
+from stream.cluster.address import parse_cluster_address
+from stream.cluster.controller import choose_shard, rendezvous
+
+HERE = Path(__file__).resolve().parent
+
+
+def namespace_problem() -> str | None:
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        return "unshare and ip (util-linux, iproute2) are needed to make a private network namespace"
+    probe = subprocess.run(
+        ["unshare", "--net", "--pid", "--fork", "--mount-proc", "ip", "link", "set", "lo", "up"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if probe.returncode != 0:
+        return f"cannot make a private network namespace here: {probe.stderr.strip()[:200]}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    problem = namespace_problem()
+    if problem is not None:
+        pytest.skip(problem)
+    work = tmp_path_factory.mktemp("cluster")
+    script = f"ip link set lo up && exec {sys.executable} {HERE / 'cluster_scenarios.py'} {work}"
+    proc = subprocess.run(
+        ["unshare", "--net", "--pid", "--fork", "--mount-proc", "bash", "-c", script],
+        capture_output=True, text=True, cwd=ROOT, timeout=900,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    path = work / "results.json"
+    assert path.exists(), f"the scenarios wrote no results (rc {proc.returncode}): {proc.stderr[-3000:]}"
+    found = json.loads(path.read_text())
+    assert "error" not in found, found["error"]
+    return found
+
+
+def scenario(results, name):
+    found = results[name]
+    assert "error" not in found, found["error"]
+    return found
+
+
+@pytest.mark.timeout(900)
+def test_four_cameras_over_two_nodes_predict_as_one_process(results):
+    same = scenario(results, "same")
+    assert all(a == b and a > 0 for a, b in same["counts"].values()), same["counts"]
+    assert same["worst_abs_diff"] <= 1e-5, same
+    assert len(set(same["shards"].values())) == 2, f"both nodes should serve cameras: {same['shards']}"
+
+
+@pytest.mark.timeout(900)
+def test_run_camera_cluster_auto_writes_the_same_events(results):
+    same = scenario(results, "same")
+    assert same["cli_rc"] == {"cluster": 0, "single": 0}, same["cli_stderr"]
+    assert "Traceback" not in same["cli_stderr"]
+    assert same["cli_events"] > 0 and same["cli_events_equal"], same["cli_stderr"]
+    assert len(same["cli_shards"]) == 2, same["cli_shards"]
+
+
+@pytest.mark.timeout(900)
+def test_archive_on_the_cluster_equals_one_by_one_and_resumes_after_a_kill(results):
+    arch = scenario(results, "archive")
+    assert arch["rc"] == [0, 0, 0], arch["stderr"]
+    assert arch["videos"] == [12, 12, 12] and arch["all_done"], arch
+    assert arch["events"] > 0
+    assert arch["cluster_equal"], "the cluster's events or per-second predictions differ from one by one"
+    assert arch["killed_after"] is not None and 3 <= arch["killed_after"] < 12, arch
+    assert arch["kept_untouched"], "videos finished before the kill were done again"
+    assert arch["said_already_done"], arch["stderr"]
+    assert arch["resumed_equal"], "the resumed run's results differ from one by one"
+
+
+def alternates(kinds):
+    """start, end, start, end ... (an event duplicated or lost breaks it)."""
+    return all(k == ("start" if i % 2 == 0 else "end") for i, k in enumerate(kinds))
+
+
+@pytest.mark.timeout(900)
+def test_a_killed_node_moves_its_cameras_within_10_s_without_duplicating_events(results):
+    f = scenario(results, "failover")
+    assert f["kill"]["raylet_comm"] == "raylet" and f["kill"]["pids"] >= 2, f["kill"]
+    assert f["moved"], "the killed node had no camera"
+    for cam, seconds in f["back_s"].items():
+        assert seconds is not None and seconds <= 10.0, f"{cam} came back after {seconds} s"
+    for cam, gap in f["stayed_max_gap_s"].items():
+        assert gap is not None and gap < 1.5, f"{cam}, on the surviving node, stalled for {gap} s"
+    for cam, s in f["summary"].items():
+        assert s["moves"] == (1 if cam in f["moved"] else 0), (cam, s)
+        assert s["shard"] != f["kill"]["shard"]
+    assert f["duplicate_lines"] == 0
+    for cam, events in f["per_camera"].items():
+        kinds = [k for k, _ in events]
+        assert alternates(kinds), f"{cam}: events do not alternate start/end: {kinds}"
+        counts = f["shard_events"][cam]  # what each shard it ran on said it fired
+        if cam not in f["moved"]:
+            assert len(kinds) == counts[-1], (cam, len(kinds), counts)
+        else:
+            # the old shard's events up to its last answer, its open event closed, the new shard's own
+            expected = sum(counts) + counts[0] % 2
+            assert expected <= len(kinds) <= expected + 2, (cam, len(kinds), counts)
+    assert sum(Counter(k for k, _ in e)["start"] for e in f["per_camera"].values()) > 0
+
+
+# -- no cluster needed ----------------------------------------------------------------------------------
+def test_cluster_addresses():
+    assert parse_cluster_address("auto").kind == "auto"
+    assert parse_cluster_address("local:2").nodes == 2
+    local = parse_cluster_address("local:3x2")
+    assert (local.nodes, local.cpus, str(local)) == (3, 2, "local:3x2")
+    assert parse_cluster_address("ray://10.0.0.5:10001").url == "ray://10.0.0.5:10001"
+    for bad in ("", "local", "local:0", "local:2x0", "ray://host", "http://h:1", "ray://h:70000", "10.0.0.5"):
+        with pytest.raises(ValueError):
+            parse_cluster_address(bad)
+
+
+def test_rendezvous_is_stable_and_a_lost_shard_moves_only_its_cameras():
+    shards = ["node-a", "node-b", "node-c"]
+    cams = [f"cam{i}" for i in range(60)]
+    first = {c: rendezvous(c, shards)[0] for c in cams}
+    assert first == {c: rendezvous(c, list(reversed(shards)))[0] for c in cams}  # order-free
+    assert len(set(first.values())) == 3
+    after = {c: rendezvous(c, ["node-a", "node-c"])[0] for c in cams}
+    assert all(after[c] == first[c] for c in cams if first[c] != "node-b")
+
+
+def test_bounded_loads_keep_nodes_even_by_their_cpus():
+    load, cpus = {"a": 0, "b": 0}, {"a": 1, "b": 1}
+    for i in range(7):
+        load[choose_shard(f"cam{i}", load, cpus)] += 1
+    assert sorted(load.values()) == [3, 4]
+    load, cpus = {"a": 0, "b": 0}, {"a": 3, "b": 1}
+    for i in range(8):
+        load[choose_shard(f"cam{i}", load, cpus)] += 1
+    assert load == {"a": 6, "b": 2}
+
+
+def test_cluster_flag_errors_are_one_line(tmp_path):
+    for args, says in (
+        (["--cluster", "local:0"], "local:N wants 1 to 64 nodes"),
+        (["--cluster", "nowhere"], "give auto"),
+        (["--cluster", "local:2", "--save", str(tmp_path / "x.mp4")], "--save with --cluster"),
+        (["--cluster", "local:2", "--cluster-lease", "0.1"], "--cluster-lease 0.1"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "run_camera.py"), *args], capture_output=True, text=True, cwd=ROOT,
+            timeout=60,
+        )  # fmt: skip
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert says in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
