@@ -354,9 +354,10 @@ def run_cluster(args: argparse.Namespace, videos: list[Video], address: ClusterA
         console.print(f"glanet: interrupted after {counts['done']} videos (run again to go on)")
         return 130
     done, failed, seconds = counts["done"], counts["failed"], counts["seconds"]
+    wall = time.monotonic() - started
     console.print(
-        f"glanet: {done} videos done, {failed} failed, {seconds:.0f} s of video in "
-        f"{time.monotonic() - started:.0f} s on {len(app.shards)} shards; results in {args.out}"
+        f"glanet: {done} videos done, {failed} failed, {seconds:.0f} s of video in {wall:.1f} s "
+        f"({seconds / wall:.1f}x real time) on {len(app.shards)} shards; results in {args.out}"
     )
     return 1 if counts["failed"] else 0
 
@@ -465,9 +466,10 @@ def run(args: argparse.Namespace, videos: list[Video]) -> int:
     if stop.is_set():
         console.print(f"glanet: interrupted after {done_videos} videos (run again to go on)")
         return 130
+    wall = time.monotonic() - started
     console.print(
-        f"glanet: {done_videos} videos done, {failed} failed, {video_seconds:.0f} s of video in "
-        f"{time.monotonic() - started:.0f} s; results in {args.out}"
+        f"glanet: {done_videos} videos done, {failed} failed, {video_seconds:.0f} s of video in {wall:.1f} s "
+        f"({video_seconds / wall:.1f}x real time); results in {args.out}"
     )
     return 1 if failed else 0
 

@@ -239,7 +239,12 @@ class ClusterApp:
     # -- connecting ---------------------------------------------------------------------------------------
     def start(self) -> None:
         """Connect to the cluster and start a shard on every node (each loads the model: seconds)."""
-        import ray
+        try:
+            import ray
+        except ImportError:
+            raise ClusterError(
+                "--cluster needs Ray: pip install 'glanet[cluster]' (ray 2.60.0, the same on every node)"
+            ) from None
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         self._connect(ray)
