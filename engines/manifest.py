@@ -412,7 +412,11 @@ def _validate(data: dict[str, Any]) -> None:
 
     pre = _dict(data["preprocessing"], "preprocessing", ("resize", "crop", "mean", "std"))
     resize = _ints(pre["resize"], "preprocessing.resize")
-    _need(len(resize) == 2, "preprocessing.resize", f"{resize} is not [height, width]")
+    _need(
+        len(resize) in (1, 2) and min(resize) >= 1,
+        "preprocessing.resize",
+        f"{resize} is not [short side] or [height, width]",
+    )
     crop = pre["crop"]
     _need(_is_int(crop) and crop >= 1, "preprocessing.crop", f"is {crop!r}, expected an integer >= 1")
     _need(

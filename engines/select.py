@@ -330,7 +330,8 @@ def make_backend(
 
         if precision is None:  # bf16 or fp32, whichever is faster on this CPU (measured once, remembered)
             precision = faster_float_precision(read_manifest(directory), cache / "openvino")
-        return OpenVINOBackend.from_manifest(directory, precision, cache_dir=cache / "openvino", threads=threads)
+        openvino_cache = cache / "openvino"
+        return OpenVINOBackend.from_manifest(directory, precision, cache_dir=openvino_cache, threads=threads)
 
     if name == "tensorrt":
         from engines.tensorrt_backend import TensorRTBackend

@@ -62,6 +62,21 @@ def test_the_export_reads_and_verifies(exported: Path) -> None:
     assert len(m.class_names) == 3 and m.spec.num_classes == 3
 
 
+@pytest.mark.parametrize("resize", [[256], [256, 320]])
+def test_a_short_side_or_a_height_and_width_resize_reads(
+    exported: Path, tmp_path: Path, resize: list[int]
+) -> None:
+    # the reference config and SMNet's resize the short side ([256]); the others give [height, width]
+    copy = tampered(exported, tmp_path, lambda d: d["preprocessing"].update(resize=resize))
+    assert list(read_manifest(copy).preprocessing["resize"]) == resize
+
+
+@pytest.mark.parametrize("resize", [[], [256, 256, 3], [0], "256"])
+def test_a_bad_resize_is_refused(exported: Path, tmp_path: Path, resize: object) -> None:
+    copy = tampered(exported, tmp_path, lambda d: d["preprocessing"].update(resize=resize))
+    assert "preprocessing.resize" in one_line_error(lambda: read_manifest(copy))
+
+
 # -- 1. file names stay inside the export folder --------------------------------------------------------
 
 
