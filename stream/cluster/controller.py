@@ -378,6 +378,8 @@ class ClusterApp:
                 return False
             cam.removed = True
             shard = self._shard(cam.shard)
+            if shard is not None:
+                shard.cameras.discard(name)  # its place is free for the next camera
         if shard is not None and shard.alive:
             try:
                 ray.get(shard.actor.remove.remote(name), timeout=10)
@@ -601,6 +603,7 @@ class ClusterApp:
                 cam.open_event = ev if ev.kind == "start" else None
             if rec.final or rec.removed:
                 cam.done = True
+                shard.cameras.discard(cam.name)
             if out.fresh and out.prediction is not None:
                 self._fresh(out.prediction)
             self._emit(out)
