@@ -4,8 +4,9 @@
 add_camera, remove_camera, live_cameras, camera, view, specs, sinks, dispatcher), with the cameras on
 shards instead of in this process:
 - one shard per node (a Ray actor holding the node's CPUs, pinned to it), each with its own engine;
-- a camera goes to the live shard with the highest rendezvous hash of (shard, camera): losing a shard
-  moves only its own cameras, and the same set of shards always gives the same assignment;
+- a camera goes to the live shard it ranks first by a rendezvous hash of (shard, camera) among those
+  holding less than their share of the cameras (bounded loads, by CPUs): losing a shard moves only its
+  own cameras, and the same cameras on the same shards always get the same places;
 - every `poll_s` each shard is asked for its records (one call in flight per shard); a shard whose call
   failed, that reported an error, or that has not answered for `lease_s` + `grace_s` is lost. Its cameras'
   open events are closed (at their last time seen, as a reconnect closes them) and the cameras start on
@@ -467,8 +468,7 @@ class ClusterApp:
 
     # -- running -------------------------------------------------------------------------------------------
     def run(self) -> RunSummary:
-        import ray
-
+        """Place the cameras, collect from the shards until the run ends; the summary per camera."""
         if self.backend is None:
             self.start()
         o = self.options
@@ -516,7 +516,6 @@ class ClusterApp:
                 for cam in self.cameras:
                     dashboard.update(cam.stats, cam.last_prediction, camera=cam.name)
             dashboard.close(final=not o.quiet and any(c.total().frames for c in self.cameras))
-            del ray
         if error is not None:
             raise error
         return summary
