@@ -309,6 +309,13 @@ class ClusterApp:
                 ray.init(address=self._cluster.address, **opts)
                 self._cluster.wait_for_nodes()
             else:
+                if kind == "ray":
+                    try:
+                        import grpc  # noqa: F401  (Ray Client's transport)
+                    except ImportError:
+                        raise ClusterError(
+                            f"--cluster {self.address} is Ray Client: pip install 'ray[client]==2.60.0'"
+                        ) from None
                 ray.init(address="auto" if kind == "auto" else self.address.url, **opts)
         except ClusterError:
             raise
