@@ -80,7 +80,6 @@ def hold(nodes: int, export_dir: Path, video: Path, args: argparse.Namespace, st
     try:
         app.start()
         runner = threading.Thread(target=app.run, name="bench-cluster")
-        app.started_at = time.monotonic()
         runner.start()
         n = max(1, start)
         while n <= args.max_cameras:

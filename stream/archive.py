@@ -344,7 +344,6 @@ def run_cluster(args: argparse.Namespace, videos: list[Video], address: ClusterA
         with progress_bar(console, args.no_progress) as progress:
             task = progress.add_task("videos", total=len(todo), rate="")
             feeder = threading.Thread(target=feed, args=(progress, task), name="glanet-archive-feed")
-            app.started_at = time.monotonic()  # add_camera works from now; run() places no camera
             feeder.start()
             app.run()
             feeder.join()

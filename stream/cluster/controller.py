@@ -365,8 +365,8 @@ class ClusterApp:
         if not spec.name:
             raise ValueError("a cluster camera needs a name")
         with self._lock:
-            if self.started_at is None or self._stop.is_set():
-                raise ValueError("the run is not going: cameras can be added while it runs")
+            if self.backend is None or self._stop.is_set():  # from `start` on (an archive adds before `run`)
+                raise ValueError("the run is not going: cameras can be added once the shards are up")
             if any(c.name.lower() == spec.name.lower() for c in self.live_cameras()):
                 raise ValueError(f"camera {spec.name!r} exists (names are unique, ignoring case)")
             cam = RemoteCamera(spec)

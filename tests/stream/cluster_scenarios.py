@@ -272,19 +272,22 @@ def scenario_web(work: Path) -> dict:
     return found
 
 
+# stream.archive as every archive run of these scenarios starts it
+ARCHIVE = [
+    sys.executable,
+    "-m",
+    "stream.archive",
+    "--no-progress",
+    "--backend",
+    "openvino",
+    "--precision",
+    "fp32",
+]
+
+
 def archive(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "stream.archive",
-            "--no-progress",
-            "--backend",
-            "openvino",
-            "--precision",
-            "fp32",
-            *args,
-        ],
+        [*ARCHIVE, *args],
         capture_output=True,
         text=True,
         env=env(),
@@ -319,14 +322,7 @@ def scenario_archive(work: Path) -> dict:
     out = work / "resumed"
     proc = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "stream.archive",
-            "--no-progress",
-            "--backend",
-            "openvino",
-            "--precision",
-            "fp32",
+            *ARCHIVE,
             "--videos",
             str(folder),
             "--out",
