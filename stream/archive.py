@@ -6,11 +6,13 @@ fast as it goes), with per video its events and its per-second predictions.
     python -m stream.archive --videos /shared/recordings/ --out results/ --cluster auto
 
 For each video `results/<name>/` holds `events.jsonl` (as run_camera.py writes them), `predictions.csv`
-(one row per second of video: the mean class probabilities over that second, with the top class) and,
-written last, `done.json` (frames, seconds, wall time, and the video's size and modification time). A
-video with a `done.json` that still matches it is skipped, so a run that was stopped picks up where it
-was; a half-written result (no `done.json`) is done again. A video that cannot be read is reported in one
-line, recorded in `failed.json`, and the run goes on; the exit code is 1 if any failed.
+(one row per second of video: the mean class probabilities over that second, with the top class) and
+`done.json` (frames, seconds, wall time, and the video's size and content digest). A video with a
+`done.json` that still matches it is skipped, so a run that was stopped picks up where it was; a result
+left without its `done.json` is done again. A video that cannot be read is reported in one line, recorded
+in `failed.json`, and the run goes on; a FIFO, a device or a link to one is one line and skipped, never
+opened; the exit code is 1 if any failed. Results are written beside and renamed into place, and nothing
+the archive did not write is ever replaced or removed (`stream/results.py`).
 
 Several videos run at once as the cameras of one multi-camera run (`--batch`), so the model's rounds
 batch across them. With `--cluster` every node of a Ray cluster runs `--batch` videos at a time, opening
@@ -25,18 +27,29 @@ import csv
 import json
 import os
 import re
-import shutil
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from stream.results import (
+    DONE,
+    FAILED,
+    ResultsError,
+    Staged,
+    check_destinations,
+    clean_staging,
+    content_digest,
+    inside,
+    not_a_file,
+)
 from stream.run import VIDEO_SUFFIXES, UsageError, add_model_flags, check_device, check_model_paths
 
 if TYPE_CHECKING:
@@ -47,17 +60,17 @@ if TYPE_CHECKING:
     from stream.cluster.address import ClusterAddress
     from stream.dispatch import Output
 
-DONE, FAILED = "done.json", "failed.json"
-
 
 @dataclass(frozen=True)
 class Video:
     path: Path
     name: str  # its result folder's name: the path below the folder or list, '/' as '__'
 
+    @cached_property
     def stamp(self) -> dict[str, Any]:
+        """What its results were made from: its size and content digest (read once, when first asked)."""
         st = self.path.stat()
-        return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "digest": content_digest(self.path)}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -84,9 +97,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def find_videos(given: Path) -> list[Video]:
+def find_videos(given: Path) -> tuple[list[Video], list[str]]:
     """The videos of a folder (every video file below it, in natural order) or of a list (one path a line,
-    relative to the list's folder; blank lines and # comments skipped)."""
+    relative to the list's folder; blank lines and # comments skipped), and a line for each path skipped
+    because it is not a regular file (a FIFO, a device, a link to one, a broken link; a missing listed
+    file): those are never opened."""
     from stream.errors import SourceError
 
     def natural(part: str) -> list[int | str]:
@@ -96,7 +111,7 @@ def find_videos(given: Path) -> list[Video]:
         raise SourceError(f"--videos {given}: not found (give a folder of videos or a text file of paths)")
     if given.is_dir():
         paths = sorted(
-            (p for p in given.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()),
+            (p for p in given.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and not p.is_dir()),
             key=lambda p: [natural(part) for part in p.relative_to(given).parts],
         )
         base = given
@@ -112,8 +127,15 @@ def find_videos(given: Path) -> list[Video]:
         # names from the paths below their common folder: a/cam1.mp4 and b/cam1.mp4 stay apart
         base = Path(os.path.commonpath([os.path.abspath(p.parent) for p in paths])) if paths else given.parent
         paths = [Path(os.path.abspath(p)) for p in paths]
+    skipped = []
+    for path in paths:
+        why = not_a_file(path)
+        if why is not None:
+            skipped.append(f"{path}: {why}, not a video file (skipped)")
+    paths = [p for p in paths if not_a_file(p) is None]
     if not paths:
-        raise SourceError(f"--videos {given}: no video in it ({', '.join(VIDEO_SUFFIXES)})")
+        found = f" ({len(skipped)} skipped: {skipped[0]})" if skipped else ""
+        raise SourceError(f"--videos {given}: no video in it ({', '.join(VIDEO_SUFFIXES)}){found}")
     videos, seen = [], set()
     for path in paths:
         try:
@@ -127,15 +149,31 @@ def find_videos(given: Path) -> list[Video]:
             )
         seen.add(name)
         videos.append(Video(path, name))
-    return videos
+    return videos, skipped
+
+
+def check_out(out: Path, given: Path, videos: Sequence[Video]) -> None:
+    """--out must hold no footage and lie outside --videos: its results folders would otherwise be
+    searched as footage, or stand where a source folder is."""
+    if out.exists() and not out.is_dir():
+        raise ResultsError(f"--out {out} is a file: give a folder for the results")
+    if given.is_dir() and inside(out, given):
+        raise ResultsError(f"--out {out} is inside --videos {given}: give a results folder outside it")
+    held = next((v.path for v in videos if inside(v.path, out)), None)
+    if held is not None:
+        raise ResultsError(f"--out {out} holds the video {held}: give a results folder that holds no footage")
+    if out.is_dir():
+        check_destinations(out, [v.name for v in videos])
 
 
 def is_done(video: Video, out: Path) -> bool:
-    """Its results are complete and were made from this very file (same size and modification time)."""
+    """Its results are complete and were made from this very file (same size and content digest)."""
     try:
         done = json.loads((out / video.name / DONE).read_text())
-        return done.get("source") == video.stamp()
-    except (OSError, ValueError):
+        made_from = done.get("source") or {}
+        now = video.stamp
+        return made_from.get("size") == now["size"] and made_from.get("digest") == now["digest"]
+    except (OSError, ValueError, AttributeError):
         return False
 
 
@@ -175,14 +213,13 @@ class ArchiveSink:
         pass
 
 
-def write_results(folder: Path, results: Results, class_names: Sequence[str], done: dict[str, Any]) -> None:
-    """events.jsonl, predictions.csv, then done.json (atomically, last: its presence means complete)."""
-    from engines.manifest import write_json_atomic
-
-    with open(folder / "events.jsonl", "w") as f:
+def write_results(staged: Staged, results: Results, class_names: Sequence[str], done: dict[str, Any]) -> None:
+    """events.jsonl, predictions.csv and done.json into the staging folder, then into place (done.json
+    last: its presence means complete)."""
+    with open(staged.path("events.jsonl"), "w") as f:
         for event in results.events:
             f.write(json.dumps(event) + "\n")
-    with open(folder / "predictions.csv", "w", newline="") as f:
+    with open(staged.path("predictions.csv"), "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["second", "top1", "confidence", "predictions", *class_names])
         for second in sorted(results.seconds):
@@ -192,7 +229,8 @@ def write_results(folder: Path, results: Results, class_names: Sequence[str], do
                 [second, class_names[top], f"{mean[top]:.4f}", len(results.seconds[second]),
                  *(f"{p:.4f}" for p in mean)]
             )  # fmt: skip
-    write_json_atomic(folder / DONE, done)
+    staged.path(DONE).write_text(json.dumps(done) + "\n")
+    staged.place()
 
 
 def finish_video(
@@ -206,19 +244,20 @@ def finish_video(
     console: Console,
 ) -> float | None:
     """A video's results written (or its failure): the seconds of video it had, None if it failed."""
-    folder = args.out / video.name
+    staged = Staged(args.out, video.name)
     if s.error is not None or s.frames == 0:
         why = s.error or "no frame could be read"
-        (folder / FAILED).write_text(json.dumps({"error": why, "source": video.stamp()}) + "\n")
+        staged.path(FAILED).write_text(json.dumps({"error": why, "source": video.stamp}) + "\n")
+        staged.place()
         console.print(f"glanet: {video.path}: {why} (skipped)")
         return None
     seconds = s.frames / fps
     done = {
         "video": str(video.path), "frames": s.frames, "predictions": s.predictions,
         "seconds": round(seconds, 3), "events": s.events, "wall_s": round(wall, 3),
-        "source": video.stamp(),
+        "source": video.stamp,
     }  # fmt: skip
-    write_results(folder, results, class_names, done)
+    write_results(staged, results, class_names, done)
     if args.no_progress:
         console.print(f"glanet: {video.path}: {s.frames} frames, {s.events} events")
     return seconds
@@ -246,15 +285,9 @@ def video_fps(path: Path, default: float) -> float:
     return fps if fps and 0 < fps < 1000 else default
 
 
-def fresh_folder(out: Path, video: Video) -> None:
-    """A half-written result is done again from scratch."""
-    folder = out / video.name
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-
-
-def run_cluster(args: argparse.Namespace, videos: list[Video], address: ClusterAddress) -> int:
+def run_cluster(
+    args: argparse.Namespace, videos: list[Video], address: ClusterAddress, skipped: int = 0
+) -> int:
     """The videos over a Ray cluster: every shard keeps `--batch` of them going; results written here."""
     import queue
 
@@ -270,7 +303,7 @@ def run_cluster(args: argparse.Namespace, videos: list[Video], address: ClusterA
     if len(todo) < len(videos):
         console.print(f"glanet: {len(videos) - len(todo)} of {len(videos)} videos already done in {args.out}")
     if not todo:
-        return 0
+        return 1 if skipped else 0
     options = StreamOptions(
         fast=True, headless=True, dashboard=False, quiet=True, keep_alive=True,
         events_config=EventConfig(args.enter, args.exit, args.min_duration),
@@ -300,7 +333,6 @@ def run_cluster(args: argparse.Namespace, videos: list[Video], address: ClusterA
                 slots = args.batch * max(1, sum(s.alive for s in app.shards))
                 while pending and len(running) < slots and not stop.is_set():
                     video = pending.pop(0)
-                    fresh_folder(args.out, video)
                     sink.results.pop(video.name, None)
                     spec = CameraSpec(video.name, parse_source(str(video.path), folder_fps=fps))
                     app.add_camera(spec)
@@ -355,10 +387,15 @@ def run_cluster(args: argparse.Namespace, videos: list[Video], address: ClusterA
     done, failed, seconds = counts["done"], counts["failed"], counts["seconds"]
     wall = time.monotonic() - started
     console.print(
-        f"glanet: {done} videos done, {failed} failed, {seconds:.0f} s of video in {wall:.1f} s "
+        f"glanet: {done} videos done, {failed} failed{_skipped(skipped)}, {seconds:.0f} s of video "
+        f"in {wall:.1f} s "
         f"({seconds / wall:.1f}x real time) on {len(app.shards)} shards; results in {args.out}"
     )
-    return 1 if counts["failed"] else 0
+    return 1 if counts["failed"] or skipped else 0
+
+
+def _skipped(count: int) -> str:
+    return f", {count} skipped" if count else ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -375,10 +412,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"--exit {args.exit:g} must not be above --enter {args.enter:g}")
         check_device(args.device)
         check_model_paths(args)
-        videos = find_videos(args.videos)
-        if args.out.exists() and not args.out.is_dir():
-            raise SinkError(f"--out {args.out} is a file: give a folder for the results")
+        videos, skipped = find_videos(args.videos)
+        check_out(args.out, args.videos, videos)
+        for line in skipped:
+            print(f"glanet: {line}", file=sys.stderr)
         args.out.mkdir(parents=True, exist_ok=True)
+        clean_staging(args.out)
         if args.cluster is not None:
             from stream.cluster.address import parse_cluster_address
 
@@ -386,8 +425,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 address = parse_cluster_address(args.cluster)
             except ValueError as error:
                 raise UsageError(str(error)) from None
-            return run_cluster(args, videos, address)
-        return run(args, videos)
+            return run_cluster(args, videos, address, len(skipped))
+        return run(args, videos, len(skipped))
     except (EngineError, StreamError, SinkError, ValueError, OSError) as error:
         print(f"glanet: {error_line(error)}", file=sys.stderr)
         return 1 if isinstance(error, StreamError | SinkError | EngineError | OSError) else 2
@@ -396,7 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def run(args: argparse.Namespace, videos: list[Video]) -> int:
+def run(args: argparse.Namespace, videos: list[Video], skipped: int = 0) -> int:
     from rich.console import Console
 
     from stream.app import CameraSpec, StreamApp, StreamOptions
@@ -409,7 +448,7 @@ def run(args: argparse.Namespace, videos: list[Video]) -> int:
     if len(todo) < len(videos):
         console.print(f"glanet: {len(videos) - len(todo)} of {len(videos)} videos already done in {args.out}")
     if not todo:
-        return 0
+        return 1 if skipped else 0
     info, backend, _ = open_model(args, max_batch=args.batch)
     fps = float(info.sampling.get("fps") or 25.0)
     options = StreamOptions(
@@ -434,8 +473,6 @@ def run(args: argparse.Namespace, videos: list[Video]) -> int:
             if stop.is_set():
                 break
             batch = todo[i : i + args.batch]
-            for video in batch:
-                fresh_folder(args.out, video)
             specs = [CameraSpec(v.name, parse_source(str(v.path), folder_fps=fps)) for v in batch]
             sink = ArchiveSink([v.name for v in batch])
             app = StreamApp(specs, info, backend, options)
@@ -467,10 +504,11 @@ def run(args: argparse.Namespace, videos: list[Video]) -> int:
         return 130
     wall = time.monotonic() - started
     console.print(
-        f"glanet: {done_videos} videos done, {failed} failed, {video_seconds:.0f} s of video in {wall:.1f} s "
+        f"glanet: {done_videos} videos done, {failed} failed{_skipped(skipped)}, "
+        f"{video_seconds:.0f} s of video in {wall:.1f} s "
         f"({video_seconds / wall:.1f}x real time); results in {args.out}"
     )
-    return 1 if failed else 0
+    return 1 if failed or skipped else 0
 
 
 __all__ = ["ArchiveSink", "Video", "find_videos", "is_done", "main", "write_results"]

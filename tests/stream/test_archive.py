@@ -127,3 +127,77 @@ def test_bad_videos_are_one_line(tmp_path, env, make, needle):
     proc = archive("--videos", str(make(tmp_path)), "--out", str(tmp_path / "out"), env=env, timeout=60)
     lines = [x for x in proc.stderr.splitlines() if x.strip()]
     assert proc.returncode == 1 and len(lines) == 1 and needle in lines[0], proc.stderr
+
+
+def files_under(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def one_line(proc, needle: str) -> str:
+    lines = [x for x in proc.stderr.splitlines() if x.strip()]
+    assert proc.returncode == 1 and len(lines) == 1 and needle in lines[0], proc.stderr
+    return lines[0]
+
+
+@pytest.mark.timeout(600)
+def test_the_users_files_survive_every_run(tmp_path, env):
+    """The archive's attacks on the user's folders, one after another, each refused or harmless."""
+    videos, out = tmp_path / "v", tmp_path / "out"
+    (videos / "cam").mkdir(parents=True)
+    write_demo_video(videos / "notes.mp4", 2, seed=3)
+    write_demo_video(videos / "cam.mp4", 3, seed=4)
+    write_demo_video(videos / "cam" / "old.mp4", 2, seed=5)  # a source in a folder named as a result
+    (out / "notes").mkdir(parents=True)
+    (out / "notes" / "todo.txt").write_text("x")  # the user's folder where notes.mp4's results would go
+    (out / "mine").mkdir()
+    (out / "mine" / "a.txt").write_text("keep")
+    sources, users = files_under(videos), files_under(out)
+
+    # a results folder of the user's in the way: refused before any work, nothing written
+    line = one_line(archive("--videos", str(videos), "--out", str(out), env=env, timeout=60), "notes exists")
+    assert "not written by the archive" in line
+    # --out where the sources are (v/cam.mp4's results would be v/cam/, which holds old.mp4) or below them
+    one_line(archive("--videos", str(videos), "--out", str(videos), env=env, timeout=60), "inside --videos")
+    one_line(
+        archive("--videos", str(videos), "--out", str(videos / "res"), env=env, timeout=60), "inside --videos"
+    )
+    # a list whose video lies in --out
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{videos / 'cam.mp4'}\n{videos / 'cam' / 'old.mp4'}\n")
+    one_line(archive("--videos", str(listing), "--out", str(videos), env=env, timeout=60), "holds the video")
+    assert files_under(videos) == sources and files_under(out) == users
+
+    # the way cleared; a FIFO, a link to /dev/zero and a broken link beside the videos: one line each
+    (videos / "notes.mp4").rename(tmp_path / "notes.mp4")
+    os.mkfifo(videos / "pipe.mp4")
+    (videos / "zero.mp4").symlink_to("/dev/zero")
+    (videos / "gone.mp4").symlink_to(tmp_path / "nowhere.mp4")
+    proc = archive("--videos", str(videos), "--out", str(out), "--no-progress", env=env)
+    assert proc.returncode == 1, proc.stderr  # something was skipped
+    assert "Traceback" not in proc.stderr
+    for name, why in [
+        ("pipe.mp4", "a FIFO"),
+        ("zero.mp4", "a character device"),
+        ("gone.mp4", "broken link"),
+    ]:
+        assert sum(name in x and why in x and "skipped" in x for x in proc.stderr.splitlines()) == 1, name
+    assert "2 videos done, 0 failed, 3 skipped" in proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["cam", "cam__old", "mine", "notes"]
+    after = files_under(out)
+    assert {k: v for k, v in after.items() if k in users} == users
+
+    # the same run again: nothing redone; then cam.mp4 replaced by a file of the same size and time
+    stamps = {n: (out / n / "done.json").stat().st_mtime_ns for n in ("cam", "cam__old")}
+    again = archive("--videos", str(videos), "--out", str(out), "--no-progress", env=env)
+    assert "2 of 2 videos already done" in again.stderr, again.stderr
+    video = videos / "cam.mp4"
+    data, st = bytearray(video.read_bytes()), video.stat()
+    data[len(data) // 2] ^= 0x01  # inside its frames
+    video.write_bytes(data)
+    os.utime(video, ns=(st.st_atime_ns, st.st_mtime_ns))
+    redo = archive("--videos", str(videos), "--out", str(out), "--no-progress", env=env)
+    assert "1 of 2 videos already done" in redo.stderr, redo.stderr
+    assert (out / "cam" / "done.json").stat().st_mtime_ns != stamps["cam"]
+    assert (out / "cam__old" / "done.json").stat().st_mtime_ns == stamps["cam__old"]
+    assert {k: v for k, v in files_under(out).items() if k in users} == users
+    assert not [p for p in out.iterdir() if p.name.startswith(".glanet-staging")]
