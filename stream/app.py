@@ -92,6 +92,7 @@ class StreamOptions:
     # the sinks' queue blocks the model instead of dropping (None: when every camera is read --fast and
     # none may come at run time); a cluster shard reading files --fast sets it, for cameras it is given
     block_sinks: bool | None = None
+    label_cameras: bool = True  # each camera's name on its overlay (False: a lone camera, as run alone)
     # called on the model thread with every prediction (benchmarks, embedding): keep it cheap
     on_prediction: Callable[[Prediction], None] | None = None
 
@@ -202,7 +203,8 @@ class StreamApp:
         self.checkpoint, self.backend, self.options = checkpoint, backend, options
         self.backend_note = backend_note  # why this backend (auto-selection's sentence)
         maps = backend.spec.maps
-        self.view = View(maps, options.attention or (maps[0] if maps else "none"), options.note)
+        attention = options.attention or (maps[0] if maps else "none")
+        self.view = View(maps, attention, options.note, label_cameras=options.label_cameras)
         self._stop = threading.Event()
         self.stop_reason = ""
         self.cameras: list[Camera] = []  # while running and after: the cameras (capture, session, stats)

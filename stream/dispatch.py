@@ -33,12 +33,15 @@ class View:
     """What the viewer chose: the heat map shown (a map name or "none"), paused. Shared by the window's keys,
     the sinks that draw, and the runner (which stops taking frames while paused)."""
 
-    def __init__(self, maps: Sequence[str], attention: str, note: str = "") -> None:
+    def __init__(
+        self, maps: Sequence[str], attention: str, note: str = "", *, label_cameras: bool = True
+    ) -> None:
         self.modes = (*maps, ATTENTION_OFF)
         if attention not in self.modes:
             raise ValueError(f"attention {attention!r} must be one of {', '.join(self.modes)}")
         self.attention = attention
         self.note = note  # a line about the model, on every overlay
+        self.label_cameras = label_cameras  # the camera's name on its overlay
         self.paused = threading.Event()
 
     def cycle_attention(self) -> None:
@@ -78,7 +81,7 @@ class Output:
         if key not in self._drawn:
             self._drawn[key] = draw_overlay(
                 self.frame.image, self.prediction, attention=view.attention, stats=self.stats,
-                status=self.status, paused=key[1], note=view.note,
+                status=self.status, paused=key[1], note=view.note, label_camera=view.label_cameras,
             )  # fmt: skip
         return self._drawn[key]
 

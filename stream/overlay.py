@@ -114,13 +114,15 @@ def draw_overlay(
     status: StatusUpdate | None = None,
     paused: bool = False,
     note: str = "",
+    label_camera: bool = True,
 ) -> np.ndarray:
     """The frame with the attention heat map, crop box, a panel (top-5, per-branch top class, FPS,
     latency, warm-up), a banner when the source is not live, and "PAUSED".
 
     image: (H, W, 3) uint8 BGR; the crop box is taken in `prediction.frame`'s pixels and scaled to
     `image` if their sizes differ. attention: the name of one of the model's maps ("sa", "la") or "none".
-    note: a line for the panel about the model (e.g. what it was trained on). The source status comes from
+    note: a line for the panel about the model (e.g. what it was trained on). label_camera: the frame's
+    camera name as the panel's first row (off for a lone camera's run). The source status comes from
     `status`, or from `stats` when `status` is None. Returns a new (h, w, 3) uint8 image with
     (w, h) = overlay_size(W, H).
     """
@@ -149,7 +151,7 @@ def draw_overlay(
         p1 = (round(box[2]) - 1, round(box[3]) - 1)
         cv2.rectangle(video, p0, p1, _BOX, lay.thick, cv2.LINE_AA)
 
-    _draw_panel(out, lay, prediction, attention, stats, note)
+    _draw_panel(out, lay, prediction, attention, stats, note, label_camera)
     banner = _status_lines(status, stats)
     if banner:
         _draw_banner(video, lay, banner)
@@ -244,10 +246,11 @@ def _panel_rows(
     max_w: int,
     lay: _Layout,
     note: str = "",
+    label_camera: bool = True,
 ) -> list[_Row]:
     rows: list[_Row] = []
     label = "attention: off" if attention == "none" else f"attention: {attention.upper()}"
-    if prediction is not None and prediction.frame.camera:
+    if label_camera and prediction is not None and prediction.frame.camera:
         rows.append(_Row(prediction.frame.camera))
     if prediction is None:
         rows += [_Row("no prediction yet", color=_AMBER), _Row(label, color=_GREY)]
@@ -290,11 +293,12 @@ def _draw_panel(
     attention: str,
     stats: StatsSnapshot | None,
     note: str = "",
+    label_camera: bool = True,
 ) -> None:
     x_panel = 0 if lay.inside else lay.width
     inner_x = x_panel + lay.pad
     inner_w = lay.panel_w - 2 * lay.pad
-    rows = _panel_rows(prediction, attention, stats, inner_w, lay, note)
+    rows = _panel_rows(prediction, attention, stats, inner_w, lay, note, label_camera)
     rows = rows[: max(1, (lay.height - 2 * lay.pad) // lay.line)]
     if lay.inside:  # darken the frame behind the panel so the text reads on any picture
         y1 = min(lay.height, 2 * lay.pad + len(rows) * lay.line)

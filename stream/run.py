@@ -682,9 +682,7 @@ def _run(args: argparse.Namespace, checked: Checked, sock: socket.socket | None 
     defaults = checked.defaults
     if not defaults.folder_fps:
         defaults = dataclasses.replace(defaults, folder_fps=model_fps)
-    # with the web view every camera has a name, for its URLs (a lone source is otherwise unnamed)
-    one = len(cameras) == 1 and checked.serve is None
-    specs = [camera_spec(camera, defaults, args, one=one) for camera in cameras]
+    specs = [camera_spec(camera, defaults, args) for camera in cameras]
     note = synthetic_note(info)
     options = stream_options(args, checked, note)
     app = StreamApp(specs, info, backend, options, backend_note=why)
@@ -714,6 +712,11 @@ def stream_options(args: argparse.Namespace, checked: Checked, note: str) -> Str
         # said once, when the model first speaks (a bad source stays one line), and on every overlay
         announce=SYNTHETIC_ANNOUNCE if note else "",
         keep_alive=checked.serve is not None,
+        # a lone unnamed source keeps the look of a single-camera run: no camera name on its overlay
+        # (with the web view cameras may come, and each tile is named)
+        label_cameras=not (
+            len(checked.cameras) == 1 and not checked.cameras[0].named and checked.serve is None
+        ),
     )
 
 
@@ -727,7 +730,7 @@ def _run_cluster(args: argparse.Namespace, checked: Checked, sock: socket.socket
     def specs_at(fps: float) -> list[CameraSpec]:
         # every camera has a name: it keys its shard (a lone source is "demo", "camera" ...)
         d = defaults if defaults.folder_fps else dataclasses.replace(defaults, folder_fps=fps)
-        return [camera_spec(camera, d, args, one=False) for camera in checked.cameras]
+        return [camera_spec(camera, d, args) for camera in checked.cameras]
 
     specs = specs_at(25.0)
     model = {k: getattr(args, k) for k in ("checkpoint", "engine", "backend", "precision", "device")}
@@ -810,7 +813,7 @@ def web_server(
     def make_camera(camera: CameraConfig) -> CameraSpec:
         if camera.source.strip() == "demo" and camera.demo_seed is None:
             camera = dataclasses.replace(camera, demo_seed=args.demo_seed + len(app.specs))
-        return camera_spec(camera, defaults, args, one=False)
+        return camera_spec(camera, defaults, args)
 
     model = {"classes": list(info.class_names), "backend": backend, "note": app.view.note}
     return WebServer(app, hub, checked.serve, make_camera, sock, model)
@@ -829,10 +832,9 @@ def camera_events(camera: CameraConfig, args: argparse.Namespace) -> EventConfig
     )
 
 
-def camera_spec(
-    camera: CameraConfig, defaults: CameraDefaults, args: argparse.Namespace, *, one: bool
-) -> CameraSpec:
-    """A camera of the command line or the sources file, as the runtime takes it."""
+def camera_spec(camera: CameraConfig, defaults: CameraDefaults, args: argparse.Namespace) -> CameraSpec:
+    """A camera of the command line or the sources file, as the runtime takes it: always named (a lone
+    source after itself: demo, the file's stem), so its events, MQTT topics and summary say which it is."""
     from stream.app import CameraSpec
     from stream.cameras import camera_source_spec
     from stream.session import RecognizerConfig
@@ -840,9 +842,9 @@ def camera_spec(
     events = camera_events(camera, args)
     smoothing = None if camera.smoothing is None else RecognizerConfig(smoothing=camera.smoothing)
     source = camera_source_spec(camera, defaults)
-    # a lone unnamed source keeps the look of a single-camera run: no camera name on the overlay
-    name = "" if one and not camera.named else camera.name
-    return CameraSpec(name, source, camera.fast, camera.watchdog_s, camera.max_reconnects, smoothing, events)
+    return CameraSpec(
+        camera.name, source, camera.fast, camera.watchdog_s, camera.max_reconnects, smoothing, events
+    )
 
 
 SYNTHETIC_NOTE = "model: SynthActions only"

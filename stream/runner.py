@@ -200,6 +200,12 @@ class Runner:
                         break
                     self.wake.wait(0.1)
                     self.wake.clear()
+            # a stop (Ctrl-C, SIGTERM, --duration, the window's quit key): every camera still going ends
+            # here, its open event closed at its last time seen, as when its source ends
+            self._apply_changes()
+            for cam in self.cameras:
+                if not cam.done:
+                    self._finish(cam)
         except BaseException as e:  # handed to the app, which reports it after the sinks are closed
             self.error = e
             self.stop.set()

@@ -397,12 +397,13 @@ def test_a_bad_topic_prefix_is_refused(topic):
 
 @pytest.mark.timeout(180)
 def test_run_camera_publishes_its_events_file_to_the_broker(broker, subscribe, tmp_path):
-    """The whole path: run_camera.py --mqtt publishes each event of its events file, in order, once."""
+    """The whole path: run_camera.py --mqtt publishes each event of its events file, in order, once; a
+    lone unnamed source is named after itself (demo) in the topics and the events."""
     root = Path(__file__).resolve().parents[2]
     sub = subscribe("e2e", topic="site1/#")
     events = tmp_path / "events.jsonl"
     proc = subprocess.run(
-        [sys.executable, str(root / "run_camera.py"), "--source", "lobby=demo", "--fast", "--headless",
+        [sys.executable, str(root / "run_camera.py"), "--source", "demo", "--fast", "--headless",
          "--max-frames", "450", "--events", str(events), "--mqtt", f"127.0.0.1:{broker.port}",
          "--mqtt-topic", "site1"],
         capture_output=True, text=True, timeout=170, cwd=root,
@@ -411,11 +412,12 @@ def test_run_camera_publishes_its_events_file_to_the_broker(broker, subscribe, t
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(x) for x in events.read_text().splitlines()]
     assert lines, "the demo fired no event in 450 frames"
-    wait_until(lambda: len(sub.json("site1/lobby/events")) >= len(lines), 10, "the events on the broker")
-    got = sub.json("site1/lobby/events")
+    assert {e["camera"] for e in lines} == {"demo"}
+    wait_until(lambda: len(sub.json("site1/demo/events")) >= len(lines), 10, "the events on the broker")
+    got = sub.json("site1/demo/events")
     assert [{k: v for k, v in e.items() if k != "seq"} for e in got] == lines
     assert [e["seq"] for e in got] == list(range(1, len(lines) + 1))
-    statuses = [json.loads(p) for p, _ in sub.on("site1/lobby/status")]
+    statuses = [json.loads(p) for p, _ in sub.on("site1/demo/status")]
     assert (
         statuses[-1]["status"] in ("stopped", "ended")
         and [p for p, _ in sub.on("site1/availability")][-1] == "offline"

@@ -97,24 +97,33 @@ def test_file_fast_yields_every_frame_once_and_ends_cleanly(tmp_path, video):
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_stops_at_once_and_keeps_the_video(tmp_path, signum):
-    save = tmp_path / "live.mp4"
+def test_a_signal_stops_at_once_keeps_the_video_and_closes_the_open_event(tmp_path, signum):
+    save, events = tmp_path / "live.mp4", tmp_path / "events.jsonl"
     proc = subprocess.Popen(
-        [*CLI, "--source", "demo", "--headless", "--save", str(save), "--no-dashboard"],
+        [*CLI, "--source", "demo", "--headless", "--save", str(save), "--events", str(events),
+         "--no-dashboard"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
     )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (not save.exists() or save.stat().st_size == 0):
-        time.sleep(0.2)
-    time.sleep(1.0)
+
+    def lines() -> list[dict]:
+        return [json.loads(x) for x in events.read_text().splitlines()] if events.exists() else []
+
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and not (lines() and lines()[-1]["event"] == "start"):
+        assert proc.poll() is None, proc.communicate()[1]
+        time.sleep(0.05)
+    assert lines() and lines()[-1]["event"] == "start", "no event started within 90 s"
     t0 = time.monotonic()
-    proc.send_signal(signum)
+    proc.send_signal(signum)  # while that event is open
     _, err = proc.communicate(timeout=20)
     assert time.monotonic() - t0 < 5
     assert proc.returncode == 0, err
     assert f"stopped by {signal.Signals(signum).name}" in err
     n, _ = count_frames(save)
     assert n > 0  # finalised: readable
+    kinds = [e["event"] for e in lines()]
+    assert kinds == ["start", "end"] * (len(kinds) // 2), kinds  # the open event got its end line
+    assert all(e["camera"] == "demo" for e in lines())  # a lone source is named after itself
 
 
 def _read_pty(fd: int, until: bytes | None, timeout: float) -> bytes:
