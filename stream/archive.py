@@ -127,12 +127,14 @@ def find_videos(given: Path) -> tuple[list[Video], list[str]]:
         # names from the paths below their common folder: a/cam1.mp4 and b/cam1.mp4 stay apart
         base = Path(os.path.commonpath([os.path.abspath(p.parent) for p in paths])) if paths else given.parent
         paths = [Path(os.path.abspath(p)) for p in paths]
-    skipped = []
+    skipped, readable = [], []
     for path in paths:
         why = not_a_file(path)
-        if why is not None:
-            skipped.append(f"{path}: {why}, not a video file (skipped)")
-    paths = [p for p in paths if not_a_file(p) is None]
+        if why is None:
+            readable.append(path)
+        else:
+            skipped.append(f"{path}: {why}{'' if why == 'not found' else ', not a video file'} (skipped)")
+    paths = readable
     if not paths:
         found = f" ({len(skipped)} skipped: {skipped[0]})" if skipped else ""
         raise SourceError(f"--videos {given}: no video in it ({', '.join(VIDEO_SUFFIXES)}){found}")
