@@ -73,6 +73,67 @@ _OVERRIDES: dict[str, tuple[str, type]] = {
 _KEYS = ("name", "source", *_OVERRIDES)
 
 
+@dataclass(frozen=True)
+class Range:
+    """Where a number may lie: `low`..`high`, each end included unless it is open; `unit` for the message."""
+
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+    unit: str = ""
+
+    def problem(self, value: float) -> str | None:
+        """None where `value` lies in the range, else what is wrong with it ("must be in (0, 600] ...")."""
+        if isinstance(value, float) and not math.isfinite(value):  # nan passes every comparison unnoticed
+            return "must be a finite number"
+        too_low = value <= self.low if self.low_open else value < self.low
+        too_high = value >= self.high if self.high_open else value > self.high
+        return f"must be in {self}" if too_low or too_high else None
+
+    def __str__(self) -> str:
+        low, high = _number(self.low), _number(self.high)
+        span = f"{'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+        return f"{span} ({self.unit})" if self.unit else span
+
+
+# The range of every number a camera may override, and of the command-line flag of the same name (run.py's
+# --watchdog, --demo-size, ...): one table, so a cameras file, the web API and the command line agree. The
+# upper bounds keep one request from costing the machine: a demo frame is size² x 3 bytes, held a few times
+# over (1024: 3 MB each; 4096 took 1.2 GB a camera), and FFmpeg takes its timeouts in microseconds.
+CAMERA_RANGES: dict[str, Range] = {
+    # seconds without a frame before a reconnect: beyond 10 minutes the camera is gone, not slow
+    "watchdog": Range(0, 600, low_open=True, unit="seconds"),
+    "max_reconnects": Range(0, 1_000_000),  # leave it out to reconnect for ever
+    # seconds to connect: a slow VPN takes seconds, none takes minutes
+    "open_timeout": Range(0, 600, low_open=True, unit="seconds"),
+    "enter": Range(0, 1, low_open=True),
+    "exit": Range(0, 1, low_open=True),
+    "min_duration": Range(0, 3600, unit="seconds"),
+    "smoothing": Range(0, 1, high_open=True),
+    "folder_fps": Range(0, 240, low_open=True, unit="frames a second"),  # 240: high-speed cameras
+    "demo_seed": Range(0, 2**32 - 1),
+    "demo_size": Range(32, 1024, unit="pixels"),
+    "demo_fps": Range(0, 240, low_open=True, unit="frames a second"),
+}
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:g}"
+
+
+def source_kind(text: str) -> str:
+    """demo | webcam | network | path: what kind of source `text` names, read from the text alone, in the
+    order parse_source reads it, without touching the file system (a path may be a file or a folder, or
+    nothing: only parse_source looks)."""
+    text = text.strip()
+    if text == "demo":
+        return "demo"
+    if text == "webcam" or text.isdigit():
+        return "webcam"
+    return "network" if "://" in text else "path"
+
+
 def is_valid_name(name: str) -> bool:
     return bool(_NAME.match(name)) and len(name) <= NAME_MAX
 
@@ -267,34 +328,30 @@ def _checked(key: str, value: Any, kind: type, where: str) -> Any:
     """The value of one override key, of its type and in its range."""
     if kind is bool:
         if not isinstance(value, bool):
-            raise SourceError(f"{where}: {key} must be true or false, not {value!r}")
+            raise SourceError(f"{where}: {key} must be true or false, not {_shown(value)}")
         return value
     # bool is an int in Python, but `watchdog = true` is a mistake, not 1.
     if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise SourceError(f"{where}: {key} must be a whole number, not {value!r}")
+        raise SourceError(f"{where}: {key} must be a whole number, not {_shown(value)}")
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise SourceError(f"{where}: {key} must be a number, not {value!r}")
+            raise SourceError(f"{where}: {key} must be a number, not {_shown(value)}")
         if not math.isfinite(value):
             raise SourceError(f"{where}: {key} must be a finite number, not {value!r}")
         value = float(value)
     problem = _range_problem(key, value)
     if problem:
-        raise SourceError(f"{where}: {key} = {value!r} {problem}")
+        raise SourceError(f"{where}: {key} = {_shown(value)} {problem}")
     return value
 
 
+def _shown(value: Any, most: int = 40) -> str:
+    """`value` as Python writes it, cut short: a JSON body may hold a 60 000-digit number or a long list."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**most:
+        return f"a number of {value.bit_length()} bits"  # str() of a huge int may itself refuse
+    text = repr(value)
+    return text if len(text) <= most else f"{text[: most - 3]}..."
+
+
 def _range_problem(key: str, value: float) -> str | None:
-    if not math.isfinite(value):  # nan passes every comparison below unnoticed
-        return "must be a finite number"
-    if key in ("watchdog", "open_timeout", "folder_fps", "demo_fps") and not value > 0:
-        return "must be above 0"
-    if key in ("enter", "exit") and not 0 < value <= 1:
-        return "must be in (0, 1]"
-    if key == "smoothing" and not 0 <= value < 1:
-        return "must be in [0, 1)"
-    if key in ("max_reconnects", "min_duration", "demo_seed") and value < 0:
-        return "must not be negative"
-    if key == "demo_size" and value < 32:
-        return "must be at least 32"
-    return None
+    return CAMERA_RANGES[key].problem(value)

@@ -135,6 +135,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="let the API add file and folder sources (they read this machine's disk)",
     )
     web.add_argument(
+        "--serve-allow-private",
+        action="store_true",
+        help="let the API add network cameras at this machine's own (loopback), link-local, multicast or "
+        "reserved addresses; cameras on the LAN (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7) and "
+        "beyond are allowed without it",
+    )
+    web.add_argument(
+        "--serve-host",
+        action="append",
+        metavar="NAME",
+        default=None,
+        help="a name the web view is reached by, beside the loopback's and the --serve address (a request "
+        "naming another Host is refused: DNS rebinding); repeat for more",
+    )
+    web.add_argument(
         "--serve-max-cameras",
         type=int,
         default=16,
@@ -216,30 +231,31 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
 ATTENTION = ("sa", "la", "se", "none")  # every map a shipped model has; the loaded model narrows it
 _DEVICE = re.compile(r"^(cpu|cuda(:[0-9]+)?)$")
 
-# flag, attribute, test, rule: each numeric flag's range (None, the default of some, is not checked)
+# flag, attribute, test, rule: each numeric flag's range (None, the default of some, is not checked). The
+# flags a camera may override (--watchdog, --demo-size, ...) take their ranges from stream.cameras'
+# CAMERA_RANGES instead: one table for the command line, the cameras file and the web API.
 _NUMBER_RULES: tuple[tuple[str, str, Callable[[float], bool], str], ...] = (
     ("--threads", "threads", lambda v: v >= 1, "must be at least 1"),
     ("--max-frames", "max_frames", lambda v: v >= 1, "must be at least 1"),
     ("--duration", "duration", lambda v: v > 0, "must be above 0 (seconds)"),
-    ("--smoothing", "smoothing", lambda v: 0 <= v < 1, "must be in [0, 1)"),
-    ("--enter", "enter", lambda v: 0 < v <= 1, "must be in (0, 1]"),
-    ("--exit", "exit", lambda v: 0 < v <= 1, "must be in (0, 1]"),
-    ("--min-duration", "min_duration", lambda v: v >= 0, "must not be negative (seconds)"),
-    ("--watchdog", "watchdog", lambda v: v > 0, "must be above 0 (seconds)"),
-    ("--max-reconnects", "max_reconnects", lambda v: v >= 0, "must not be negative"),
-    ("--open-timeout", "open_timeout", lambda v: v > 0, "must be above 0 (seconds)"),
-    ("--folder-fps", "folder_fps", lambda v: v > 0, "must be above 0"),
-    ("--demo-seed", "demo_seed", lambda v: v >= 0, "must not be negative"),
-    ("--demo-size", "demo_size", lambda v: v >= 32, "must be at least 32 (pixels)"),
-    ("--demo-fps", "demo_fps", lambda v: v > 0, "must be above 0"),
-    ("--serve-max-cameras", "serve_max_cameras", lambda v: v >= 1, "must be at least 1"),
-    ("--serve-fps", "serve_fps", lambda v: v > 0, "must be above 0"),
+    # each camera holds threads, sockets and buffers, and the web server's connection cap is what is
+    # left of the file limit after them
+    ("--serve-max-cameras", "serve_max_cameras", lambda v: 1 <= v <= 256, "must be in [1, 256]"),
+    ("--serve-fps", "serve_fps", lambda v: 0 < v <= 60, "must be in (0, 60]"),
     ("--cluster-lease", "cluster_lease", lambda v: 0.5 <= v <= 600, "must be 0.5 to 600 (seconds)"),
 )
 
 
 def check_numbers(args: argparse.Namespace) -> None:
     """Every numeric flag finite and in its range, else UsageError naming the flag."""
+    from stream.cameras import CAMERA_RANGES
+
+    for key, allowed in CAMERA_RANGES.items():  # the flags named as the [[camera]] keys
+        value = getattr(args, key)
+        problem = None if value is None else allowed.problem(value)
+        if problem:
+            shown = f"{value:g}" if isinstance(value, float) else str(value)
+            raise UsageError(f"--{key.replace('_', '-')} {shown}: {problem}")
     for flag, attr, ok, rule in _NUMBER_RULES:
         value = getattr(args, attr)
         if value is None:
@@ -345,11 +361,13 @@ def cluster_address(args: argparse.Namespace) -> ClusterAddress | None:
 
 def serve_options(args: argparse.Namespace) -> ServeOptions | None:
     """--serve and its flags, checked (a token where the address is not the loopback), or None."""
-    from stream.web.options import ServeOptions, parse_serve_address, resolve_token
+    from stream.web.options import ServeOptions, check_host_name, parse_serve_address, resolve_token
 
     for flag, given in (
         ("--serve-token", args.serve_token),
         ("--serve-allow-files", args.serve_allow_files),
+        ("--serve-allow-private", args.serve_allow_private),
+        ("--serve-host", args.serve_host),
     ):
         if given and args.serve is None:
             raise UsageError(f"{flag} is for the web view: give --serve [HOST:]PORT too")
@@ -361,6 +379,8 @@ def serve_options(args: argparse.Namespace) -> ServeOptions | None:
         port=port,
         token=resolve_token(host, args.serve_token),
         allow_files=args.serve_allow_files,
+        allow_private=args.serve_allow_private,
+        hosts=tuple(check_host_name(name) for name in args.serve_host or ()),
         max_cameras=args.serve_max_cameras,
         max_fps=args.serve_fps,
     )

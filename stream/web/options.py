@@ -1,10 +1,11 @@
 """What `--serve` asks for, checked before the model loads (no torch, no web framework imported here):
-the address, the token, and the listening socket."""
+the address, the token, the names the server answers to, and the listening socket."""
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
 from dataclasses import dataclass
 
@@ -14,6 +15,10 @@ TOKEN_ENV = "GLANET_TOKEN"
 # a small send buffer (the connections inherit it): what a slow MJPEG viewer has not read yet waits in the
 # kernel, so the less it holds the newer the picture that viewer sees next
 SEND_BUFFER = 32 * 1024
+# the names the loopback answers to: any Host header naming one of them is this server's own
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+_LABEL = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
+_HOST_NAME = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
 
 
 class ServeError(StreamError):
@@ -26,12 +31,39 @@ class ServeOptions:
     port: int = 8080
     token: str | None = None  # required for any address but the loopback
     allow_files: bool = False  # may the API add file and folder sources (read from this machine's disk)
+    allow_private: bool = False  # may it add network sources at loopback, link-local, ... addresses
+    hosts: tuple[str, ...] = ()  # --serve-host: more names the Host header may give (lower case)
     max_cameras: int = 16  # cameras in the run at once, with those added over the API
     max_fps: float = 15.0  # per viewer: the most pictures a second one MJPEG stream or tile gets
     jpeg_quality: int = 80
 
     def __repr__(self) -> str:  # never the token
         return f"ServeOptions(host={self.host!r}, port={self.port}, token={'***' if self.token else None})"
+
+    def host_names(self) -> frozenset[str]:
+        """The names a request's Host header may give (lower case, IPv6 without brackets): the loopback's,
+        the address served on, and --serve-host's."""
+        try:
+            served = check_host_name(self.host)
+        except ServeError:  # a name bind() took that is not a plain DNS name: compared as given
+            served = self.host.lower()
+        return frozenset((*LOOPBACK_NAMES, served, *self.hosts))
+
+
+def check_host_name(text: str) -> str:
+    """A --serve-host value: a DNS name or an IP address, without a port (the served port is the one);
+    lower case, IPv6 without brackets."""
+    name = text.strip().lower().rstrip(".")
+    bare = name[1:-1] if name.startswith("[") and name.endswith("]") else name
+    try:
+        return str(ipaddress.ip_address(bare))
+    except ValueError:
+        pass
+    if len(name) > 253 or not _HOST_NAME.match(name):
+        raise ServeError(
+            f"--serve-host {text!r}: give a host name or an address, without a port (e.g. glanet.lan)"
+        )
+    return name
 
 
 def parse_serve_address(text: str) -> tuple[str, int]:

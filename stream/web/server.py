@@ -13,16 +13,18 @@ thread of the same process.
     /metrics                          Prometheus text format
 
 Bound to 127.0.0.1 unless told otherwise; any other address needs a token, checked on every request but
-/healthz. Every error is a JSON object {"error": "..."} with its status code; no traceback leaves the
-server, and no response, page or log line holds a source's credentials (sources are shown redacted).
+/healthz. Every request passes `gate.RequestGate` first (its Host is one of this server's names, a change
+comes from this server's page or carries the token, a body is JSON and small); the sources the API adds
+pass `policy.SourcePolicy`; the connections are bounded by `connections.GuardedH11Protocol`. Every error is
+a JSON object {"error": "..."} with its status code; no traceback leaves the server, and no response, page
+or log line holds a source's credentials (sources are shown redacted).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hmac
 import http
+import ipaddress
 import json
 import logging
 import math
@@ -30,10 +32,8 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 import anyio
 import anyio.to_thread
@@ -42,78 +42,43 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from stream.app import CameraSpec, StreamApp
-from stream.cameras import CameraConfig, camera_from_table
+from stream.cameras import CameraConfig, camera_from_table, source_kind
 from stream.errors import StreamError
 from stream.runner import Camera
 from stream.types import SourceStatus
+from stream.web.connections import (
+    ACCEPT_BURST,
+    IDLE_TIMEOUT_S,
+    MAX_HEAD_BYTES,
+    ConnectionGuard,
+    connection_cap,
+    open_files,
+    raise_file_limit,
+)
+from stream.web.gate import MAX_BODY, HostRule, RequestGate
 from stream.web.hub import WebHub
 from stream.web.options import ServeError, ServeOptions, bind
+from stream.web.policy import REFUSED_STATUS, SourcePolicy, SourceRefused
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).with_name("static")
-COOKIE = "glanet_token"
-MAX_BODY = 64 * 1024
-ENCODE_THREADS = 3  # a camera's JSON is a few hundred bytes
+ENCODE_THREADS = 3
 BOUNDARY = "glanetframe"
+BODY_TIMEOUT_S = 10.0  # a camera's JSON is a few hundred bytes
+MAX_JSON_DEPTH = 8  # a camera is one flat object
+MAX_VIEWERS = 128  # MJPEG streams, SSE clients and snapshots waiting for a newer picture, at once
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
-
-
-class TokenGate:
-    """Every request but /healthz carries the token: `Authorization: Bearer T`, the cookie the page sets,
-    or `?token=T` (for the first load of the page, a video player or an EventSource). Compared in constant
-    time."""
-
-    def __init__(self, app: ASGIApp, token: str | None) -> None:
-        self.app, self.token = app, token
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.token is None or scope["path"] == "/healthz":
-            await self.app(scope, receive, send)
-            return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token", [""])[0]
-        cookie = SimpleCookie()
-        with contextlib.suppress(Exception):
-            cookie.load(headers.get("cookie", ""))
-        given = {
-            "header": headers.get("authorization", "").removeprefix("Bearer ").strip(),
-            "query": query,
-            "cookie": cookie[COOKIE].value if COOKIE in cookie else "",
-        }
-        expected = self.token.encode()
-        ok = [how for how, value in given.items() if value and hmac.compare_digest(value.encode(), expected)]
-        if not ok:
-            wrong = any(given.values())
-            response = _error(
-                401,
-                "wrong token" if wrong else "this server needs a token (Authorization: Bearer, or ?token=)",
-                {"WWW-Authenticate": "Bearer"},
-            )
-            await response(scope, receive, send)
-            return
-        if "query" in ok and scope["path"] == "/":  # the page: its images and API calls carry the cookie
-            cookie_header = f"{COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict".encode()
-
-            async def send_with_cookie(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    message.setdefault("headers", [])
-                    message["headers"] = [*message["headers"], (b"set-cookie", cookie_header)]
-                await send(message)
-
-            await self.app(scope, receive, send_with_cookie)
-            return
-        await self.app(scope, receive, send)
 
 
 class WebServer:
@@ -136,8 +101,13 @@ class WebServer:
         self.server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
-        self.asgi = TokenGate(self._routes(), options.token)
+        self.routes = self._routes()
         self._encoders: anyio.CapacityLimiter | None = None
+        self.policy = SourcePolicy(options.allow_files, options.allow_private)
+        self.guard: ConnectionGuard | None = None
+        self.max_viewers = MAX_VIEWERS
+        self.viewers = 0  # of max_viewers: counted on the event loop only
+        self._adding = asyncio.Lock()  # the camera limit's check and the add, as one step
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     @property
@@ -156,13 +126,29 @@ class WebServer:
     def start(self, timeout: float = 10.0) -> None:
         if self.sock is None:
             self.sock = bind(self.options.host, self.options.port)
+        file_limit = raise_file_limit()
+        self.guard = ConnectionGuard(connection_cap(file_limit, open_files(), self.options.max_cameras))
+        self.max_viewers = max(1, min(MAX_VIEWERS, self.guard.max_connections // 2))
+        log.info(
+            "web view: at most %d connections and %d viewers (open files limit %d)",
+            self.guard.max_connections, self.max_viewers, file_limit,
+        )  # fmt: skip
+        try:
+            any_address = ipaddress.ip_address(self.options.host).is_unspecified
+        except ValueError:
+            any_address = False
+        hosts = HostRule(self.options.host_names(), self.address[1], any_address)
         config = uvicorn.Config(
-            self.asgi,
+            RequestGate(self.routes, self.options.token, hosts, MAX_BODY),
             log_level="warning",
             access_log=False,  # a URL's ?token= would be logged
             lifespan="off",
             timeout_graceful_shutdown=2,
             ws="none",
+            http=self.guard.protocol(),
+            timeout_keep_alive=IDLE_TIMEOUT_S,
+            h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+            backlog=ACCEPT_BURST,
         )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._serve, name="glanet-web", daemon=True)
@@ -179,7 +165,9 @@ class WebServer:
 
         async def main() -> None:
             self._encoders = anyio.CapacityLimiter(ENCODE_THREADS)
-            self.hub.attach(asyncio.get_running_loop())  # the sink wakes viewers and SSE clients on it
+            loop = asyncio.get_running_loop()
+            loop.set_exception_handler(_loop_error)
+            self.hub.attach(loop)  # the sink wakes viewers and SSE clients on it
             await server.serve(sockets=[sock])
 
         try:
@@ -195,6 +183,7 @@ class WebServer:
             self._thread.join(timeout=5.0)
         if self.sock is not None:
             self.sock.close()
+        self.policy.close()
 
     # -- routes ------------------------------------------------------------------------------------------
     def _routes(self) -> Starlette:
@@ -248,6 +237,9 @@ class WebServer:
                 "max_cameras": self.options.max_cameras,
                 "max_fps": self.options.max_fps,
                 "allow_files": self.options.allow_files,
+                "allow_private": self.options.allow_private,
+                "max_connections": self.guard.max_connections if self.guard is not None else None,
+                "max_viewers": self.max_viewers,
                 "started": self.started_at,
             }
         )
@@ -288,34 +280,33 @@ class WebServer:
         return JSONResponse(self._camera_json(self._find(request.path_params["name"])))
 
     async def add_camera(self, request: Request) -> Response:
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            return _error(413, f"the body is over {MAX_BODY} bytes")
-        try:
-            table = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            return _error(400, f"the body is not valid JSON: {error.msg if hasattr(error, 'msg') else error}")
+        """The checks in the order that tells an attacker least: the body (size, JSON, shape), the table's
+        keys and ranges, the source's kind (a file refused before the disk is looked at), the source
+        parsed, its addresses, then the limit and the add under one lock (concurrent adds never pass it)."""
+        table = await _read_json(request)
         if not isinstance(table, dict):
             return _error(400, 'give one JSON object: {"name": "...", "source": "..."}')
         try:
             config = camera_from_table(table, "camera")
-            spec = self.make_camera(config)
+            self.policy.check_kind(source_kind(config.source))
+            spec = await anyio.to_thread.run_sync(self.make_camera, config)
+            self.policy.check_kind(spec.source.kind)
+            if spec.source.kind == "network":
+                await self.policy.check_network(config.source)
+        except SourceRefused as refused:
+            return _error(REFUSED_STATUS, str(refused))
         except (StreamError, ValueError) as error:
             return _error(400, str(error))
-        if spec.source.kind in ("file", "folder") and not self.options.allow_files:
-            return _error(
-                403,
-                "file and folder sources are refused over the API (start it with --serve-allow-files)",
-            )
-        if len(self.app.live_cameras()) >= self.options.max_cameras:
-            return _error(
-                409, f"this run holds at most {self.options.max_cameras} cameras (--serve-max-cameras)"
-            )
-        try:
-            cam = await anyio.to_thread.run_sync(self.app.add_camera, spec)
-        except ValueError as error:
-            status = 409 if "exists" in str(error) else 503
-            return _error(status, str(error))
+        async with self._adding:
+            if len(self.app.live_cameras()) >= self.options.max_cameras:
+                return _error(
+                    409, f"this run holds at most {self.options.max_cameras} cameras (--serve-max-cameras)"
+                )
+            try:
+                cam = await anyio.to_thread.run_sync(self.app.add_camera, spec)
+            except ValueError as error:
+                status = 409 if "exists" in str(error) else 503
+                return _error(status, str(error))
         return JSONResponse(self._camera_json(cam), status_code=201)
 
     async def remove_camera(self, request: Request) -> Response:
@@ -329,6 +320,17 @@ class WebServer:
         since = _int_param(request, "since", 0, 0)
         limit = _int_param(request, "limit", 100, 1, 1000)
         return JSONResponse(self.hub.events_since(since, limit))
+
+    # -- viewers: MJPEG streams, SSE clients and waiting snapshots hold a connection each, so at most
+    # max_viewers of them at once (half the connection cap at most: there is room for other requests)
+    def _admit_viewer(self) -> None:
+        if self.viewers >= self.max_viewers:
+            message = f"this server has {self.max_viewers} viewers already: try again later"
+            raise HTTPException(503, message, {"Retry-After": "5"})
+        self.viewers += 1
+
+    def _viewer_left(self) -> None:
+        self.viewers -= 1
 
     async def event_stream(self, request: Request) -> Response:
         resume = request.headers.get("last-event-id")
@@ -360,8 +362,10 @@ class WebServer:
             finally:
                 self.hub.unsubscribe(queue)
 
-        return StreamingResponse(
+        self._admit_viewer()
+        return _ViewerResponse(
             stream(),
+            self._viewer_left,
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
@@ -388,8 +392,12 @@ class WebServer:
         after = _int_param(request, "after", -1, -1)
         wait = _float_param(request, "wait", 0.0, 0.0, 10.0)
         tile = self.hub.tile(name)
-        if after >= 0 and wait > 0:
-            seq = await self.hub.newer(name, after, wait)
+        if after >= 0 and wait > 0 and self.viewers < self.max_viewers:  # else answered now, not waited for
+            self.viewers += 1
+            try:
+                seq = await self.hub.newer(name, after, wait)
+            finally:
+                self.viewers -= 1
             if seq is not None and seq <= after:
                 return Response(status_code=204, headers={"Cache-Control": "no-store"})
         picture = await self._picture(name, attention) if tile is not None else None
@@ -433,8 +441,10 @@ class WebServer:
                 if tile is not None:
                     tile.viewers -= 1
 
-        return StreamingResponse(
+        self._admit_viewer()
+        return _ViewerResponse(
             stream(),
+            self._viewer_left,
             media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
             headers={"Cache-Control": "no-store"},
         )
@@ -510,6 +520,17 @@ class _Metrics:
         missed = CounterMetricFamily("glanet_web_events_missed", "events an SSE client was too slow to take")
         missed.add_metric([], hub.events_missed)
         yield missed
+        guard = self.server.guard
+        if guard is not None:
+            for name, doc, value in (
+                ("glanet_web_connections_refused", "connections refused, every one open busy", guard.refused),
+                ("glanet_web_connections_evicted", "idle connections closed to make room", guard.evicted),
+                ("glanet_web_connections_timed_out", "connections that sent no request head in time",
+                 guard.timed_out),
+            ):  # fmt: skip
+                family = CounterMetricFamily(name, doc)
+                family.add_metric([], value)
+                yield family
 
 
 def _tile_value(hub: WebHub, cam: Camera, field: str) -> float:
@@ -519,6 +540,90 @@ def _tile_value(hub: WebHub, cam: Camera, field: str) -> float:
 
 def _finite(value: float) -> float | None:
     return round(value, 3) if math.isfinite(value) else None
+
+
+class _ViewerResponse(StreamingResponse):
+    """A stream that calls `done` when it ends, however it ends (its generator may never have started)."""
+
+    def __init__(self, content: AsyncIterator[Any], done: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._done = done
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._done()
+
+
+async def _read_json(request: Request) -> Any:
+    """The request's body as JSON: read as it comes and cut at MAX_BODY (a chunked body has no length to
+    refuse it by), within BODY_TIMEOUT_S, at most MAX_JSON_DEPTH deep; else an HTTPException (4xx)."""
+    chunks, size = [], 0
+    close = {"Connection": "close"}  # the rest of the body is not read: the connection cannot go on
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_BODY:
+                    raise HTTPException(413, f"the body is over {MAX_BODY} bytes", close)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise HTTPException(408, f"the body did not arrive within {BODY_TIMEOUT_S:g} s", close) from None
+    except ClientDisconnect:
+        raise HTTPException(400, "the client left before its body arrived") from None
+    try:
+        text = b"".join(chunks).decode("utf-8")
+        if _json_depth(text) > MAX_JSON_DEPTH:
+            raise HTTPException(400, f"the body nests over {MAX_JSON_DEPTH} deep (a camera is one object)")
+        return json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as error:
+        raise HTTPException(400, f"the body is not valid JSON: {error.msg}") from None
+    except UnicodeDecodeError:
+        raise HTTPException(400, "the body is not valid JSON: not UTF-8") from None
+    except ValueError as error:  # NaN or Infinity, a number of over 4300 digits
+        raise HTTPException(400, f"the body is not valid JSON: {error}") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _json_depth(text: str) -> int:
+    """How deep `text`'s arrays and objects nest (brackets inside strings not counted), counted no further
+    than one past MAX_JSON_DEPTH; json.loads itself would recurse as deep as it goes."""
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return 0  # cannot be deeper: the common case, at once
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_JSON_DEPTH:
+                break
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The event loop's errors outside any request: an OSError (accept() out of files, a socket reset) is
+    one line, not a traceback; anything else is a bug, told as asyncio tells it."""
+    error = context.get("exception")
+    if isinstance(error, OSError):
+        log.warning("web view: %s: %s", context.get("message", "socket error"), error)
+    else:
+        loop.default_exception_handler(context)
 
 
 def _sse(record: dict[str, Any]) -> str:

@@ -322,18 +322,19 @@ def test_name_and_source_errors(tmp_path, body, expected):
         ("watchdog = inf", "watchdog must be a finite number"),
         ("max_reconnects = 1.5", "max_reconnects must be a whole number, not 1.5"),
         ("demo_seed = false", "demo_seed must be a whole number, not False"),
-        ("watchdog = 0", "watchdog = 0.0 must be above 0"),
-        ("open_timeout = -1", "open_timeout = -1.0 must be above 0"),
+        ("watchdog = 0", "watchdog = 0.0 must be in (0, 600] (seconds)"),
+        ("open_timeout = -1", "open_timeout = -1.0 must be in (0, 600] (seconds)"),
         ("enter = 0", "enter = 0.0 must be in (0, 1]"),
         ("exit = 1.5", "exit = 1.5 must be in (0, 1]"),
         ("enter = 0.4\nexit = 0.6", "exit (0.6) must not be above enter (0.4)"),
         ("smoothing = 1", "smoothing = 1.0 must be in [0, 1)"),
         ("smoothing = -0.1", "smoothing = -0.1 must be in [0, 1)"),
-        ("folder_fps = 0", "folder_fps = 0.0 must be above 0"),
-        ("demo_fps = -2", "demo_fps = -2.0 must be above 0"),
-        ("max_reconnects = -1", "max_reconnects = -1 must not be negative"),
-        ("min_duration = -1", "min_duration = -1.0 must not be negative"),
-        ("demo_size = 31", "demo_size = 31 must be at least 32"),
+        ("folder_fps = 0", "folder_fps = 0.0 must be in (0, 240] (frames a second)"),
+        ("demo_fps = -2", "demo_fps = -2.0 must be in (0, 240] (frames a second)"),
+        ("max_reconnects = -1", "max_reconnects = -1 must be in [0, 1000000]"),
+        ("min_duration = -1", "min_duration = -1.0 must be in [0, 3600] (seconds)"),
+        ("demo_size = 31", "demo_size = 31 must be in [32, 1024] (pixels)"),
+        ("demo_size = 4096", "demo_size = 4096 must be in [32, 1024] (pixels)"),
     ],
 )
 def test_override_type_and_range_errors(tmp_path, line, expected):
@@ -371,4 +372,4 @@ def test_the_range_check_itself_rejects_nan_and_infinity():
 
 def test_a_negative_demo_seed_is_an_error(tmp_path):
     message = camera_file_error(tmp_path, '[[camera]]\nname = "d"\nsource = "demo"\ndemo_seed = -1\n')
-    assert "demo_seed = -1 must not be negative" in message
+    assert "demo_seed = -1 must be in [0, 4294967295]" in message

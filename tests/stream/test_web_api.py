@@ -1,5 +1,6 @@
 """The web view's HTTP API, against run_camera.py --serve in a subprocess on 127.0.0.1: every endpoint, the
-token, redaction, refusals, JPEG encoded once whatever the viewers, no backlog for a slow viewer."""
+token (and its ?token= redirect), redaction, refusals, JPEG encoded once whatever the viewers, no backlog for
+a slow viewer. The attacks on a tokenless server are in test_web_security.py."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ def server(tmp_path_factory):
     served = serve(
         "--source", "front=demo", "--source", "back=demo", "--events", str(folder / "events.jsonl"),
         "--serve-max-cameras", "4", "--duration", "600",
+        # the loopback allowed: a camera at 127.0.0.1:9 makes a connection attempt to redact
+        "--serve-allow-private", "--serve-host", "glanet.test",
         env={"GLANET_TOKEN": TOKEN, "GLANET_CACHE_DIR": str(folder / "cache")},
     )  # fmt: skip
     served.folder = folder
@@ -72,15 +75,74 @@ def test_every_other_request_needs_the_token(server, path):
     assert call("GET", url(server, path), headers=AUTH)[0] == 200
 
 
-def test_the_page_given_the_token_in_its_url_sets_a_cookie_the_rest_carries(server):
-    status, headers, body = call("GET", url(server, f"/?token={TOKEN}"))
-    assert status == 200 and b"<title>glanet</title>" in body
+def test_the_page_given_the_token_in_its_url_redirects_setting_a_cookie_the_rest_carries(server):
+    """?token= on the page is answered with a redirect to the same URL without it (so the token leaves the
+    address bar and the history) that sets the cookie; the page then loads with the cookie alone."""
+    status, headers, body = call("GET", url(server, f"/?token={TOKEN}"), follow=False)
+    assert status == 303 and headers["location"] == "/" and body == b""
     cookie = headers["set-cookie"]
-    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
     jar = cookie.split(";")[0]
+    status, _, body = call("GET", url(server, "/"), headers={"Cookie": jar})
+    assert status == 200 and b"<title>glanet</title>" in body
     assert call("GET", url(server, "/api/cameras"), headers={"Cookie": jar})[0] == 200
     assert call("GET", url(server, "/api/cameras"), headers={"Cookie": "glanet_token=nope"})[0] == 401
-    assert call("GET", url(server, "/?token=nope"))[0] == 401
+    assert call("GET", url(server, "/?token=nope"), follow=False)[0] == 401
+    # the other query keys stay; a navigation elsewhere is redirected too; a player's request is served
+    status, headers, _ = call("GET", url(server, f"/?a=1&token={TOKEN}&b=2"), follow=False)
+    assert status == 303 and headers["location"] == "/?a=1&b=2"
+    navigate = {"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}
+    status, headers, _ = call("GET", url(server, f"/api/info?token={TOKEN}"), headers=navigate, follow=False)
+    assert status == 303 and headers["location"] == "/api/info"
+    assert call("GET", url(server, f"/api/info?token={TOKEN}"), follow=False)[0] == 200
+    # never to another site: a path of two slashes is not a host
+    conn = http.client.HTTPConnection(*urllib.parse.urlsplit(server.url).netloc.split(":"), timeout=10)
+    conn.request("GET", f"//evil.example/?token={TOKEN}", headers=navigate)
+    response = conn.getresponse()
+    assert response.status == 303 and response.getheader("location") == "/evil.example/"
+    conn.close()
+
+
+def test_every_response_says_no_referrer_no_sniffing_no_framing(server):
+    for method, path, headers, status in [
+        ("GET", "/", AUTH, 200),
+        ("GET", "/static/app.js", AUTH, 200),
+        ("GET", "/api/cameras", {}, 401),
+        ("GET", "/no/such/page", AUTH, 404),
+        ("GET", f"/?token={TOKEN}", {}, 303),
+        ("GET", "/healthz", {"Host": "evil.example"}, 421),
+    ]:
+        got, response_headers, _ = call(method, url(server, path), headers=headers, follow=False)
+        assert got == status, (path, got)
+        assert response_headers["referrer-policy"] == "no-referrer", path
+        assert response_headers["x-content-type-options"] == "nosniff", path
+        assert response_headers["x-frame-options"] == "DENY", path
+        assert "frame-ancestors 'none'" in response_headers["content-security-policy"], path
+
+
+def test_a_host_given_with_serve_host_is_answered_and_no_other(server):
+    port = urllib.parse.urlsplit(server.url).port
+    for host in (f"glanet.test:{port}", "glanet.test", f"localhost:{port}", f"[::1]:{port}"):
+        assert call("GET", url(server, "/api/cameras"), headers={**AUTH, "Host": host})[0] == 200, host
+    for host in ("evil.example", f"evil.example:{port}", f"glanet.test:{port + 1}", f"a.glanet.test:{port}"):
+        status, message = error_of(call("GET", url(server, "/api/cameras"), headers={**AUTH, "Host": host}))
+        assert status == 421 and "--serve-host" in message, host
+
+
+def test_the_token_in_the_header_passes_the_origin_rule_and_the_cookie_does_not(server):
+    """A page cannot add an Authorization header cross-origin (no preflight is granted), but the browser
+    sends the cookie with any same-site request (another port of this machine): the cookie needs the
+    page's own Origin."""
+    jar = call("GET", url(server, f"/?token={TOKEN}"), follow=False)[1]["set-cookie"].split(";")[0]
+    foreign = {"Origin": "http://127.0.0.1:1"}
+    body = {"name": "viacookie", "source": "demo"}
+    status, message = error_of(call("POST", url(server, "/api/cameras"), body, {"Cookie": jar, **foreign}))
+    assert status == 403 and "cross-origin" in message
+    assert call("GET", url(server, "/api/cameras/viacookie"), headers=AUTH)[0] == 404
+    status, _, _ = call("POST", url(server, "/api/cameras"), {"name": "viaheader", "source": "demo"},
+                        {**AUTH, **foreign})  # fmt: skip
+    assert status == 201
+    assert call("DELETE", url(server, "/api/cameras/viaheader"), headers={**AUTH, **foreign})[0] == 200
 
 
 # -- cameras -----------------------------------------------------------------------------------------------

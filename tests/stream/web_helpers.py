@@ -13,6 +13,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,8 +52,14 @@ class Served:
         return self.proc.returncode
 
 
-def serve(*args: str, env: dict[str, str] | None = None, timeout: float = 120.0) -> Served:
-    """Start run_camera.py --serve 0 (any free port on 127.0.0.1) with `args`; return once it serves."""
+def serve(
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 120.0,
+    preexec_fn: Callable[[], None] | None = None,
+) -> Served:
+    """Start run_camera.py --serve 0 (any free port on 127.0.0.1) with `args`; return once it serves.
+    `preexec_fn` runs in the child before it starts (e.g. to lower its file limit)."""
     proc = subprocess.Popen(
         [*CLI, "--serve", "127.0.0.1:0", "--headless", "--no-dashboard", *args],
         stderr=subprocess.PIPE,
@@ -60,6 +67,7 @@ def serve(*args: str, env: dict[str, str] | None = None, timeout: float = 120.0)
         text=True,
         cwd=ROOT,
         env={**os.environ, **(env or {})},
+        preexec_fn=preexec_fn,
     )
     served = Served(proc)
     found: queue.Queue[str] = queue.Queue()
@@ -86,19 +94,34 @@ def serve(*args: str, env: dict[str, str] | None = None, timeout: float = 120.0)
     raise AssertionError(f"no web view within {timeout} s:\n{served.stderr}")
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # the 3xx itself is the answer
+
+
+_NOT_FOLLOWING = urllib.request.build_opener(_NoRedirect)
+
+
 def call(
-    method: str, url: str, body: Any = None, headers: dict[str, str] | None = None, raw: bytes | None = None
+    method: str,
+    url: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    raw: bytes | None = None,
+    follow: bool = True,
 ) -> tuple[int, dict[str, str], bytes]:
-    """(status, headers, body) of one request; an HTTP error status is returned, not raised."""
+    """(status, headers, body) of one request; an HTTP error status is returned, not raised; a redirect is
+    followed unless `follow` is False. A body goes as application/json unless `headers` say another type."""
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
     request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
-    if data is not None:
+    if data is not None and not request.has_header("Content-type"):
         request.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(request, timeout=15) as response:
-            return response.status, dict(response.headers), response.read()
+        opener = urllib.request.urlopen if follow else _NOT_FOLLOWING.open
+        with opener(request, timeout=15) as response:
+            return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
     except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read()
+        return error.code, {k.lower(): v for k, v in error.headers.items()}, error.read()
 
 
 def get_json(url: str, headers: dict[str, str] | None = None) -> Any:

@@ -1,0 +1,198 @@
+"""The web view's connections, bounded so that no number of sockets, however slow, takes the run down.
+
+What uvicorn 0.55 (its h11 protocol) enforces by itself: a request head of at most
+`h11_max_incomplete_event_size` bytes, and `timeout_keep_alive` seconds of silence after a response. What
+it does not: a connection that never sends a byte, or sends its head one byte a second (Slowloris), stays
+open for good (each byte resets the keep-alive timer, and there is no timer before the first request); and
+its `limit_concurrency` answers 503 only once a request has arrived, after the socket was accepted, so idle
+sockets still pile up. A process holds 1024 files by default: 1100 idle sockets used them all, and the
+next camera, model file or lazy import failed with EMFILE and ended the run.
+
+`GuardedH11Protocol` adds, per connection:
+- a head deadline: from the moment a connection opens or its last response is sent, the next request's
+  whole head must arrive within `head_timeout_s`, whatever arrives meanwhile, else it is closed;
+- a cap on open connections. Over it, the connection idle the longest (no request under way: waiting for
+  a head, or kept alive) is closed to make room; only where every connection is busy is the new one
+  refused (503, closed at once). So a flood of idle or slow sockets cannot keep out a client that sends
+  its request, such as a health check.
+Refusals and closings are logged, one line per `LOG_EVERY_S` at most. `connection_cap` sizes the cap from
+the file limit (raised first to the hard limit where allowed), leaving room for the cameras, model files
+and logs, and for the connections accepted in one go before any is looked at.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import resource
+import time
+from dataclasses import dataclass, field
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+log = logging.getLogger(__name__)
+
+HEAD_TIMEOUT_S = 10.0  # a request line and headers take milliseconds; a modem took a second
+IDLE_TIMEOUT_S = 5  # uvicorn's timeout_keep_alive: silence after a response, before the connection closes
+MAX_HEAD_BYTES = 16 * 1024  # h11's own default: a request head (line and headers) is under 1 KiB here
+ACCEPT_BURST = 64  # connections asyncio accepts in a row at one wake-up (its `backlog`), before any is seen
+FILES_PER_CAMERA = 8  # a camera's sockets, its video file, its reader's pipes (a few in fact)
+FILES_RESERVED = 128  # model files, logs, lazy imports, the events file, MQTT, thread pools' pipes
+MAX_CONNECTIONS = 4096  # a bound even where the file limit is large
+MIN_CONNECTIONS = 16
+FILE_LIMIT_CEILING = 1 << 16  # the soft limit raised at most to this (a hard limit may be "unlimited")
+LOG_EVERY_S = 10.0
+
+
+def raise_file_limit() -> int:
+    """Raise the soft limit of open files to the hard one (at most FILE_LIMIT_CEILING) where allowed; the
+    soft limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = FILE_LIMIT_CEILING if hard == resource.RLIM_INFINITY else min(hard, FILE_LIMIT_CEILING)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):  # not allowed: the cap is sized from what there is
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def open_files() -> int:
+    """Files this process has open now (Linux; elsewhere a guess)."""
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return 64
+
+
+def connection_cap(file_limit: int, open_now: int, max_cameras: int) -> int:
+    """The most connections at once: what the file limit leaves once the files open now, every camera the
+    run may hold, the reserve and one burst of accepted connections are counted."""
+    spare = file_limit - open_now - FILES_PER_CAMERA * max_cameras - FILES_RESERVED - ACCEPT_BURST
+    return max(MIN_CONNECTIONS, min(MAX_CONNECTIONS, spare))
+
+
+@dataclass
+class ConnectionGuard:
+    """One server's connection limits and what they turned away (for the log line)."""
+
+    max_connections: int
+    head_timeout_s: float = HEAD_TIMEOUT_S
+    refused: int = 0  # new connections refused: every one open was busy
+    evicted: int = 0  # idle connections closed to make room
+    timed_out: int = 0  # connections that did not send a request head in time
+    _logged_at: float = field(default=0.0, repr=False)
+    _logged: tuple[int, int] = field(default=(0, 0), repr=False)
+
+    def protocol(self) -> type[GuardedH11Protocol]:
+        """uvicorn's `Config(http=...)`: the protocol class bound to this guard."""
+        return type("GuardedH11Protocol", (GuardedH11Protocol,), {"guard": self})
+
+    def note(self) -> None:
+        now = time.monotonic()
+        if now - self._logged_at < LOG_EVERY_S:
+            return
+        refused, evicted = self.refused - self._logged[0], self.evicted - self._logged[1]
+        if refused or evicted:
+            log.warning(
+                "web view: %d connections at the cap of %d: %d idle ones closed and %d new ones refused "
+                "since the last such line",
+                self.max_connections, self.max_connections, evicted, refused,
+            )  # fmt: skip
+            self._logged_at, self._logged = now, (self.refused, self.evicted)
+
+
+_REFUSED_BODY = json.dumps({"error": "too many connections to the web view: try again shortly"}).encode()
+_REFUSED = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n"
+    b"connection: close\r\ncontent-length: " + str(len(_REFUSED_BODY)).encode() + b"\r\n\r\n" + _REFUSED_BODY
+)
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with the head deadline and the connection cap of the module's docstring."""
+
+    guard: ConnectionGuard  # set on the class `ConnectionGuard.protocol()` makes
+
+    def connection_made(self, transport) -> None:  # type: ignore[no-untyped-def, override]
+        super().connection_made(transport)
+        self._deadline: object | None = None
+        self._idle_since = time.monotonic()
+        if len(self.connections) > self.guard.max_connections and not self._make_room():
+            self.guard.refused += 1
+            self.guard.note()
+            self.connections.discard(self)
+            transport.write(_REFUSED)
+            transport.close()
+            return
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._busy():
+            self._disarm()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # may start a pipelined request
+        if not self._busy() and not self.transport.is_closing():
+            self._idle_since = time.monotonic()
+            self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request h11 cannot parse (a head over the size cap...), as JSON."""
+        body = json.dumps({"error": f"bad HTTP request: {msg}"}).encode()
+        headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+        response = h11.Response(status_code=400, headers=headers, reason=b"Bad Request")
+        for event in (response, h11.Data(data=body), h11.EndOfMessage()):
+            self.transport.write(self.conn.send(event) or b"")
+        self.transport.close()
+
+    # -- the head deadline and the cap -------------------------------------------------------------------
+    def _busy(self) -> bool:
+        """A request is under way: its head arrived and its response is not all sent."""
+        return self.cycle is not None and not self.cycle.response_complete
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(self.guard.head_timeout_s, self._head_too_late)
+
+    def _disarm(self) -> None:
+        deadline = getattr(self, "_deadline", None)
+        if deadline is not None:
+            deadline.cancel()  # type: ignore[attr-defined]
+            self._deadline = None
+
+    def _head_too_late(self) -> None:
+        self._deadline = None
+        if not self._busy() and not self.transport.is_closing():
+            self.guard.timed_out += 1
+            self._close_idle()
+
+    def _close_idle(self) -> None:
+        if self.conn.our_state is not h11.ERROR:
+            with contextlib.suppress(h11.LocalProtocolError):
+                self.conn.send(h11.ConnectionClosed())
+        self.transport.close()
+
+    def _make_room(self) -> bool:
+        """Close the connection idle the longest (not this one); False where every other one is busy."""
+        idle = [
+            c
+            for c in self.connections
+            if isinstance(c, GuardedH11Protocol)
+            and c is not self
+            and not c._busy()
+            and not c.transport.is_closing()
+        ]
+        if not idle:
+            return False
+        victim = min(idle, key=lambda c: c._idle_since)
+        victim._close_idle()
+        self.guard.evicted += 1
+        self.guard.note()
+        return True
