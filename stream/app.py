@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -37,7 +37,7 @@ from stream.runner import Camera, Runner
 from stream.session import RecognizerConfig, Session
 from stream.sinks import EventLog, SinkError
 from stream.sources import SourceSpec
-from stream.types import Prediction, SourceStatus
+from stream.types import Prediction, SourceStatus, StatsSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +183,37 @@ class RunSummary:
         }
 
 
+@dataclass(frozen=True)
+class SessionTotals:
+    """What a removed camera's session leaves: its frame count, and no prediction (nor its picture)."""
+
+    frames: int
+    last_prediction: None = None
+
+
+@dataclass(frozen=True)
+class RemovedCamera:
+    """A camera removed at run time, once the runner has let go of it: its numbers for the summary and a
+    last stats line, and its closed capture (no frames). Its session (model state, last frame and
+    prediction, latencies) is gone: thousands of cameras can come and go. Read where a Camera is: `name`,
+    `removed`, `done`, `snapshot()`, `capture`, `session.frames`."""
+
+    name: str
+    capture: Capture
+    totals: Summary  # as when it was removed; the run's wall time and backend are filled in at the end
+    stats: StatsSnapshot
+    session: SessionTotals
+    removed: bool = True
+    done: bool = True
+
+    def snapshot(self, max_age_s: float = 0.0) -> StatsSnapshot:
+        return self.stats
+
+
+# A removed camera's numbers are kept once the runner has let go of it: a round or two, normally.
+RETIRE_WAIT_S = 30.0
+
+
 class StreamApp:
     def __init__(
         self,
@@ -207,7 +238,8 @@ class StreamApp:
         self.view = View(maps, attention, options.note, label_cameras=options.label_cameras)
         self._stop = threading.Event()
         self.stop_reason = ""
-        self.cameras: list[Camera] = []  # while running and after: the cameras (capture, session, stats)
+        # while running and after: the cameras (capture, session, stats); one removed keeps its numbers only
+        self.cameras: list[Camera | RemovedCamera] = []
         self.sinks: list[Sink] = []  # more sinks (web view, MQTT), given before `run`
         self.runner: Runner | None = None
         self.dispatcher: Dispatcher | None = None
@@ -275,10 +307,34 @@ class StreamApp:
                 return False
             cam.removed = True
             self.runner.remove(cam)
+            runner = self.runner
         # closing joins its reader thread (up to a second): not under the lock, not on the model thread
-        threading.Thread(target=cam.capture.close, name=f"glanet-close-{name}", daemon=True).start()
+        retire = threading.Thread(target=self._retire, args=(cam, runner), name=f"glanet-close-{name}")
+        retire.daemon = True
+        retire.start()
         log.info("camera %s removed", name)
         return True
+
+    def _retire(self, cam: Camera, runner: Runner) -> None:
+        """Close a removed camera's capture and, once the runner has let go of it (its open event closed,
+        its last output sent), keep only its numbers: its frames, session and model state are freed.
+        A run that stops first summarises it whole, as any other camera."""
+        cam.capture.close()
+        deadline = time.monotonic() + RETIRE_WAIT_S
+        # the runner sets `started` when it takes a camera in, and drops it from its list when it lets go
+        while not (cam.started and cam not in list(runner.cameras)):
+            if self._stop.is_set() or time.monotonic() > deadline:
+                return
+            time.sleep(0.02)
+        kept = RemovedCamera(
+            cam.name,
+            cam.capture,
+            self.camera_summary(cam, 0.0, ""),
+            cam.snapshot(max_age_s=0.0),
+            SessionTotals(cam.session.frames),
+        )
+        with self._changes:
+            self.cameras = [kept if c is cam else c for c in self.cameras]
 
     def _save_folder(self) -> Path | None:
         """--save's folder when the run writes one video per camera (several cameras), else None."""
@@ -485,8 +541,10 @@ class StreamApp:
         reason = self.stop_reason or (reasons.pop() if len(reasons) == 1 else "every camera finished")
         return RunSummary(out, reason, sink_dropped)
 
-    def camera_summary(self, cam: Camera, wall: float, backend: str) -> Summary:
+    def camera_summary(self, cam: Camera | RemovedCamera, wall: float, backend: str) -> Summary:
         """One camera's numbers and how it ended (or where it is, while the run goes on)."""
+        if isinstance(cam, RemovedCamera):
+            return replace(cam.totals, wall_s=wall, backend=backend)
         s, c = cam.session, cam.capture
         summary = Summary(
             frames=s.frames,

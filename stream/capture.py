@@ -124,9 +124,12 @@ class Capture:
 
     def close(self, timeout: float = 1.0) -> None:
         """Stop now. Joins the worker for at most `timeout` s: a read wedged in a driver is left behind
-        (daemon thread) rather than hanging the program."""
+        (daemon thread) rather than hanging the program; it leaves within its source's own timeouts.
+        The frames still queued are let go of: nobody takes them now, and a closed capture may be kept
+        (a camera removed at run time) long after."""
         self._stop.set()
         self.buffer.close()
+        self.buffer.clear()
         if not self._terminal():
             self._set_status(StatusUpdate(SourceStatus.STOPPED, "stopped"))
         deadline = time.monotonic() + timeout

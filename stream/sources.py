@@ -6,6 +6,8 @@ skipped) and `SourceLost` when a live source stops delivering (the capture threa
 `parse_source` turns the `--source` argument into a factory that makes a fresh source per connection.
 A network source learns at open whether it is live: an http(s) URL to a video file (a finite frame
 count) sets `live = False` and is then read like a local file; the capture reads `live` after `open`.
+Webcams and local files are read with OpenCV; network streams with PyAV (stream/network.py), outside
+OpenCV's process-wide FFmpeg lock, so that a camera that hangs in its open holds up no other camera.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import logging
 import math
 import os
 import re
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,9 +31,6 @@ from stream.errors import DecodeError, SourceError, SourceLost
 log = logging.getLogger(__name__)
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https")
-# Only these can carry a recorded file (a finite frame count); RTSP/RTMP are always treated as live.
-FILE_CAPABLE_SCHEMES = ("http", "https")
-DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322, "rtmp": 1935, "http": 80, "https": 443}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 # Matched anywhere in a query key (percent-decoded, any case): api_key, access_token, X-Amz-Signature...
 _SECRET_QUERY_KEYS = re.compile(
@@ -93,7 +91,7 @@ class Source:
         pass
 
 
-def _check_image(image: np.ndarray | None) -> np.ndarray:
+def check_image(image: np.ndarray | None) -> np.ndarray:
     if image is None or image.ndim != 3 or image.shape[2] != 3 or image.size == 0:
         raise DecodeError("a frame that is not a 3-channel image")
     return image
@@ -111,47 +109,10 @@ def _frame_count(cap: cv2.VideoCapture) -> int | None:
     return int(count) if math.isfinite(count) and 0 < count < 2**31 else None
 
 
-def _host_port(url: str) -> tuple[str, int | None]:
-    """Host and port of a URL, read after the last '@' so a raw password cannot confuse it."""
-    scheme, _, rest = url.partition("://")
-    authority = re.split(r"[/?#]", rest.rpartition("@")[2], maxsplit=1)[0]
-    if authority.startswith("["):  # [IPv6]:port
-        host, _, tail = authority[1:].partition("]")
-        port_text = tail.removeprefix(":")
-    else:
-        host, _, port_text = authority.partition(":")
-    port = int(port_text) if port_text.isdigit() else DEFAULT_PORTS.get(scheme.lower())
-    return host, port
-
-
-def _why_not_connected(url: str, elapsed_s: float, timeout_s: float) -> str:
-    """What went wrong with a network open that failed, in words: timed out, refused, unknown host, or
-    a server that answered but gave no stream. A quick TCP probe tells them apart."""
-    if elapsed_s >= 0.9 * timeout_s:
-        return f"timed out after {elapsed_s:.1f} s with no answer (host down? a slow camera: --open-timeout)"
-    host, port = _host_port(url)
-    if not host or port is None:
-        return f"failed after {elapsed_s:.1f} s (no host or port in the URL)"
-    try:
-        socket.create_connection((host, port), timeout=min(2.0, timeout_s)).close()
-    except ConnectionRefusedError:
-        return f"connection refused by {host}:{port} (nothing listens there: wrong port, or server off)"
-    except socket.gaierror:
-        return f"unknown host {host!r} (check the address)"
-    except TimeoutError:
-        return f"no answer from {host}:{port} (host down or unreachable?)"
-    except OSError as error:
-        return f"{host}:{port}: {error.strerror or error}"
-    return (
-        f"{host}:{port} answered but no stream opened after {elapsed_s:.1f} s "
-        "(wrong path or credentials, or not a stream OpenCV can decode)"
-    )
-
-
 class OpenCVSource(Source):
-    """A webcam (device index), a network stream or a video file, through cv2.VideoCapture.
+    """A webcam (device index) or a local video file, through cv2.VideoCapture (network: NetworkSource).
 
-    Files (and http URLs that turn out to be files) are read to their real end: a corrupt stretch
+    Files are read to their real end: a corrupt stretch
     is skipped, each undecodable frame raising one DecodeError once the next good frame is found, and
     frames carry the container's timestamps (variable frame rate), else index / fps."""
 
@@ -160,19 +121,12 @@ class OpenCVSource(Source):
         target: int | str,
         *,
         kind: str,
-        open_timeout_s: float = 10.0,
-        read_timeout_s: float = 5.0,
     ) -> None:
-        if kind not in ("webcam", "network", "file"):
-            raise ValueError(f"kind {kind!r} must be webcam, network or file")
+        if kind not in ("webcam", "file"):
+            raise ValueError(f"kind {kind!r} must be webcam or file (a network stream: NetworkSource)")
         self.target, self.kind = target, kind
-        self.live = kind != "file"  # a network URL may turn out to be a file at open
-        self.open_timeout_s, self.read_timeout_s = open_timeout_s, read_timeout_s
-        self.name = (
-            redact(str(target))
-            if kind == "network"
-            else (f"webcam {target}" if kind == "webcam" else str(target))
-        )
+        self.live = kind == "webcam"
+        self.name = f"webcam {target}" if kind == "webcam" else str(target)
         self.frame_count: int | None = None  # a file's reported frame count (None: unknown, or live)
         self._cap: cv2.VideoCapture | None = None
         self._t0 = 0.0
@@ -187,21 +141,8 @@ class OpenCVSource(Source):
         self._gap_message = ""
         self._ended = False
 
-    def _params(self) -> list[int]:
-        return [
-            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
-            int(self.open_timeout_s * 1000),
-            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
-            int(self.read_timeout_s * 1000),
-        ]
-
     def open(self) -> None:
-        if self.kind == "file":
-            cap = self._open_file()
-        elif self.kind == "network":
-            cap = self._open_network()
-        else:
-            cap = self._open_webcam()
+        cap = self._open_file() if self.kind == "file" else self._open_webcam()
         self.fps = _nominal_fps(cap)
         self._cap = cap
         self._reset_file_state()
@@ -218,25 +159,6 @@ class OpenCVSource(Source):
             cap.release()
             raise SourceError(f"cannot open {path}: not a video OpenCV can decode, or the file is corrupt")
         self.frame_count = _frame_count(cap)
-        return cap
-
-    def _open_network(self) -> cv2.VideoCapture:
-        url = str(self.target)
-        t0 = time.monotonic()
-        cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, self._params())
-        if not cap.isOpened():
-            cap.release()
-            why = _why_not_connected(url, time.monotonic() - t0, self.open_timeout_s)
-            raise SourceError(f"cannot connect to {self.name}: {why}")
-        # A file served over http has a finite frame count (and so a finite duration); a live stream
-        # (MJPEG, live HLS) has none. RTSP/RTMP stay live: that is what they are used for here.
-        count = _frame_count(cap)
-        scheme = url.partition("://")[0].lower()
-        is_file = scheme in FILE_CAPABLE_SCHEMES and count is not None and _nominal_fps(cap) is not None
-        self.live = not is_file
-        self.frame_count = None if self.live else count
-        if is_file:
-            log.info("%s is a video file (%d frames): played like a file, no reconnects", self.name, count)
         return cap
 
     def _open_webcam(self) -> cv2.VideoCapture:
@@ -257,7 +179,7 @@ class OpenCVSource(Source):
             ok, image = self._cap.read()
             if not ok or image is None:
                 raise SourceLost(f"{self.name} stopped delivering frames")
-            return _check_image(image), time.monotonic() - self._t0
+            return check_image(image), time.monotonic() - self._t0
         return self._read_file()
 
     def _read_file(self) -> tuple[np.ndarray, float] | None:
@@ -283,7 +205,7 @@ class OpenCVSource(Source):
                 return None
         self._skipped += failures
         try:
-            item = (_check_image(image), self._timestamp())
+            item = (check_image(image), self._timestamp())
         except DecodeError:
             self._skipped += 1
             raise
@@ -457,18 +379,17 @@ def parse_source(
         # what precedes :// is not a scheme (user:pw@host://...): never echo it, it may be a password
         raise SourceError(f"not a valid URL: {redact(text)} (write scheme://[user:password@]host/path)")
     if scheme:
-        if scheme in ("rtsp", "rtsps") and "OPENCV_FFMPEG_CAPTURE_OPTIONS" not in os.environ:
-            # TCP: no lost UDP packets (smeared frames), and it passes NAT and firewalls. OpenCV's FFmpeg
-            # backend reads this at each open; set here, before any capture thread (setenv is not
-            # thread-safe). A user who set it keeps theirs (and should include rtsp_transport;tcp).
-            os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = "rtsp_transport;tcp"
         if scheme not in NETWORK_SCHEMES:
             raise SourceError(
                 f"unsupported URL scheme {scheme!r} in {redact(text)} (use {', '.join(NETWORK_SCHEMES)})"
             )
+        from stream.network import NetworkSource, capture_options  # PyAV, where a network source is used
+
+        # RTSP over TCP unless OPENCV_FFMPEG_CAPTURE_OPTIONS says otherwise: read once, for every connection
+        options = capture_options(scheme)
         return SourceSpec(
-            lambda: OpenCVSource(
-                text, kind="network", open_timeout_s=open_timeout_s, read_timeout_s=read_timeout_s
+            lambda: NetworkSource(
+                text, open_timeout_s=open_timeout_s, read_timeout_s=read_timeout_s, options=options
             ),
             redact(text),
             True,

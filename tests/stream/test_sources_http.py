@@ -17,7 +17,8 @@ import pytest
 from capture_helpers import drain, index_image, read_index
 
 from stream.capture import Capture, CaptureConfig
-from stream.sources import OpenCVSource, parse_source
+from stream.network import NetworkSource
+from stream.sources import parse_source
 from stream.types import SourceStatus
 
 pytestmark = pytest.mark.timeout(30)
@@ -102,7 +103,7 @@ def test_http_url_to_a_video_file_opens_as_a_file(server):
     source.open()
     try:
         assert not source.live
-        assert isinstance(source, OpenCVSource) and source.frame_count == FRAMES
+        assert isinstance(source, NetworkSource) and source.frame_count == FRAMES
     finally:
         source.close()
 
