@@ -31,6 +31,9 @@ from typing import Any
 
 from stream.app import CameraSpec, RunSummary, StreamOptions, Summary
 from stream.cluster.address import ClusterAddress, ClusterError
+from stream.cluster.auth import HOW_TO_TURN_ON, TokenEnv, has_token
+from stream.cluster.local import LOCAL_RESOURCE, LocalCluster
+from stream.cluster.probe import CLIENT_CALL, GCS_CALL, wants_token
 from stream.cluster.shard import CameraState, Poll, Shard, ShardConfig
 from stream.cluster.wire import Rebuilder
 from stream.dashboard import Dashboard
@@ -40,7 +43,7 @@ from stream.types import Event, Prediction, SourceStatus, StatsSnapshot, StatusU
 
 log = logging.getLogger(__name__)
 
-LOCAL_RESOURCE = "glanet_local_node_"  # local:N nodes carry glanet_local_node_<i>: their index
+PROBE_S = 8.0  # what an address may take to answer one gRPC call before it is called not Ray
 
 
 def rendezvous(camera: str, shards: Sequence[str]) -> list[str]:
@@ -232,7 +235,8 @@ class ClusterApp:
         self.started_at: float | None = None
         self._stop = threading.Event()
         self._lock = threading.RLock()  # cameras and shards against the web API's threads
-        self._cluster: Any = None  # local:N's ray.cluster_utils.Cluster
+        self._local: LocalCluster | None = None  # local:N's nodes
+        self._token = TokenEnv()  # auto / ray://: token mode on for a cluster that wants the user's token
         self._rebuild: Rebuilder | None = None
         self._announced = False
         self._dashboard: Dashboard | None = None
@@ -296,18 +300,9 @@ class ClusterApp:
         opts = {"logging_level": logging.ERROR, "log_to_driver": False, "configure_logging": True}
         try:
             if kind == "local":
-                from ray.cluster_utils import Cluster
-
                 n = self.address.nodes
-                cpus = self.address.cpus or max(1, (os.cpu_count() or 1) // n)
-                self._cluster = Cluster(
-                    initialize_head=True,
-                    head_node_args={"num_cpus": 0, "include_dashboard": False},
-                )
-                for i in range(n):
-                    self._cluster.add_node(num_cpus=cpus, resources={f"{LOCAL_RESOURCE}{i}": 1})
-                ray.init(address=self._cluster.address, **opts)
-                self._cluster.wait_for_nodes()
+                self._local = LocalCluster(n, self.address.cpus or max(1, (os.cpu_count() or 1) // n))
+                self._local.start(ray, opts)
             else:
                 if kind == "ray":
                     try:
@@ -316,12 +311,48 @@ class ClusterApp:
                         raise ClusterError(
                             f"--cluster {self.address} is Ray Client: pip install 'ray[client]==2.60.0'"
                         ) from None
+                self._check_auth(self._bootstrap(ray))
                 ray.init(address="auto" if kind == "auto" else self.address.url, **opts)
         except ClusterError:
             raise
         except Exception as e:
             hint = " (start one with `ray start --head`)" if kind == "auto" else ""
             raise ClusterError(f"cannot reach the Ray cluster at {self.address}: {_cause(e)}{hint}") from None
+
+    def _bootstrap(self, ray: Any) -> tuple[str, int]:
+        """The host and port `ray.init` will call: ray://'s, or auto's (RAY_ADDRESS, else the newest
+        `ray start` here)."""
+        if self.address.kind == "ray":
+            host, _, port = self.address.url.removeprefix("ray://").rpartition(":")
+            return host, int(port)
+        from ray._private import services
+
+        found = services.canonicalize_bootstrap_address("auto")
+        if found is None:
+            raise ClusterError("no Ray cluster runs here (start one with `ray start --head`, or RAY_ADDRESS)")
+        host, _, port = found.rpartition(":")
+        return host, int(port)
+
+    def _check_auth(self, target: tuple[str, int]) -> None:
+        """One call without a token, bounded: not Ray is a ClusterError; a cluster anyone may use is a
+        warning; one that wants a token gets the user's (RAY_AUTH_MODE=token for this connection)."""
+        if os.environ.get("RAY_USE_TLS", "0").lower() not in ("0", "false", ""):
+            return  # the probe speaks plain gRPC; a TLS cluster is left to Ray
+        host, port = target
+        where = f"{host}:{port}"
+        call = CLIENT_CALL if self.address.kind == "ray" else GCS_CALL
+        if not wants_token(host, port, call, timeout_s=PROBE_S):
+            self.say(
+                f"warning: the Ray cluster at {where} has token authentication off: whoever reaches its "
+                f"ports can run any code on its nodes; to turn it on, {HOW_TO_TURN_ON}"
+            )
+        elif not has_token():
+            raise ClusterError(
+                f"the Ray cluster at {where} wants a token: set RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH) to "
+                "its token (`ray get-auth-token` on its head node)"
+            )
+        else:
+            self._token.enable(generate=False)
 
     def _shard_config(self) -> ShardConfig:
         return ShardConfig(
@@ -337,11 +368,14 @@ class ClusterApp:
             if shard.alive:
                 with contextlib.suppress(Exception):
                     ray.kill(shard.actor, no_restart=True)
-        if ray.is_initialized():
-            ray.shutdown()
-        if self._cluster is not None:
-            self._cluster.shutdown()
-            self._cluster = None
+        try:
+            if ray.is_initialized():
+                ray.shutdown()
+        finally:
+            if self._local is not None:
+                self._local.close()
+                self._local = None
+            self._token.close()
 
     # -- the StreamApp surface ----------------------------------------------------------------------------
     @property

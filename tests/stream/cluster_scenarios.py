@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -38,10 +39,12 @@ from web_helpers import write_demo_video  # noqa: E402
 
 RAY = str(Path(sys.executable).with_name("ray"))
 PORT = 6390
+# token auth on, as the README tells users to start a cluster: every node and every glanet run gets it
+AUTH = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
 
 
 def env() -> dict[str, str]:
-    return {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"}  # two nodes on one machine (README)
+    return {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1", **AUTH}  # two nodes here (README)
 
 
 def ray_start(*args: str) -> None:
@@ -459,7 +462,7 @@ def scenario_failover(work: Path) -> dict:
 
 def main() -> None:
     work = Path(sys.argv[1])
-    os.environ.update(GLANET_CACHE_DIR=str(work / "cache"), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="1")
+    os.environ.update(GLANET_CACHE_DIR=str(work / "cache"), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="1", **AUTH)
     results: dict = {}
     t = time.monotonic()
     try:
