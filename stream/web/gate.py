@@ -24,6 +24,7 @@ import contextlib
 import hmac
 import ipaddress
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
@@ -49,6 +50,8 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"cross-origin-resource-policy", b"same-origin"),
 )
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_PORT = re.compile(r"[0-9]{1,5}")
+_DIGITS = re.compile(r"[0-9]{1,20}")
 
 
 def split_authority(text: str) -> tuple[str, int | None] | None:
@@ -62,7 +65,8 @@ def split_authority(text: str) -> tuple[str, int | None] | None:
         name, port_text = inner, rest[1:]
     else:
         name, _, port_text = text.partition(":")
-    if not name or (port_text and not (port_text.isdigit() and len(port_text) <= 5)):
+    # str.isdigit() takes '²' and other digits int() refuses: only ASCII ones
+    if not name or (port_text and not _PORT.fullmatch(port_text)):
         return None
     return name.lower().rstrip("."), int(port_text) if port_text else None
 
@@ -136,7 +140,8 @@ class RequestGate:
             shown = (host or "")[:100]
             return _error(421, f"this server does not answer to Host {shown!r} (name it with --serve-host)")
         length = headers.get("content-length", "")
-        if length.isdigit() and int(length) > self.max_body:
+        length = length if _DIGITS.fullmatch(length) else ""
+        if length and int(length) > self.max_body:
             # told before a byte of it is read; the connection is closed rather than the rest read
             return _error(413, f"the body is over {self.max_body} bytes", [(b"connection", b"close")])
         how = self._credential(scope, headers)
@@ -152,7 +157,7 @@ class RequestGate:
                 "cross-origin request refused: a change must come from this server's own page, a client "
                 "that sends no Origin, or carry Authorization: Bearer <token>",
             )
-        has_body = (length.isdigit() and int(length) > 0) or "transfer-encoding" in headers
+        has_body = (length != "" and int(length) > 0) or "transfer-encoding" in headers
         media_type = headers.get("content-type", "").partition(";")[0].strip().lower()
         if has_body and media_type != "application/json":
             return _error(415, "send the body as JSON, with Content-Type: application/json")
@@ -192,7 +197,9 @@ class RequestGate:
         assert self.token is not None
         kept = [(k, v) for k, v in parse_qsl(scope["query_string"].decode("latin-1"), True) if k != "token"]
         # one leading slash: "//evil.example/" would be a redirect to another site
-        path = "/" + scope.get("raw_path", scope["path"].encode()).decode("latin-1").lstrip("/")
+        # and no leading backslash either: browsers read "/\\evil.example/" as "//evil.example/"
+        raw = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
+        path = "/" + raw.lstrip("/\\").replace("\\", "%5C")
         location = path + (f"?{urlencode(kept)}" if kept else "")
         cookie = f"{COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict"
         headers = [(b"location", location.encode("latin-1")), (b"set-cookie", cookie.encode("latin-1"))]
@@ -219,8 +226,10 @@ def _same_origin(headers: dict[str, str]) -> bool:
     ours, theirs = split_authority(headers.get("host", "")), split_authority(parts.netloc)
     if ours is None or theirs is None or ours[0] != theirs[0]:
         return False
-    theirs_port = theirs[1] or _DEFAULT_PORTS[parts.scheme]
-    return ours[1] is None or ours[1] == theirs_port
+    # a Host without a port is the scheme's default one (as behind a proxy on 443): a page on another
+    # port is another origin
+    default = _DEFAULT_PORTS[parts.scheme]
+    return (theirs[1] or default) == (ours[1] or default)
 
 
 async def _respond(send: Send, status: int, headers: list, body: bytes) -> None:

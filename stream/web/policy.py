@@ -46,6 +46,10 @@ LAN = tuple(
 )
 _THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")  # 0.x.y.z: Linux connects 0.0.0.0 to the loopback
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")  # an IPv4 address inside an IPv6 one
+# cloud metadata services inside the LAN ranges (Alibaba's 100.100.100.200, AWS's over IPv6), and 6to4
+_DENIED = tuple(
+    ipaddress.ip_network(network) for network in ("100.100.100.200/32", "fd00:ec2::/32", "2002::/16")
+)
 _HOST_CHARS = re.compile(r"^[A-Za-z0-9_.:-]+(%[A-Za-z0-9._-]+)?$")  # a name, an address, an IPv6 zone
 
 
@@ -67,6 +71,7 @@ def address_allowed(address: IPAddress) -> bool:
         or address.is_multicast
         or address.is_reserved
         or address in _THIS_NETWORK
+        or any(address in network for network in _DENIED if network.version == address.version)
     ):
         return False
     return any(address in network for network in LAN) or address.is_global
