@@ -118,6 +118,8 @@ def test_a_cluster_without_auth_gets_one_warning_line(results):
 def test_an_address_that_is_not_ray_is_one_line_and_exit_1_in_bounded_time(results):
     found = scenario(results, "not_ray")
     says_for = {"silent": "no gRPC answer", "garbage": "not a gRPC server", "refused": "refused"}
+    times = ", ".join(f"{kind} {found[kind]['s']}" for kind in says_for)
+    print(f"\nnot Ray, seconds to fail (CLI start included): {times}")
     for kind, says in says_for.items():
         run = found[kind]
         lines = run["stderr"].strip().splitlines()
