@@ -196,20 +196,32 @@ def test_a_hung_camera_delays_no_other_cameras_open_and_gives_up_within_its_time
     assert [u.status for u in hung.history] == [SourceStatus.CONNECTING, SourceStatus.FAILED]
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(90)
 def test_a_real_rtsp_stream_opens_while_another_camera_hangs(hung_server, rtsp_server):
     # the hung camera's timeout well above an RTSP open's few seconds on a loaded host: a wait on it shows
-    hung_timeout_s = 12.0
+    hung_timeout_s = 20.0
     hung = network_capture(hung_server.url("rtsp"), open_timeout_s=hung_timeout_s)
     hung.start()
     try:
         open_in_progress(hung_server)
-        # its first frame waits for a keyframe (one a second), later on a loaded host: not a hung read
-        with network_capture(rtsp_server.url, open_timeout_s=10.0, read_timeout_s=5.0) as rtsp:
-            took = first_frame_s(rtsp)
+        # its first frame waits for a keyframe (one a second), later on a loaded host: not a hung read. On
+        # CI's loaded host GStreamer's server once failed a PLAY (FFmpeg: "Operation not permitted", its
+        # reply never came) with nothing but this test running; a camera that fails its first open fails
+        # (a bad URL at start is said, not retried), so the test opens it again, at most twice more
+        failures = []
+        for _ in range(3):
+            with network_capture(rtsp_server.url, open_timeout_s=10.0, read_timeout_s=5.0) as rtsp:
+                t0 = time.monotonic()
+                rtsp.start()
+                frame = rtsp.get(10.0)
+                took = time.monotonic() - t0
+            if frame is not None:
+                break
+            failures.append(rtsp.status.message)
+        assert frame is not None, f"{failures}\n--- server log ---\n{rtsp_server._stderr()}"
         # an RTSP open is a handshake and a keyframe (the server sends one a second): more than a file's,
         # and under load a few seconds; never the hung camera's timeout
-        assert took < hung_timeout_s / 2, f"the RTSP stream's first frame took {took:.2f} s"
+        assert took < hung_timeout_s / 2, f"first frame in {took:.2f} s (after {failures})"
         assert hung.status.status is SourceStatus.CONNECTING
     finally:
         hung.close()
