@@ -11,10 +11,17 @@ next camera, model file or lazy import failed with EMFILE and ended the run.
 `GuardedH11Protocol` adds, per connection:
 - a head deadline: from the moment a connection opens or its last response is sent, the next request's
   whole head must arrive within `head_timeout_s`, whatever arrives meanwhile, else it is closed;
+- a write deadline: a client that takes none of its response for `write_stall_s` (the send buffer over
+  its high-water mark all that time) is cut. Without it a client that pipelines requests for big answers
+  and never reads holds its connection busy for good: a few hundred of them and every new connection,
+  a health check's too, was refused;
+- a close deadline: a connection closed with data still unsent (its client reads nothing) is aborted
+  `CLOSE_GRACE_S` later, since closing waits for the data to go and would hold its file for good;
 - a cap on open connections. Over it, the connection idle the longest (no request under way: waiting for
-  a head, or kept alive) is closed to make room; only where every connection is busy is the new one
-  refused (503, closed at once). So a flood of idle or slow sockets cannot keep out a client that sends
-  its request, such as a health check.
+  a head, or kept alive) is dropped to make room, else the one whose client has taken nothing for the
+  longest (at least `STALLED_S`); only where every connection is busy and taking its answer is the new
+  one refused (503, closed at once). So a flood of idle, slow or stalled sockets cannot keep out a client
+  that sends its request, such as a health check.
 Refusals and closings are logged, one line per `LOG_EVERY_S` at most. `connection_cap` sizes the cap from
 the file limit (raised first to the hard limit where allowed), leaving room for the cameras, model files
 and logs, and for the connections accepted in one go before any is looked at.
@@ -22,6 +29,7 @@ and logs, and for the connections accepted in one go before any is looked at.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -36,6 +44,10 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 log = logging.getLogger(__name__)
 
 HEAD_TIMEOUT_S = 10.0  # a request line and headers take milliseconds; a modem took a second
+WRITE_STALL_S = 15.0  # a client that takes nothing of its answer for this long is gone, or hostile
+STALLED_S = 1.0  # taking nothing for this long: a connection to drop when the cap is reached
+CLOSE_GRACE_S = 2.0  # a closed connection's unsent data gets this long to go before it is aborted
+SWEEP_S = 1.0  # how often the write and close deadlines are looked at
 IDLE_TIMEOUT_S = 5  # uvicorn's timeout_keep_alive: silence after a response, before the connection closes
 MAX_HEAD_BYTES = 16 * 1024  # h11's own default: a request head (line and headers) is under 1 KiB here
 ACCEPT_BURST = 64  # connections asyncio accepts in a row at one wake-up (its `backlog`), before any is seen
@@ -79,28 +91,57 @@ class ConnectionGuard:
 
     max_connections: int
     head_timeout_s: float = HEAD_TIMEOUT_S
+    write_stall_s: float = WRITE_STALL_S
     refused: int = 0  # new connections refused: every one open was busy
-    evicted: int = 0  # idle connections closed to make room
+    evicted: int = 0  # idle or stalled connections dropped to make room
     timed_out: int = 0  # connections that did not send a request head in time
+    stalled: int = 0  # connections cut at the write deadline, or aborted with their data unsent
     _logged_at: float = field(default=0.0, repr=False)
-    _logged: tuple[int, int] = field(default=(0, 0), repr=False)
+    _logged: tuple[int, int, int] = field(default=(0, 0, 0), repr=False)
+    _sweep: asyncio.TimerHandle | None = field(default=None, repr=False)
 
     def protocol(self) -> type[GuardedH11Protocol]:
         """uvicorn's `Config(http=...)`: the protocol class bound to this guard."""
         return type("GuardedH11Protocol", (GuardedH11Protocol,), {"guard": self})
 
     def note(self) -> None:
+        """One log line of what was dropped and refused, LOG_EVERY_S at most."""
         now = time.monotonic()
         if now - self._logged_at < LOG_EVERY_S:
             return
-        refused, evicted = self.refused - self._logged[0], self.evicted - self._logged[1]
+        refused, evicted, stalled = (a - b for a, b in zip(self._counts(), self._logged, strict=True))
         if refused or evicted:
             log.warning(
-                "web view: %d connections at the cap of %d: %d idle ones closed and %d new ones refused "
-                "since the last such line",
+                "web view: %d connections at the cap of %d: %d idle or stalled ones dropped and %d new ones "
+                "refused since the last such line",
                 self.max_connections, self.max_connections, evicted, refused,
             )  # fmt: skip
-            self._logged_at, self._logged = now, (self.refused, self.evicted)
+        elif stalled:
+            log.warning(
+                "web view: %d connections cut since the last such line: their clients took nothing of "
+                "their answers for %g s",
+                stalled, self.write_stall_s,
+            )  # fmt: skip
+        else:
+            return
+        self._logged_at, self._logged = now, self._counts()
+
+    def _counts(self) -> tuple[int, int, int]:
+        return self.refused, self.evicted, self.stalled
+
+    def watch(self, loop: asyncio.AbstractEventLoop, connections: set) -> None:
+        """Look at `connections`' write and close deadlines every SWEEP_S while there are any."""
+        if self._sweep is None:
+            self._sweep = loop.call_later(SWEEP_S, self._look, loop, connections)
+
+    def _look(self, loop: asyncio.AbstractEventLoop, connections: set) -> None:
+        self._sweep = None
+        now = time.monotonic()
+        for connection in list(connections):
+            if isinstance(connection, GuardedH11Protocol):
+                connection.check_deadlines(now)
+        if connections:
+            self.watch(loop, connections)
 
 
 _REFUSED_BODY = json.dumps({"error": "too many connections to the web view: try again shortly"}).encode()
@@ -119,6 +160,9 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_made(transport)
         self._deadline: object | None = None
         self._idle_since = time.monotonic()
+        self._stalled_since: float | None = None  # writes paused (over the high-water mark) since
+        self._closing_since: float | None = None
+        self.guard.watch(self.loop, self.connections)
         if len(self.connections) > self.guard.max_connections and not self._make_room():
             self.guard.refused += 1
             self.guard.note()
@@ -142,6 +186,14 @@ class GuardedH11Protocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._stalled_since = time.monotonic()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._stalled_since = None
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to a request h11 cannot parse (a head over the size cap...), as JSON."""
@@ -174,25 +226,49 @@ class GuardedH11Protocol(H11Protocol):
             self._close_idle()
 
     def _close_idle(self) -> None:
+        """Close at once: gracefully where nothing is left to send, else dropped (an abort)."""
         if self.conn.our_state is not h11.ERROR:
             with contextlib.suppress(h11.LocalProtocolError):
                 self.conn.send(h11.ConnectionClosed())
-        self.transport.close()
+        if self.transport.get_write_buffer_size():
+            self.transport.abort()  # closing would wait for a client that reads nothing
+        else:
+            self.transport.close()
+
+    def _stalled_for(self, now: float) -> float:
+        return now - self._stalled_since if self._stalled_since is not None else 0.0
+
+    def check_deadlines(self, now: float) -> None:
+        """The write deadline (a stalled client) and the close deadline (a closed one, data unsent)."""
+        if self.transport.is_closing():
+            if self._closing_since is None:
+                self._closing_since = now
+            elif now - self._closing_since >= CLOSE_GRACE_S:
+                self.guard.stalled += 1
+                self.guard.note()
+                self.transport.abort()
+        elif self._stalled_for(now) >= self.guard.write_stall_s:
+            self.guard.stalled += 1
+            self.guard.note()
+            self.transport.abort()  # the response under way ends (uvicorn's connection_lost)
 
     def _make_room(self) -> bool:
-        """Close the connection idle the longest (not this one); False where every other one is busy."""
-        idle = [
+        """Drop the connection idle the longest (not this one), else the one stalled the longest (for at
+        least STALLED_S); False where every other one is busy and its client taking its answer."""
+        others = [
             c
             for c in self.connections
-            if isinstance(c, GuardedH11Protocol)
-            and c is not self
-            and not c._busy()
-            and not c.transport.is_closing()
+            if isinstance(c, GuardedH11Protocol) and c is not self and not c.transport.is_closing()
         ]
-        if not idle:
+        now = time.monotonic()
+        idle = [c for c in others if not c._busy()]
+        stalled = [c for c in others if c._busy() and c._stalled_for(now) >= STALLED_S]
+        if idle:
+            min(idle, key=lambda c: c._idle_since)._close_idle()
+        elif stalled:
+            max(stalled, key=lambda c: c._stalled_for(now)).transport.abort()
+        else:
             return False
-        victim = min(idle, key=lambda c: c._idle_since)
-        victim._close_idle()
         self.guard.evicted += 1
         self.guard.note()
         return True

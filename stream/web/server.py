@@ -524,7 +524,10 @@ class _Metrics:
         if guard is not None:
             for name, doc, value in (
                 ("glanet_web_connections_refused", "connections refused, every one open busy", guard.refused),
-                ("glanet_web_connections_evicted", "idle connections closed to make room", guard.evicted),
+                ("glanet_web_connections_evicted", "idle or stalled connections dropped to make room",
+                 guard.evicted),
+                ("glanet_web_connections_stalled", "connections cut: their client took none of the answer",
+                 guard.stalled),
                 ("glanet_web_connections_timed_out", "connections that sent no request head in time",
                  guard.timed_out),
             ):  # fmt: skip

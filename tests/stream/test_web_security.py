@@ -4,7 +4,8 @@ one line of JSON, nothing is lost, and no traceback appears in the server's log.
 
 Cross-site requests (a page the operator visits), DNS rebinding (a foreign Host), the API as a probe of
 this machine (loopback and link-local sources, files), every camera key's range, bodies (size, depth),
-the camera limit under concurrent adds, the viewer cap, and connections (1100 idle sockets, Slowloris)."""
+the camera limit under concurrent adds, the viewer cap, and connections (1100 idle sockets, Slowloris,
+pipelining clients that never read)."""
 
 from __future__ import annotations
 
@@ -410,6 +411,68 @@ def test_idle_sockets_and_a_slow_header_leave_health_and_cameras_going(server):
     assert any("connections at the cap" in line for line in server.lines), server.stderr[-3000:]
     assert info["max_connections"] < FILE_LIMIT - 200, info
     wait_for(lambda: open_fds(pid) < fds - 500, 15, "the idle sockets' files given back")
+
+
+def metric(served, name: str) -> float:
+    _, _, body = call("GET", url(served, "/metrics"))
+    for line in body.decode().splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    raise AssertionError(f"no metric {name}")
+
+
+def test_clients_that_pipeline_and_never_read_are_cut_and_never_keep_health_out(server):
+    """More clients than the connection cap, each pipelining 200 requests for a 30 KB snapshot with a
+    2 KiB receive buffer and never reading a byte: every connection is busy with an answer nobody takes.
+    Before the write deadline the cap refused every new connection, /healthz too, for as long as the
+    sockets stayed open. Now /healthz answers all along (a stalled connection makes room), the camera
+    keeps predicting, and the stalled ones are cut at the write deadline (15 s), their files given back
+    while the attacker still holds its sockets."""
+    host, port = address(server)
+    pid = server.proc.pid
+    cap = get_json(url(server, "/api/info"))["max_connections"]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < cap + 200 <= hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < cap + 200:
+        pytest.skip(f"this test's own file limit is under {cap + 200}: it cannot open {cap + 20} sockets")
+    request = f"GET /cameras/front/snapshot.jpg HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+    stalled_before = metric(server, "glanet_web_connections_stalled_total")
+    before = predictions(server)
+    attackers: list[socket.socket] = []
+    answers: list[int] = []
+    try:
+        for _ in range(cap + 20):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)  # before connect: a small window
+            sock.settimeout(5)
+            with contextlib.suppress(OSError):
+                sock.connect((host, port))
+                sock.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    sock.send(request * 200)
+                attackers.append(sock)
+        peak = open_fds(pid)
+        time.sleep(3)  # every one busy now, its answer stuck
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 20:  # past the write deadline
+            answers.append(call("GET", url(server, "/healthz"))[0])
+            peak = max(peak, open_fds(pid))
+            time.sleep(1)
+        wait_for(lambda: predictions(server) > before + 5, 20, "the camera's next predictions")
+        wait_for(lambda: open_fds(pid) < peak - 500, 15, "the stalled connections' files given back")
+        stalled = metric(server, "glanet_web_connections_stalled_total") - stalled_before
+    finally:
+        for sock in attackers:
+            sock.close()
+    print(f"\n{len(attackers)} pipelining clients (cap {cap}); /healthz {answers}; server files at most "
+          f"{peak}, {stalled:.0f} connections cut at the write deadline")  # fmt: skip
+    assert len(attackers) > cap
+    assert answers and set(answers) == {200}, answers
+    assert stalled >= cap // 2, stalled
+    assert any(
+        "took nothing of their answers" in line or "stalled ones dropped" in line for line in server.lines
+    )
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
