@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from stream.errors import SourceError
-from stream.sources import SourceSpec, parse_source, redact
+from stream.sources import SourceSpec, is_device_index, parse_source, redact
 
 NAME_MAX = 64
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -53,6 +53,9 @@ class CameraDefaults:
     demo_fps: float = 15.0
     open_timeout_s: float = 10.0
     watchdog_s: float = 5.0
+    # a failed network open says why (refused, no answer, answered without a stream); False for cameras
+    # added over the API, whose status would otherwise tell an API client which ports answer
+    explain_failures: bool = True
 
 
 # TOML key -> (CameraConfig field, type). The keys are the command-line flags without their dashes.
@@ -129,7 +132,7 @@ def source_kind(text: str) -> str:
     text = text.strip()
     if text == "demo":
         return "demo"
-    if text == "webcam" or text.isdigit():
+    if text == "webcam" or is_device_index(text):
         return "webcam"
     return "network" if "://" in text else "path"
 
@@ -150,7 +153,7 @@ def derive_name(source: str) -> str:
         return "demo"
     if source == "webcam":
         return "webcam0"
-    if source.isdigit():
+    if is_device_index(source):
         return f"webcam{int(source)}"
     if "://" in source:
         rest = source.partition("://")[2]
@@ -238,6 +241,7 @@ def camera_source_spec(camera: CameraConfig, defaults: CameraDefaults) -> Source
             demo_fps=pick(camera.demo_fps, defaults.demo_fps),
             open_timeout_s=pick(camera.open_timeout_s, defaults.open_timeout_s),
             read_timeout_s=max(0.5, watchdog_s / 3),  # as run_camera.py: FFmpeg waits ~3x its read timeout
+            explain_failures=defaults.explain_failures,
         )
     except SourceError as error:
         raise SourceError(f"camera {camera.name!r}: {error}") from error

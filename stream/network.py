@@ -43,6 +43,9 @@ ONE_THREAD_MAX_PIXELS = 1920 * 1088
 # -> 2.0 s; OpenCV's capture took 3.0 s, over HTTP both 1.0 s). x1.5 keeps a stalled RTSP read failing
 # after 3x read_timeout_s, as before: what the callers' read timeout (a third of the watchdog) counts on.
 RTSP_READ_TIMEOUT_FACTOR = 1.5
+# a failed open of a camera added over the API: one text whatever the reason, since "refused" against
+# "answered" would tell an API client which ports of a LAN host answer (no probe is made either)
+NOT_EXPLAINED = "no stream (check the address, port, path and credentials; the reason is in the server's log)"
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:/{1,3}[^\s'\"]+")
 _AV_ERRORS = (av.FFmpegError, OSError, EOFError, ValueError)
 
@@ -137,7 +140,10 @@ class NetworkSource(Source):
     Live streams are stamped by the clock at each read; a read that gets nothing for `read_timeout_s`, or
     a connection that ends, raises SourceLost. An http(s) URL to a video file (a finite frame count and a
     rate) sets `live = False` at open and is read like a file: every frame, the container's timestamps,
-    an undecodable packet counted as one DecodeError, and None at its end."""
+    an undecodable packet counted as one DecodeError, and None at its end.
+
+    A failed open says why (refused, no answer, unknown host, FFmpeg's reason: see `why_not_connected`)
+    where `explain_failures`, else NOT_EXPLAINED, the reason going to the log only."""
 
     live = True
 
@@ -148,8 +154,10 @@ class NetworkSource(Source):
         open_timeout_s: float = 10.0,
         read_timeout_s: float = 5.0,
         options: Mapping[str, str] | None = None,
+        explain_failures: bool = True,
     ) -> None:
         self.url, self.name = url, redact(url)
+        self.explain_failures = explain_failures
         self.scheme = url.partition("://")[0].lower()
         self.open_timeout_s, self.read_timeout_s = open_timeout_s, read_timeout_s
         options = dict(capture_options(self.scheme) if options is None else options)
@@ -181,6 +189,10 @@ class NetworkSource(Source):
                 metadata_errors="replace",  # a camera's odd metadata must not fail the open
             )
         except _AV_ERRORS as error:
+            if not self.explain_failures:
+                took = time.monotonic() - t0
+                log.warning("%s: cannot connect after %.1f s: %s", self.name, took, _reason(error))
+                raise SourceError(f"cannot connect to {self.name}: {NOT_EXPLAINED}") from None
             why = why_not_connected(self.url, time.monotonic() - t0, self.open_timeout_s, error)
             raise SourceError(f"cannot connect to {self.name}: {why}") from None  # the error holds the URL
         try:

@@ -135,6 +135,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="let the API add file and folder sources (they read this machine's disk)",
     )
     web.add_argument(
+        "--serve-allow-webcams",
+        action="store_true",
+        help="let the API add this machine's webcams (webcam, or a device index): anyone with the API could "
+        "otherwise turn on a camera in the room and watch it",
+    )
+    web.add_argument(
         "--serve-allow-private",
         action="store_true",
         help="let the API add network cameras at this machine's own (loopback), link-local, multicast or "
@@ -366,6 +372,7 @@ def serve_options(args: argparse.Namespace) -> ServeOptions | None:
     for flag, given in (
         ("--serve-token", args.serve_token),
         ("--serve-allow-files", args.serve_allow_files),
+        ("--serve-allow-webcams", args.serve_allow_webcams),
         ("--serve-allow-private", args.serve_allow_private),
         ("--serve-host", args.serve_host),
     ):
@@ -379,6 +386,7 @@ def serve_options(args: argparse.Namespace) -> ServeOptions | None:
         port=port,
         token=resolve_token(host, args.serve_token),
         allow_files=args.serve_allow_files,
+        allow_webcams=args.serve_allow_webcams,
         allow_private=args.serve_allow_private,
         hosts=tuple(check_host_name(name) for name in args.serve_host or ()),
         max_cameras=args.serve_max_cameras,
@@ -830,10 +838,14 @@ def web_server(
     hub = WebHub(app.backend.spec.maps, app.view, checked.serve.jpeg_quality)
     app.sinks.append(hub)
 
+    # a camera added over the API that fails to open says only that (the reason goes to the log): its
+    # status must not tell an API client which ports of a host answer
+    api_defaults = dataclasses.replace(defaults, explain_failures=False)
+
     def make_camera(camera: CameraConfig) -> CameraSpec:
         if camera.source.strip() == "demo" and camera.demo_seed is None:
             camera = dataclasses.replace(camera, demo_seed=args.demo_seed + len(app.specs))
-        return camera_spec(camera, defaults, args)
+        return camera_spec(camera, api_defaults, args)
 
     model = {"classes": list(info.class_names), "backend": backend, "note": app.view.note}
     return WebServer(app, hub, checked.serve, make_camera, sock, model)

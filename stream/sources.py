@@ -350,6 +350,11 @@ def _not_found_hint(text: str) -> str:
     return "not demo, webcam, a device index, a URL, a file or a folder"
 
 
+def is_device_index(text: str) -> bool:
+    """A webcam's device index: ASCII digits only ('²'.isdigit() is True, and int('²') raises)."""
+    return text.isascii() and text.isdigit()
+
+
 def parse_source(
     text: str,
     *,
@@ -359,8 +364,10 @@ def parse_source(
     demo_fps: float = 15.0,
     open_timeout_s: float = 10.0,
     read_timeout_s: float = 5.0,
+    explain_failures: bool = True,
 ) -> SourceSpec:
-    """`demo`, `webcam`, a device index, a URL, a video file or a folder of frames."""
+    """`demo`, `webcam`, a device index, a URL, a video file or a folder of frames. `explain_failures`:
+    a network stream that fails to open says why in detail (see NetworkSource)."""
     text = text.strip()
     if not text:
         raise SourceError("--source is empty: give demo, webcam, a device index, a URL, a file or a folder")
@@ -371,7 +378,7 @@ def parse_source(
             True,
             "demo",
         )
-    if text == "webcam" or text.isdigit():
+    if text == "webcam" or is_device_index(text):
         index = 0 if text == "webcam" else int(text)
         return SourceSpec(lambda: OpenCVSource(index, kind="webcam"), f"webcam {index}", True, "webcam")
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
@@ -389,7 +396,11 @@ def parse_source(
         options = capture_options(scheme)
         return SourceSpec(
             lambda: NetworkSource(
-                text, open_timeout_s=open_timeout_s, read_timeout_s=read_timeout_s, options=options
+                text,
+                open_timeout_s=open_timeout_s,
+                read_timeout_s=read_timeout_s,
+                options=options,
+                explain_failures=explain_failures,
             ),
             redact(text),
             True,

@@ -35,6 +35,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 COOKIE = "glanet_token"
 MAX_BODY = 64 * 1024  # the largest request body read (a camera's JSON is a few hundred bytes)
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# the headers a rule here reads: given twice, this gate and the routes behind it could read different
+# ones (here the last, Starlette the first), so a request that repeats one is refused
+SINGLE_HEADERS = frozenset(
+    {"host", "origin", "sec-fetch-site", "sec-fetch-mode", "sec-fetch-dest", "authorization", "cookie",
+     "content-type", "content-length", "transfer-encoding"}
+)  # fmt: skip
 # on every response: no Referer leaves the page (its URL may have held ?token=), no type sniffing, no
 # framing (clickjacking of the remove buttons), nothing loaded but this server's own files, and no other
 # site may embed the pictures
@@ -123,8 +129,11 @@ class RequestGate:
                 message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
             await send(message)
 
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        refusal = self._refusal(scope, headers)
+        names = [k.decode("latin-1").lower() for k, _ in scope["headers"]]
+        headers = {k: v.decode("latin-1") for k, (_, v) in zip(names, scope["headers"], strict=True)}
+        twice = sorted(n for n in SINGLE_HEADERS if names.count(n) > 1)
+        refusal = _error(400, f"header {twice[0]} given more than once") if twice else None
+        refusal = refusal or self._refusal(scope, headers)
         if refusal is not None:
             await _respond(send_secured, *refusal)
             return

@@ -31,6 +31,7 @@ class ServeOptions:
     port: int = 8080
     token: str | None = None  # required for any address but the loopback
     allow_files: bool = False  # may the API add file and folder sources (read from this machine's disk)
+    allow_webcams: bool = False  # may it add this machine's webcams
     allow_private: bool = False  # may it add network sources at loopback, link-local, ... addresses
     hosts: tuple[str, ...] = ()  # --serve-host: more names the Host header may give (lower case)
     max_cameras: int = 16  # cameras in the run at once, with those added over the API

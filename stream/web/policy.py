@@ -3,6 +3,13 @@ of this machine (a port scanner of its loopback services, an oracle of which fil
 cloud's metadata service) through the status an added camera shows.
 
 - File and folder sources need --serve-allow-files, and are refused before the file system is looked at.
+- Webcams (a device index) need --serve-allow-webcams: the API would otherwise turn on a camera in the
+  room, and the web view show it.
+- A network source's host may not be one of this machine's own addresses (its interfaces', read at each
+  check) unless --serve-allow-private: a LAN address of this machine reaches its services as the
+  loopback does.
+- A camera added over the API that fails to open says only that, not why (refused, no answer, answered
+  without a stream: a port scanner of the LAN hosts otherwise); see stream.network.NOT_EXPLAINED.
 - A network source's host is resolved once, here (off the event loop, within a time limit), and every
   address it resolves to is checked. Refused unless --serve-allow-private: loopback, link-local
   (169.254/16 with the cloud metadata services, fe80::/10), unspecified (0.0.0.0/8, ::), multicast,
@@ -19,10 +26,12 @@ redirects the reader elsewhere, and an HLS playlist that lists segments on other
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import re
 import socket
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from stream.errors import StreamError
 
@@ -30,6 +39,10 @@ REFUSED_STATUS = 403
 REFUSED_FILE = (
     "source refused: file and folder sources cannot be added over the API "
     "(start the run with --serve-allow-files to allow them)"
+)
+REFUSED_WEBCAM = (
+    "source refused: this machine's webcams cannot be added over the API "
+    "(start the run with --serve-allow-webcams to allow them)"
 )
 REFUSED_NETWORK = (
     "source refused: a network camera added over the API must have a host that resolves, and only to "
@@ -103,15 +116,24 @@ def _host_of(authority: str) -> str | None:
 class SourcePolicy:
     """The checks of the module's docstring, for one server; `check_network` resolves in its own threads."""
 
-    def __init__(self, allow_files: bool, allow_private: bool, timeout_s: float = RESOLVE_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        allow_files: bool,
+        allow_private: bool,
+        allow_webcams: bool = False,
+        timeout_s: float = RESOLVE_TIMEOUT_S,
+    ) -> None:
         self.allow_files, self.allow_private, self.timeout_s = allow_files, allow_private, timeout_s
+        self.allow_webcams = allow_webcams
         self._resolvers = ThreadPoolExecutor(RESOLVERS, thread_name_prefix="glanet-resolve")
 
     def check_kind(self, kind: str) -> None:
         """Before the source is parsed: a file or folder source (`kind` "path") without --serve-allow-files
-        is refused without a look at the disk."""
+        is refused without a look at the disk, a webcam without --serve-allow-webcams."""
         if kind in ("path", "file", "folder") and not self.allow_files:
             raise SourceRefused(REFUSED_FILE)
+        if kind == "webcam" and not self.allow_webcams:
+            raise SourceRefused(REFUSED_WEBCAM)
 
     async def check_network(self, url: str) -> None:
         """A network source's host resolves, within the time limit, and only to allowed addresses."""
@@ -126,7 +148,8 @@ class SourcePolicy:
             addresses = await asyncio.wait_for(lookup, self.timeout_s)
         except (TimeoutError, OSError, UnicodeError, ValueError):
             raise SourceRefused(REFUSED_NETWORK) from None
-        if not addresses or not all(address_allowed(a) for a in addresses):
+        own = await loop.run_in_executor(self._resolvers, own_addresses)
+        if not addresses or not all(address_allowed(a) and a not in own for a in addresses):
             raise SourceRefused(REFUSED_NETWORK)
 
     def close(self) -> None:
@@ -138,3 +161,31 @@ def _addresses(host: str) -> list[IPAddress]:
     2130706433, 0x7f.1 and 127.1 are 127.0.0.1 here too."""
     infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     return [ipaddress.ip_address(str(info[4][0]).partition("%")[0]) for info in infos]
+
+
+def own_addresses() -> frozenset[IPAddress]:
+    """This machine's interface addresses, as the kernel has them now (Linux: /proc/net/fib_trie's local
+    routes for IPv4, /proc/net/if_inet6 for IPv6; elsewhere what the host name resolves to)."""
+    found: set[IPAddress] = set()
+    with contextlib.suppress(OSError):
+        found |= _local_ipv4(Path("/proc/net/fib_trie").read_text())
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/net/if_inet6").read_text().splitlines():
+            hex_address = line.split()[0]
+            found.add(ipaddress.IPv6Address(bytes.fromhex(hex_address)))
+    if not found:
+        with contextlib.suppress(OSError, UnicodeError, ValueError):
+            found |= set(_addresses(socket.gethostname()))
+    return frozenset(found)
+
+
+def _local_ipv4(fib_trie: str) -> set[IPAddress]:
+    """The addresses of /proc/net/fib_trie's "/32 host LOCAL" leaves: every IPv4 address of this host."""
+    found: set[IPAddress] = set()
+    lines = fib_trie.splitlines()
+    for i, line in enumerate(lines[1:], 1):
+        if "/32 host LOCAL" in line:
+            leaf = lines[i - 1].strip().removeprefix("|-- ").removeprefix("+-- ")
+            with contextlib.suppress(ValueError):
+                found.add(ipaddress.IPv4Address(leaf))
+    return found

@@ -103,7 +103,7 @@ class WebServer:
         self._error: BaseException | None = None
         self.routes = self._routes()
         self._encoders: anyio.CapacityLimiter | None = None
-        self.policy = SourcePolicy(options.allow_files, options.allow_private)
+        self.policy = SourcePolicy(options.allow_files, options.allow_private, options.allow_webcams)
         self.guard: ConnectionGuard | None = None
         self.max_viewers = MAX_VIEWERS
         self.viewers = 0  # of max_viewers: counted on the event loop only
@@ -237,6 +237,7 @@ class WebServer:
                 "max_cameras": self.options.max_cameras,
                 "max_fps": self.options.max_fps,
                 "allow_files": self.options.allow_files,
+                "allow_webcams": self.options.allow_webcams,
                 "allow_private": self.options.allow_private,
                 "max_connections": self.guard.max_connections if self.guard is not None else None,
                 "max_viewers": self.max_viewers,

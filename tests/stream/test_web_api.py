@@ -72,7 +72,8 @@ def test_every_other_request_needs_the_token(server, path):
     assert error_of(call("GET", url(server, path), headers={"Authorization": "Bearer wrong-token"})) == (
         401, "wrong token"
     )  # fmt: skip
-    assert call("GET", url(server, path), headers=AUTH)[0] == 200
+    status, _, body = call("GET", url(server, path), headers=AUTH)
+    assert status == 200, (status, body[:300], api(server, "/api/cameras"))
 
 
 def test_the_page_given_the_token_in_its_url_redirects_setting_a_cookie_the_rest_carries(server):

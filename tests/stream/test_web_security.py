@@ -24,6 +24,7 @@ import pytest
 from web_helpers import CLI, ROOT, call, get_json, serve, wait_for
 
 from stream.cameras import CAMERA_RANGES
+from stream.web.policy import own_addresses
 
 FILE_LIMIT = 1024
 
@@ -157,6 +158,9 @@ def test_loopback_and_link_local_sources_are_refused_alike_and_never_connected_t
         "http://[fe80::1]/", "rtsp://224.0.0.1/", "rtsp://240.0.0.1/", "rtsp://nonexistent.invalid/x",
         f"rtsp://127.0.0.1:{open_port}/x@10.0.0.1/",  # FFmpeg connects to 127.0.0.1, a naive reading 10.0.0.1
     ]  # fmt: skip
+    # this machine's other addresses (a LAN one reaches its services as the loopback does)
+    sources += [f"rtsp://[{a}]:{open_port}/" if a.version == 6 else f"rtsp://{a}:{open_port}/" for a in
+                sorted(own_addresses(), key=str) if not a.is_loopback and not a.is_link_local]  # fmt: skip
     try:
         answers = {source: post(server, {"name": "probe", "source": source}) for source in sources}
         time.sleep(0.5)
@@ -172,6 +176,36 @@ def test_loopback_and_link_local_sources_are_refused_alike_and_never_connected_t
     status, _, body = post(server, {"name": "lan", "source": "rtsp://10.255.255.1:554/x", "open_timeout": 1})
     assert status == 201, body
     assert call("DELETE", url(server, "/api/cameras/lan"))[0] == 200
+
+
+def test_webcams_are_refused_over_the_api_and_odd_digits_are_no_webcam(server):
+    """The API must not turn on a camera in the room; '²' (a digit to str.isdigit, not to int) is a file."""
+    for source in ("0", "webcam", " 2 ", "007"):
+        status, message = error_of(post(server, {"name": "cam", "source": source}))
+        assert status == 403 and "--serve-allow-webcams" in message, (source, message)
+    status, message = error_of(post(server, {"name": "cam", "source": "\u00b2"}))
+    assert status == 403 and "--serve-allow-files" in message, message
+    assert names(server) == ["front"]
+
+
+def test_a_header_given_twice_is_refused(server):
+    host, port = address(server)
+    for twice in (
+        "Origin: http://evil.example\r\nOrigin: http://{h}",
+        "Host: {h}",
+        "Content-Type: text/plain",
+    ):
+        with socket.create_connection((host, port), timeout=5) as sock:
+            head = (
+                f"POST /api/cameras HTTP/1.1\r\nHost: {{h}}\r\nContent-Type: application/json\r\n{twice}\r\n"
+                f"Content-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+            ).replace("{h}", f"{host}:{port}")
+            sock.sendall(head.encode())
+            answer = _read_some(sock)
+        # h11 itself refuses a second Host; the gate the rest
+        assert answer.startswith("HTTP/1.1 400") and '{"error": ' in answer, (twice, answer)
+        assert "given more than once" in answer or twice.startswith("Host"), (twice, answer)
+    assert names(server) == ["front"]
 
 
 def test_file_sources_are_refused_alike_whether_they_exist_or_not(server, tmp_path):
