@@ -460,6 +460,19 @@ def scenario_failover(work: Path) -> dict:
     }
 
 
+def run_each(work: Path, scenarios: dict, results: dict) -> None:
+    """Each scenario on a folder of its own under `work`: its findings, or its error, and its wall time."""
+    for name, scenario in scenarios.items():
+        t = time.monotonic()
+        folder = work / name
+        folder.mkdir()
+        try:
+            results[name] = scenario(folder)
+        except Exception:
+            results[name] = {"error": traceback.format_exc()[-4000:]}
+        results[name]["wall_s"] = round(time.monotonic() - t, 1)
+
+
 def main() -> None:
     work = Path(sys.argv[1])
     os.environ.update(GLANET_CACHE_DIR=str(work / "cache"), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="1", **AUTH)
@@ -468,20 +481,8 @@ def main() -> None:
     try:
         start_cluster()
         results["cluster_start_s"] = round(time.monotonic() - t, 1)
-        for name, scenario in (
-            ("same", scenario_same),
-            ("web", scenario_web),
-            ("archive", scenario_archive),
-            ("failover", scenario_failover),
-        ):
-            t = time.monotonic()
-            folder = work / name
-            folder.mkdir()
-            try:
-                results[name] = scenario(folder)
-            except Exception:
-                results[name] = {"error": traceback.format_exc()[-4000:]}
-            results[name]["wall_s"] = round(time.monotonic() - t, 1)
+        scenarios = {"same": scenario_same, "web": scenario_web, "archive": scenario_archive}
+        run_each(work, {**scenarios, "failover": scenario_failover}, results)
     except Exception:
         results["error"] = traceback.format_exc()[-4000:]
     finally:

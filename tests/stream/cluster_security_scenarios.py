@@ -32,6 +32,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path[:0] = [str(ROOT), str(HERE)]
 
+from cluster_scenarios import run_each  # noqa: E402
+
 from stream.cluster.probe import GCS_CALL, grpc_call  # noqa: E402
 
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -286,15 +288,7 @@ def main() -> None:
     work = Path(sys.argv[1])
     os.environ["GLANET_CACHE_DIR"] = str(work / "cache")
     results: dict = {}
-    for name, scenario in (("ports", scenario_ports), ("open", scenario_open), ("not_ray", scenario_not_ray)):
-        t = time.monotonic()
-        folder = work / name
-        folder.mkdir()
-        try:
-            results[name] = scenario(folder)
-        except Exception:
-            results[name] = {"error": traceback.format_exc()[-3000:]}
-        results[name]["wall_s"] = round(time.monotonic() - t, 1)
+    run_each(work, {"ports": scenario_ports, "open": scenario_open, "not_ray": scenario_not_ray}, results)
     (work / "results.json").write_text(json.dumps(results, indent=1, default=str))
 
 

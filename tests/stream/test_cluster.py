@@ -36,16 +36,16 @@ def namespace_problem() -> str | None:
     return None
 
 
-@pytest.fixture(scope="module")
-def results(tmp_path_factory):
+def scenarios_in_namespace(work: Path, scenarios: str, setup: str, timeout: float) -> dict:
+    """Run the scenarios file `scenarios` (in this folder) inside a private network namespace made by
+    `setup`; what it wrote to WORK/results.json (skipped where no namespace can be made)."""
     problem = namespace_problem()
     if problem is not None:
         pytest.skip(problem)
-    work = tmp_path_factory.mktemp("cluster")
-    script = f"ip link set lo up && exec {sys.executable} {HERE / 'cluster_scenarios.py'} {work}"
+    script = f"{setup} && exec {sys.executable} {HERE / scenarios} {work}"
     proc = subprocess.run(
         ["unshare", "--net", "--pid", "--fork", "--mount-proc", "bash", "-c", script],
-        capture_output=True, text=True, cwd=ROOT, timeout=900,
+        capture_output=True, text=True, cwd=ROOT, timeout=timeout,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
     path = work / "results.json"
@@ -53,6 +53,12 @@ def results(tmp_path_factory):
     found = json.loads(path.read_text())
     assert "error" not in found, found["error"]
     return found
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    work = tmp_path_factory.mktemp("cluster")
+    return scenarios_in_namespace(work, "cluster_scenarios.py", "ip link set lo up", timeout=900)
 
 
 def scenario(results, name):

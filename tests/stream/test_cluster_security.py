@@ -9,15 +9,12 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from test_cluster import namespace_problem
-from web_helpers import ROOT
+from test_cluster import scenario, scenarios_in_namespace
 
 from stream.cluster.address import ClusterError
 from stream.cluster.auth import TokenEnv
@@ -34,24 +31,8 @@ UNAUTHENTICATED = "status 16"
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    problem = namespace_problem()
-    if problem is not None:
-        pytest.skip(problem)
     work = tmp_path_factory.mktemp("cluster-security")
-    script = f"{SETUP} && exec {sys.executable} {HERE / 'cluster_security_scenarios.py'} {work}"
-    proc = subprocess.run(
-        ["unshare", "--net", "--pid", "--fork", "--mount-proc", "bash", "-c", script],
-        capture_output=True, text=True, cwd=ROOT, timeout=420, env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
-    path = work / "results.json"
-    assert path.exists(), f"the scenarios wrote no results (rc {proc.returncode}): {proc.stderr[-3000:]}"
-    return json.loads(path.read_text())
-
-
-def scenario(results, name):
-    found = results[name]
-    assert "error" not in found, found["error"]
-    return found
+    return scenarios_in_namespace(work, "cluster_security_scenarios.py", SETUP, timeout=420)
 
 
 def table(ports) -> str:
