@@ -1,5 +1,5 @@
 """What telling a finished video from a replaced one costs the archive: its sampled digest (3 x 1 MiB,
-`stream.results.content_digest`) against a full hash of the file, for files of a few sizes.
+`stream.sinks.results.content_digest`) against a full hash of the file, for files of a few sizes.
 
     python benchmarks/archive_digest.py [--sizes-mib 16 256 1024] [--repeat 3]
 
@@ -26,7 +26,7 @@ sys.path[:] = [str(ROOT) if Path(p or ".").resolve() == ROOT / "benchmarks" else
 from rich.console import Console
 from rich.table import Table
 
-from stream.results import content_digest
+from stream.sinks.results import content_digest
 
 
 def full_hash(path: Path, algorithm: str) -> str:

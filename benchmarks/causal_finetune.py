@@ -28,7 +28,8 @@ from rich.table import Table
 
 from benchmarks.train_synth import smnet_from_trunk
 from glanet.checkpoint import load_checkpoint, save_checkpoint
-from glanet.data.synth import CLASSES, write_dataset
+from glanet.data.synth import write_dataset
+from glanet.data.synth_render import CLASSES
 from glanet.evaluate import evaluate_checkpoint
 from glanet.train import parse_args as train_args
 from glanet.train import run as train_run

@@ -12,7 +12,7 @@ Cameras held: one ClusterApp per configuration (local:1x1, local:2x1) kept alive
     the shards' numbers) and capture -> prediction latency p95 (the predictions of the window, measured on
     the shards); then removes them. Held: every camera >= 24.5 fps and p95 <= 150 ms. The search stops at
     the first N not held. The 2-node search starts at the 1-node figure.
-Archive: `python -m stream.archive --cluster local:Nx1 --batch 4` over `--archive-videos` SynthActions
+Archive: `python -m stream.cli.archive --cluster local:Nx1 --batch 4` over `--archive-videos` SynthActions
     videos of `--archive-seconds` s at 25 fps: its own "x real time" (video seconds / wall seconds, counted
     from when the shards are up).
 Target: 2 nodes hold >= 1.8x the cameras and the archive throughput of 1 node.
@@ -37,7 +37,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rich.table import Table
@@ -49,25 +49,24 @@ from benchmarks.common import machine_line, write_json, write_video
 from benchmarks.engines import VIDEO_H, VIDEO_W, say
 from benchmarks.multicam import FPS_TARGET, P95_TARGET_MS, RATIO_TARGET, console, prepare_model
 
+if TYPE_CHECKING:
+    from stream.runtime.model import ModelChoice
+
 IN_NAMESPACE = "GLANET_BENCH_NAMESPACE"
 
 
-def model_flags(export_dir: Path) -> dict[str, Any]:
-    return {
-        "checkpoint": None,
-        "engine": export_dir,
-        "backend": "openvino",
-        "precision": "int8",
-        "device": None,
-    }
+def model_flags(export_dir: Path) -> ModelChoice:
+    from stream.runtime.model import ModelChoice
+
+    return ModelChoice(engine=export_dir, backend="openvino", precision="int8")
 
 
 def hold(nodes: int, export_dir: Path, video: Path, args: argparse.Namespace, start: int) -> dict[str, Any]:
     """Cameras held by `nodes` nodes of one CPU: N from `start` up, until one N is not held."""
-    from stream.app import CameraSpec, StreamOptions
     from stream.cluster.address import parse_cluster_address
     from stream.cluster.controller import ClusterApp
-    from stream.sources import parse_source
+    from stream.runtime.spec import CameraSpec, StreamOptions
+    from stream.sources.readers import parse_source
 
     latencies: list[tuple[float, str, float]] = []
     options = StreamOptions(
@@ -118,15 +117,15 @@ def hold(nodes: int, export_dir: Path, video: Path, args: argparse.Namespace, st
 
 
 def archive(nodes: int, export_dir: Path, folder: Path, out: Path) -> dict[str, Any]:
-    """stream.archive over the cluster: its own x-real-time figure."""
-    cmd = [sys.executable, "-m", "stream.archive", "--videos", str(folder), "--out", str(out),
+    """stream.cli.archive over the cluster: its own x-real-time figure."""
+    cmd = [sys.executable, "-m", "stream.cli.archive", "--videos", str(folder), "--out", str(out),
            "--no-progress", "--cluster", f"local:{nodes}x1", "--batch", "4", "--engine", str(export_dir),
            "--backend", "openvino", "--precision", "int8"]  # fmt: skip
     shutil.rmtree(out, ignore_errors=True)
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=1800)
     m = re.search(r"(\d+) s of video in ([\d.]+) s \(([\d.]+)x real time\)", proc.stderr)
     if proc.returncode != 0 or m is None:
-        raise RuntimeError(f"stream.archive failed (rc {proc.returncode}): {proc.stderr[-2000:]}")
+        raise RuntimeError(f"stream.cli.archive failed (rc {proc.returncode}): {proc.stderr[-2000:]}")
     video_s, wall_s, speed = float(m.group(1)), float(m.group(2)), float(m.group(3))
     say(f"  archive on {nodes} node(s): {video_s:.0f} s of video in {wall_s:.1f} s: {speed:.1f}x real time")
     return {"nodes": nodes, "video_s": video_s, "wall_s": wall_s, "x_real_time": speed}

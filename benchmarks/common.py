@@ -18,9 +18,9 @@ import torch
 from torch import Tensor, nn
 
 from glanet.checkpoint import save_checkpoint
-from glanet.config import ModelConfig
-from glanet.data.synth import LiveSynth
+from glanet.data.synth_live import LiveSynth
 from glanet.data.transforms import EvalTransform
+from glanet.models.config import ModelConfig
 from glanet.models.glanet import GLANet
 from glanet.models.online import Encoded, OnlineSpec, State, StepOutput
 

@@ -74,8 +74,9 @@ from engines.torch_backend import TorchBackend
 from glanet.checkpoint import load_checkpoint
 from glanet.data.transforms import EvalTransform
 from glanet.models.online import Encoded
-from stream.app import StreamApp, StreamOptions
-from stream.sources import parse_source
+from stream.runtime.app import StreamApp
+from stream.runtime.spec import StreamOptions
+from stream.sources.readers import parse_source
 from stream.types import Prediction
 
 PARTS = ("encode", "stream")

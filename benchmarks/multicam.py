@@ -81,8 +81,11 @@ from engines.select import make_backend
 from glanet.checkpoint import load_checkpoint
 from glanet.data.transforms import EvalTransform
 from glanet.models.online import cat_states, init_rows
-from stream.app import CameraSpec, ModelInfo, StreamApp, StreamOptions, Summary
-from stream.sources import parse_source
+from stream.runtime.app import StreamApp
+from stream.runtime.model import ModelInfo
+from stream.runtime.spec import CameraSpec, StreamOptions
+from stream.runtime.summary import Summary
+from stream.sources.readers import parse_source
 
 CAMERAS = (1, 2, 4, 6, 8)
 SEPARATE = (2, 4)

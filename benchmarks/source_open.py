@@ -1,5 +1,5 @@
 """Source benchmark (issue 19): does a hung camera hold up another camera's open, and what does reading a
-network stream with PyAV (stream/network.py) cost against OpenCV's FFmpeg backend?
+network stream with PyAV (stream/sources/network.py) cost against OpenCV's FFmpeg backend?
 
     python benchmarks/source_open.py [--trials 3] [--hung-timeout 2] [--frames 300] [--size 640x360]
 
@@ -41,8 +41,8 @@ import contextlib
 
 from benchmarks.common import machine_line
 from stream.errors import SourceError
-from stream.network import NetworkSource
-from stream.sources import OpenCVSource
+from stream.sources.network import NetworkSource
+from stream.sources.readers import OpenCVSource
 
 HOST = "127.0.0.1"
 console = Console(width=130)

@@ -64,9 +64,11 @@ from benchmarks.common import (
 from engines.torch_backend import TorchBackend
 from glanet.checkpoint import LoadedCheckpoint, load_checkpoint
 from glanet.data.transforms import EvalTransform
-from stream.app import StreamApp, StreamOptions, Summary
-from stream.recognizer import Recognizer
-from stream.sources import parse_source
+from stream.runtime.app import StreamApp
+from stream.runtime.recognizer import Recognizer
+from stream.runtime.spec import StreamOptions
+from stream.runtime.summary import Summary
+from stream.sources.readers import parse_source
 from stream.types import Frame, Prediction
 
 DEMO_CHECKPOINT = ROOT / "models" / "glanet_synthactions_demo.pt"

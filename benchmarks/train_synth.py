@@ -28,7 +28,8 @@ from rich.table import Table
 
 from glanet.checkpoint import LoadedCheckpoint, load_checkpoint, save_checkpoint
 from glanet.config import load_config
-from glanet.data.synth import CLASSES, write_dataset
+from glanet.data.synth import write_dataset
+from glanet.data.synth_render import CLASSES
 from glanet.evaluate import evaluate_checkpoint
 from glanet.models import build_model
 from glanet.train import parse_args as train_args

@@ -19,7 +19,8 @@ import numpy as np
 
 from engines.errors import EngineError
 from glanet.data.lists import VIDEO_EXTENSIONS
-from glanet.data.synth import CLASSES, generate_video, video_seed
+from glanet.data.synth import video_seed
+from glanet.data.synth_render import CLASSES, generate_video
 from glanet.data.transforms import EvalTransform
 from glanet.data.video import iter_frames, probe
 

@@ -28,7 +28,8 @@ from typing import Any
 
 from engines.errors import EngineError
 from engines.graph_io import encode_inputs, encode_outputs, step_inputs, step_outputs
-from glanet.config import ConfigError, ModelConfig, build_section
+from glanet.config import build_section
+from glanet.models.config import ConfigError, ModelConfig
 from glanet.models.online import OnlineSpec
 from glanet.text import safe_label, safe_labels
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from engines.backend import Backend
 from engines.cache import default_cache_dir, encode_digest
 from engines.errors import EngineError, EngineUnavailable
 from engines.manifest import FORMAT_VERSION, MANIFEST, Manifest, read_manifest
@@ -296,7 +297,7 @@ def make_backend(
     max_batch: int = 1,
     cache_dir: Path | None = None,
     threads: int | None = None,
-) -> Any:
+) -> Backend:
     """Build backend `name` ("auto" chooses): torch from the checkpoint's model, openvino from exported
     graphs (exported into the cache from the checkpoint when no directory is given), tensorrt from the
     exported encode graph plus the checkpoint's temporal part, torch_tensorrt from the checkpoint.

@@ -41,9 +41,10 @@ from rich.markdown import Markdown
 from glanet import train
 from glanet.checkpoint import load_checkpoint
 from glanet.cli import Parser, error_line, number
-from glanet.config import ConfigError, load_config
+from glanet.config import load_config
 from glanet.data.lists import write_text_atomic
 from glanet.evaluate import build_eval_dataset, evaluate_checkpoint, write_report
+from glanet.models.config import ConfigError
 
 log = logging.getLogger("glanet.ablation")
 

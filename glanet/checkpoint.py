@@ -29,10 +29,11 @@ import torch
 from torch import Tensor
 
 import glanet
-from glanet.config import AnyModelConfig, ConfigError, DataConfig, build_model_config, config_to_dict
+from glanet.config import DataConfig, build_model_config, config_to_dict
 from glanet.data.sampling import Sampling
 from glanet.data.transforms import preprocessing_dict
 from glanet.models import MODELS, Model, new_model
+from glanet.models.config import AnyModelConfig, ConfigError
 from glanet.text import safe_labels
 
 log = logging.getLogger(__name__)

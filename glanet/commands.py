@@ -1,8 +1,10 @@
 """The `glanet` command: one entry point with a subcommand per tool.
 
     glanet run --source demo          # = python run_camera.py
+    glanet archive --videos recordings/ --out results/
     glanet train --config glanet_r10_synth_demo --out runs/demo
     glanet eval | export | build | synth | convert | summary | ablation | extract | splits ...
+    glanet --version
 
 Each subcommand is the `main(argv)` of the module that `python -m ...` runs, so both ways stay the same.
 """
@@ -13,9 +15,12 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from glanet import __version__
+
 # subcommand -> (module with main(argv), one line of help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("stream.run", "recognise actions live from cameras, files or the demo source (run_camera.py)"),
+    "run": ("stream.cli.run", "recognise actions live: cameras, files or the demo source (run_camera.py)"),
+    "archive": ("stream.cli.archive", "recognise actions in recorded videos (a folder or a list), resumable"),
     "train": ("glanet.train", "train a model from a config"),
     "eval": ("glanet.evaluate", "evaluate a checkpoint: accuracy, confusion matrix, attention figures"),
     "export": ("engines.export", "export a checkpoint to ONNX graphs, verified against PyTorch"),
@@ -31,7 +36,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def usage() -> str:
     width = max(map(len, COMMANDS))
-    lines = ["usage: glanet <command> [options]   (glanet <command> --help for its options)", "", "commands:"]
+    lines = ["usage: glanet <command> [options]   (glanet <command> --help for its options)"]
+    lines += ["       glanet --version", "", "commands:"]
     lines += [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
     return "\n".join(lines)
 
@@ -41,6 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args or args[0] in ("-h", "--help", "help"):
         print(usage())
         return 0 if args else 2
+    if args[0] in ("-V", "--version"):
+        print(f"glanet {__version__}")
+        return 0
     name, rest = args[0], args[1:]
     if name not in COMMANDS:
         print(f"glanet: unknown command {name!r}; one of: {', '.join(COMMANDS)}", file=sys.stderr)

@@ -24,9 +24,10 @@ from torch import Tensor
 
 from glanet.checkpoint import FORMAT, CheckpointError, save_checkpoint
 from glanet.cli import Parser, number
-from glanet.config import ConfigError, DataConfig, ModelConfig, build_section
+from glanet.config import DataConfig, build_section
 from glanet.data.lists import read_class_names
 from glanet.models.backbone import TRUNK
+from glanet.models.config import ConfigError, ModelConfig
 from glanet.models.glanet import GLANet
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,9 @@ from rich.console import Console
 from rich.table import Table
 
 from glanet.cli import Parser
-from glanet.config import ConfigError, ModelConfig, load_config
+from glanet.config import load_config
 from glanet.models import GLANet, SMNet, build_model
+from glanet.models.config import ConfigError, ModelConfig
 from glanet.models.excitation import SMModule
 
 

@@ -34,17 +34,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from glanet.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from glanet.cli import Parser, error_line, number
-from glanet.config import (
-    AnyModelConfig,
-    Config,
-    ConfigError,
-    ModelConfig,
-    SMNetConfig,
-    TrainConfig,
-    config_to_dict,
-    config_to_toml,
-    load_config,
-)
+from glanet.config import Config, TrainConfig, config_to_dict, config_to_toml, load_config
 from glanet.data.datasets import (
     FrameError,
     FrameFolderDataset,
@@ -58,6 +48,7 @@ from glanet.data.transforms import build_transforms, preprocessing_dict
 from glanet.data.video import VideoError
 from glanet.losses import glanet_loss
 from glanet.models import GLANet, Model, SMNet, build_model
+from glanet.models.config import AnyModelConfig, ConfigError, ModelConfig, SMNetConfig
 
 log = logging.getLogger("glanet.train")
 

@@ -17,3 +17,13 @@ class SourceLost(StreamError):
 
 class DecodeError(StreamError):
     """One frame that could not be decoded: counted and skipped."""
+
+
+class SinkError(StreamError):
+    """A sink could not be opened or written; the message is one line naming the path."""
+
+
+def os_reason(e: BaseException) -> str:
+    """An OSError's or FFmpeg error's reason, without the path the message names already."""
+    reason = getattr(e, "strerror", None)
+    return str(reason) if reason else str(e) or type(e).__name__

@@ -17,7 +17,7 @@ class Frame:
     index: int  # the source's frame counter, 0-based, counting on across reconnects
     source_ts: float  # seconds on the source's clock: position in a file, capture clock for live
     capture_ts: float  # time.monotonic() when the capture thread got it
-    session: int = 0  # connection number: a new one after a reconnect (the recognizer resets state)
+    connection: int = 0  # the source's connection: a new number after a reconnect (its state resets)
     camera: str = ""  # the camera's name (multi-camera runs); "" for a lone source
     truth: str | None = None  # the action really shown, where the source knows it (the demo)
 
@@ -121,3 +121,24 @@ class StatsSnapshot:
     status_message: str = ""
     elapsed_s: float = 0.0
     last_event: str = ""  # e.g. "wave_one_hand start at 12.4 s"
+
+
+@dataclass(frozen=True)
+class CameraStatus:
+    """A camera of a run as those who watch it see it (the web API, the dashboard, the cluster's driver): a
+    copy of its numbers at one moment, the same for a camera in this process and one on a cluster shard.
+    Readers never reach into the runtime's own objects (capture, session)."""
+
+    name: str
+    source: str  # redacted: no user, password or secret-looking query value
+    stats: StatsSnapshot  # status and its message, rates, latency, reconnects
+    last_prediction: Prediction | None = None
+    frames: int = 0  # source frames through the loop
+    frames_captured: int = 0  # decoded from the source
+    predictions: int = 0
+    dropped: int = 0  # by the capture buffer (live sources)
+    decode_errors: int = 0
+    reconnects: int = 0
+    events: int = 0  # fired, start and end
+    nominal_fps: float | None = None  # the source's own frame rate, where it says one
+    shard: str = ""  # a cluster run: the shard serving it ("" in one process, or while it moves)

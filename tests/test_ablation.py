@@ -9,8 +9,10 @@ import pytest
 from tiny import CONFIG, tiny_overrides
 
 from glanet.ablation import RUNS, main, plan, table_rows
-from glanet.config import ConfigError, load_config
-from glanet.data.synth import CLASSES, write_dataset
+from glanet.config import load_config
+from glanet.data.synth import write_dataset
+from glanet.data.synth_render import CLASSES
+from glanet.models.config import ConfigError
 
 
 def test_every_table_plans_its_rows() -> None:

@@ -25,8 +25,9 @@ from glanet.checkpoint import (
     save_checkpoint,
     weights_digest,
 )
-from glanet.config import DataConfig, ModelConfig, build_section
+from glanet.config import DataConfig, build_section
 from glanet.data.transforms import preprocessing_dict
+from glanet.models.config import ModelConfig
 from glanet.models.glanet import GLANet
 
 NAMES = ("run", "jump", "sit", "wave", "clap")

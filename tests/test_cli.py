@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 
 import pytest
 
+import glanet
 from glanet.cli import Parser, number
 from glanet.commands import COMMANDS
+from glanet.commands import main as glanet_main
 
 
 def _run(module: str, argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -101,3 +104,40 @@ def test_number_accepts_the_range() -> None:
 def test_numeric_flags_are_checked_by_name(module: str, argv: list[str], flag: str, capsys) -> None:
     code, _, err = _run(module, argv, capsys)
     assert code == 2 and flag in err and len(err.strip().splitlines()) == 1, err
+
+
+def _glanet(argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch) -> tuple[int, str, str]:
+    """`glanet ...` in-process; the dispatcher renames sys.argv[0] for the subcommand's usage line."""
+    monkeypatch.setattr(sys, "argv", ["glanet", *argv])
+    try:
+        code = glanet_main(argv)
+    except SystemExit as e:
+        code = e.code
+    out = capsys.readouterr()
+    return int(code or 0), out.out, out.err
+
+
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_glanet_version_prints_the_package_version(flag: str, capsys, monkeypatch) -> None:
+    code, out, err = _glanet([flag], capsys, monkeypatch)
+    assert (code, out, err) == (0, f"glanet {glanet.__version__}\n", "")
+    assert glanet.__version__.count(".") == 2
+
+
+def test_glanet_archive_help_shows_its_flags(capsys, monkeypatch) -> None:
+    code, out, err = _glanet(["archive", "--help"], capsys, monkeypatch)
+    assert code == 0, err
+    assert out.startswith("usage: glanet archive") and "--videos" in out and "--out" in out
+
+
+def test_glanet_help_lists_every_command(capsys, monkeypatch) -> None:
+    code, out, _ = _glanet(["--help"], capsys, monkeypatch)
+    assert code == 0 and "--version" in out
+    assert all(f"  {name} " in out for name in COMMANDS)
+
+
+def test_an_unknown_glanet_command_is_one_line_and_exit_2(capsys, monkeypatch) -> None:
+    code, out, err = _glanet(["archiv", "--videos", "x"], capsys, monkeypatch)
+    assert code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "unknown command 'archiv'" in lines[0] and "archive" in lines[0], err

@@ -7,16 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from glanet.config import (
-    Config,
-    ConfigError,
-    ModelConfig,
-    SMNetConfig,
-    TrainConfig,
-    config_from_dict,
-    config_to_dict,
-    load_config,
-)
+from glanet.config import Config, ConfigError, TrainConfig, config_from_dict, config_to_dict, load_config
+from glanet.models.config import ModelConfig, SMNetConfig
 
 CONFIG_DIR = Path(__file__).parent.parent / "configs"
 CONFIGS = sorted(CONFIG_DIR.glob("*.toml"))

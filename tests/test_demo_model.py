@@ -9,7 +9,7 @@ import torch
 
 from glanet.checkpoint import load_checkpoint
 from glanet.data.sampling import Sampling
-from glanet.data.synth import CLASSES, generate_video
+from glanet.data.synth_render import CLASSES, generate_video
 from glanet.data.transforms import EvalTransform
 
 DEMO = Path(__file__).parent.parent / "models" / "glanet_synthactions_demo.pt"

@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from glanet.checkpoint import load_checkpoint, save_checkpoint
-from glanet.config import DataConfig, ModelConfig
+from glanet.config import DataConfig
 from glanet.data.sampling import Sampling
-from glanet.data.synth import CLASSES, write_dataset
+from glanet.data.synth import write_dataset
+from glanet.data.synth_render import CLASSES
 from glanet.data.transforms import EvalTransform, preprocessing_dict
 from glanet.evaluate import (
     attention_image,
@@ -26,6 +27,7 @@ from glanet.evaluate import (
     write_report,
 )
 from glanet.heatmap import heatmap
+from glanet.models.config import ModelConfig
 from glanet.models.glanet import GLANet
 from stream.overlay import heatmap as stream_heatmap
 
@@ -278,7 +280,7 @@ def _write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
 @pytest.fixture(scope="module")
 def demo_videos(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """The demo model and two SynthActions videos of each of 3 classes, as a class folder and as a CSV."""
-    from glanet.data.synth import generate_video
+    from glanet.data.synth_render import generate_video
 
     demo = Path(__file__).resolve().parents[1] / "models" / "glanet_synthactions_demo.pt"
     root = tmp_path_factory.mktemp("videos")

@@ -10,9 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from glanet.config import DataConfig, ModelConfig
+from glanet.config import DataConfig
 from glanet.data.sampling import Sampling
-from glanet.data.synth import CLASSES, write_dataset
+from glanet.data.synth import write_dataset
+from glanet.data.synth_render import CLASSES
 from glanet.data.transforms import ClipTransform, preprocessing_dict
 from glanet.localisation import (
     LocalisationStats,
@@ -23,6 +24,7 @@ from glanet.localisation import (
     localisation_report,
     pointing_hit,
 )
+from glanet.models.config import ModelConfig
 from glanet.models.glanet import GLANet
 
 PRE = preprocessing_dict(DataConfig(resize=(48, 48), crop=40))

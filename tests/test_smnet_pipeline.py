@@ -16,10 +16,11 @@ from engines.export import export
 from engines.openvino_backend import OpenVINOBackend
 from engines.torch_backend import TorchBackend
 from glanet.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from glanet.config import SMNetConfig
-from glanet.data.synth import CLASSES, write_dataset
+from glanet.data.synth import write_dataset
+from glanet.data.synth_render import CLASSES
 from glanet.evaluate import evaluate_checkpoint
 from glanet.models import SMNet, build_model
+from glanet.models.config import SMNetConfig
 from glanet.train import main as train_main
 
 ROOT = Path(__file__).resolve().parents[1]

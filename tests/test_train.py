@@ -13,7 +13,8 @@ from tiny import CONFIG, tiny_overrides
 
 from glanet.checkpoint import load_checkpoint, read_checkpoint
 from glanet.config import TrainConfig
-from glanet.data.synth import CLASSES, write_dataset
+from glanet.data.synth import write_dataset
+from glanet.data.synth_render import CLASSES
 from glanet.train import lr_at, main, parse_args, run, sa_temperature_at
 
 

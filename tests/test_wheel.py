@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+import glanet
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -38,6 +40,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_wheel_carries_the_configs_the_demo_model_and_the_licence(wheel: Path) -> None:
+    assert wheel.name.startswith(f"glanet-{glanet.__version__}-")  # pyproject.toml reads glanet.__version__
     names = zipfile.ZipFile(wheel).namelist()
     assert "glanet/assets/glanet_synthactions_demo.pt" in names
     assert (
@@ -68,6 +71,8 @@ def test_an_installed_wheel_runs_the_demo_from_any_directory(wheel: Path, tmp_pa
     )
     assert all(str(venv) in p for p in where.stdout.split()), where.stdout  # the wheel's, not the clone's
     assert "run" in run([str(venv / "bin" / "glanet"), "--help"], elsewhere).stdout
+    version = run([str(venv / "bin" / "glanet"), "--version"], elsewhere).stdout
+    assert version == f"glanet {glanet.__version__}\n"
     proc = run(
         [str(venv / "bin" / "glanet"), "run", "--source", "demo", "--max-frames", "20", "--headless",
          "--no-dashboard"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from glanet.data.synth import CLASSES
+from glanet.data.synth_render import CLASSES
 
 CONFIG = str(Path(__file__).parent.parent / "configs" / "glanet_r18_synth_cpu.toml")
 

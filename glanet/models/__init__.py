@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from glanet.config import AnyModelConfig, SMNetConfig
+from glanet.models.config import AnyModelConfig, SMNetConfig
 from glanet.models.glanet import GLANet
 from glanet.models.glanet import build_model as build_glanet
 from glanet.models.online import ClipOutput, Encoded, OnlineSpec, State, StateField, StepOutput

@@ -14,9 +14,9 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from glanet.config import ModelConfig
 from glanet.models.attention import GlobalPooling, LearnedAttention, StatisticAttention
 from glanet.models.backbone import ResNetTrunk, load_imagenet_weights
+from glanet.models.config import ModelConfig
 from glanet.models.fusion import FeatureFusion
 from glanet.models.online import (
     ClipOutput,

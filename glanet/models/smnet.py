@@ -23,8 +23,8 @@ from collections.abc import Iterator, Mapping
 import torch
 from torch import Tensor, nn
 
-from glanet.config import SMNetConfig
 from glanet.models.backbone import ResNetTrunk, load_imagenet_weights
+from glanet.models.config import SMNetConfig
 from glanet.models.excitation import SMModule
 from glanet.models.online import (
     ClipOutput,

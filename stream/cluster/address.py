@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from stream.errors import StreamError
+from stream.hostport import AddressError, Problem, parse_host_port
 
 
 class ClusterError(StreamError):
@@ -25,8 +26,8 @@ class ClusterAddress:
         return self.url or self.kind
 
 
-_LOCAL = re.compile(r"^local:(\d+)(?:x(\d+))?$")
-_CLIENT = re.compile(r"^ray://([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\]):(\d+)$")
+_LOCAL = re.compile(r"^local:(\d+)(?:x(\d+))?$", re.ASCII)  # ASCII: \d alone takes '٣' for 3
+_CLIENT = "ray://"
 
 
 def parse_cluster_address(text: str) -> ClusterAddress:
@@ -41,10 +42,14 @@ def parse_cluster_address(text: str) -> ClusterAddress:
         if m.group(2) is not None and not 1 <= cpus <= 1024:
             raise ValueError(f"--cluster {text}: local:NxC wants at least 1 CPU a node")
         return ClusterAddress("local", nodes=nodes, cpus=cpus)
-    if m := _CLIENT.match(given):
-        if not 0 < int(m.group(2)) < 65536:
-            raise ValueError(f"--cluster {text}: the port must be 1 to 65535")
-        return ClusterAddress("ray", url=given)
+    if given.startswith(_CLIENT):
+        try:
+            parse_host_port(given.removeprefix(_CLIENT), form="ray://HOST:PORT")
+            return ClusterAddress("ray", url=given)
+        except AddressError as error:
+            if error.problem is Problem.PORT_OUT_OF_RANGE:
+                raise ValueError(f"--cluster {text}: the port must be 1 to 65535") from None
+            # anything else: the forms --cluster takes, below
     raise ValueError(
         f"--cluster {text!r}: give auto (a cluster `ray start` runs here), ray://HOST:PORT (Ray Client) or "
         "local:N (start N nodes on this machine)"

@@ -1,7 +1,6 @@
 """The driver of a cluster run: shards on the nodes, cameras assigned by a stable hash, failover.
 
-`ClusterApp` offers what run_camera.py and the web view use of a `StreamApp` (run, request_stop,
-add_camera, remove_camera, live_cameras, camera, view, specs, sinks, dispatcher), with the cameras on
+`ClusterApp` is a `Run` (stream.runtime.loop) as a `StreamApp` is, on the same loop, with the cameras on
 shards instead of in this process:
 - one shard per node (a Ray actor holding the node's CPUs, pinned to it), each with its own engine;
 - a camera goes to the live shard it ranks first by a rendezvous hash of (shard, camera) among those
@@ -29,17 +28,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from stream.app import CameraSpec, RunSummary, StreamOptions, Summary
 from stream.cluster.address import ClusterAddress, ClusterError
 from stream.cluster.auth import HOW_TO_TURN_ON, TokenEnv, has_token
 from stream.cluster.local import LOCAL_RESOURCE, LocalCluster
 from stream.cluster.probe import CLIENT_CALL, GCS_CALL, wants_token
 from stream.cluster.shard import CameraState, Poll, Shard, ShardConfig
 from stream.cluster.wire import Rebuilder
-from stream.dashboard import Dashboard
-from stream.dispatch import DashboardSink, Dispatcher, EventFile, Output, Sink, View
-from stream.sinks import EventLog
-from stream.types import Event, Prediction, SourceStatus, StatsSnapshot, StatusUpdate
+from stream.output import Output, View
+from stream.runtime.dispatch import Dispatcher, Sink
+from stream.runtime.loop import RunLoop
+from stream.runtime.model import ModelChoice
+from stream.runtime.spec import CameraSpec, StreamOptions
+from stream.runtime.summary import RunSummary, Summary
+from stream.types import CameraStatus, Event, Prediction, SourceStatus, StatsSnapshot, StatusUpdate
 
 log = logging.getLogger(__name__)
 
@@ -71,65 +72,6 @@ def choose_shard(camera: str, load: dict[str, int], cpus: dict[str, int]) -> str
     return rendezvous(camera, list(load))[0]  # unreachable: some share is always above its load
 
 
-# -- the cameras as the runtime's users see them (duck-typed like stream.runner.Camera) -------------------
-class _Buffer:
-    def __init__(self, cam: RemoteCamera) -> None:
-        self._cam = cam
-
-    @property
-    def dropped(self) -> int:
-        return self._cam.total().dropped
-
-
-class _Capture:
-    def __init__(self, cam: RemoteCamera) -> None:
-        self._cam = cam
-        self.buffer = _Buffer(cam)
-
-    @property
-    def name(self) -> str:
-        return self._cam.total().source or self._cam.spec.source.name
-
-    @property
-    def frames(self) -> int:
-        return self._cam.stats.frames_captured + sum(s.frames for s in self._cam.past)
-
-    @property
-    def decode_errors(self) -> int:
-        return self._cam.total().decode_errors
-
-    @property
-    def reconnects(self) -> int:
-        return self._cam.total().reconnects
-
-
-class _Detector:
-    def __init__(self, cam: RemoteCamera) -> None:
-        self._cam = cam
-
-    @property
-    def events_fired(self) -> int:
-        return self._cam.events_seen
-
-
-class _Session:
-    def __init__(self, cam: RemoteCamera) -> None:
-        self._cam = cam
-        self.detector = _Detector(cam)
-
-    @property
-    def last_prediction(self) -> Prediction | None:
-        return self._cam.last_prediction
-
-    @property
-    def frames(self) -> int:
-        return self._cam.total().frames
-
-    @property
-    def predictions(self) -> int:
-        return self._cam.total().predictions
-
-
 @dataclass(eq=False)
 class RemoteCamera:
     """A camera of the cluster run, seen from the driver: where it runs and its newest numbers."""
@@ -147,9 +89,6 @@ class RemoteCamera:
     open_event: Event | None = None  # a start not yet ended: closed here when its shard is lost
     done_seen_at: float | None = None  # when its shard first said it was done
     settled: bool = False  # its shard's numbers were taken after it finished (they are its last)
-
-    def __post_init__(self) -> None:
-        self.capture, self.session = _Capture(self), _Session(self)
 
     @property
     def name(self) -> str:
@@ -196,12 +135,14 @@ class RemoteBackend:
         return self._describe
 
 
-class ClusterApp:
+class ClusterApp(RunLoop):
+    """A run over a Ray cluster: the cameras on shards (a shard a node), their records to the sinks here."""
+
     def __init__(
         self,
         cameras: Sequence[CameraSpec],
         address: ClusterAddress,
-        model: dict[str, Any],
+        model: ModelChoice,
         options: StreamOptions | None = None,
         *,
         max_batch: int | None = None,
@@ -211,14 +152,16 @@ class ClusterApp:
         picture_fps: float = 0.0,
         jpeg_quality: int = 80,
         say: Callable[[str], None] | None = None,
+        sinks: Sequence[Sink] = (),
     ) -> None:
         options = options or StreamOptions()
+        super().__init__(options, sinks)
         names = [c.name for c in cameras]
         if any(not n for n in names) or len({n.lower() for n in names}) != len(names):
             raise ValueError(f"cluster cameras need unique names: {names}")
         if not cameras and not options.keep_alive:
             raise ValueError("no camera to run")
-        self.address, self.model, self.options = address, dict(model), options
+        self.address, self.model, self.options = address, model, options
         self.specs = list(cameras)
         self.max_batch = max_batch or max(4, len(cameras))
         self.lease_s, self.grace_s, self.poll_s = lease_s, grace_s, poll_s
@@ -226,20 +169,13 @@ class ClusterApp:
         self.say = say or (lambda line: print(f"glanet: {line}", file=sys.stderr, flush=True))
         self.cameras: list[RemoteCamera] = []
         self.shards: list[ShardHandle] = []
-        self.sinks: list[Sink] = []
-        self.dispatcher: Dispatcher | None = None
         self.view: View | None = None
         self.backend: RemoteBackend | None = None
         self.class_names: tuple[str, ...] = ()
-        self.stop_reason = ""
-        self.started_at: float | None = None
-        self._stop = threading.Event()
-        self._lock = threading.RLock()  # cameras and shards against the web API's threads
         self._local: LocalCluster | None = None  # local:N's nodes
         self._token = TokenEnv()  # auto / ray://: token mode on for a cluster that wants the user's token
         self._rebuild: Rebuilder | None = None
-        self._announced = False
-        self._dashboard: Dashboard | None = None
+        self._fresh: Callable[[Prediction], None] | None = None
 
     # -- connecting ---------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -377,44 +313,34 @@ class ClusterApp:
                 self._local = None
             self._token.close()
 
-    # -- the StreamApp surface ----------------------------------------------------------------------------
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
+    # -- the Run surface -----------------------------------------------------------------------------------
+    def camera_status(self, cam: RemoteCamera, max_age_s: float = 0.2) -> CameraStatus:
+        total = cam.total()
+        return CameraStatus(
+            cam.name, total.source or cam.spec.source.name, cam.stats, cam.last_prediction, total.frames,
+            cam.stats.frames_captured + sum(s.frames for s in cam.past), total.predictions, total.dropped,
+            total.decode_errors, total.reconnects, cam.events_seen, shard=cam.shard,
+        )  # fmt: skip
 
-    def request_stop(self, reason: str = "stopped") -> None:
-        if not self._stop.is_set():
-            self.stop_reason = reason
-        self._stop.set()
-
-    def live_cameras(self) -> list[RemoteCamera]:
-        with self._lock:
-            return [c for c in self.cameras if not c.removed]
-
-    def camera(self, name: str) -> RemoteCamera | None:
-        with self._lock:
-            return next((c for c in self.cameras if c.name == name and not c.removed), None)
-
-    def add_camera(self, spec: CameraSpec) -> RemoteCamera:
+    def add_camera(self, spec: CameraSpec) -> CameraStatus:
         if not spec.name:
             raise ValueError("a cluster camera needs a name")
-        with self._lock:
+        with self._changes:
             if self.backend is None or self._stop.is_set():  # from `start` on (an archive adds before `run`)
                 raise ValueError("the run is not going: cameras can be added once the shards are up")
-            if any(c.name.lower() == spec.name.lower() for c in self.live_cameras()):
+            if self._name_taken(spec.name):
                 raise ValueError(f"camera {spec.name!r} exists (names are unique, ignoring case)")
             cam = RemoteCamera(spec)
             self.cameras.append(cam)
             self.specs.append(spec)
-            if self._dashboard is not None:
-                self._dashboard.order = (*self._dashboard.order, cam.name)
+            self._camera_added(cam.name)
             self._place(cam)
-        return cam
+            return self.camera_status(cam)
 
     def remove_camera(self, name: str) -> bool:
         import ray
 
-        with self._lock:
+        with self._changes:
             cam = self.camera(name)
             if cam is None:
                 return False
@@ -507,22 +433,22 @@ class ClusterApp:
             Output(cam.name, None, last, False, status, cam.stats, events, display=False, restart=True)
         )
 
-    # -- running -------------------------------------------------------------------------------------------
-    def run(self) -> RunSummary:
-        """Place the cameras, collect from the shards until the run ends; the summary per camera."""
+    # -- running (the loop is RunLoop's) --------------------------------------------------------------------
+    def _prepare(self) -> list[str]:
         if self.backend is None:
             self.start()
-        o = self.options
-        dashboard = self._dashboard = Dashboard(
-            f"{len(self.cameras) or len(self.specs)} cameras | {self.backend.describe()}",  # type: ignore[union-attr]
-            enabled=o.dashboard,
-        )
-        sinks: list[Sink] = [] if o.quiet else [DashboardSink(dashboard, [s.name for s in self.specs])]
-        if o.events:
-            sinks.append(EventFile(EventLog(o.events)))
-        fast = o.fast and not o.keep_alive
-        self.dispatcher = Dispatcher([*sinks, *self.sinks], block=fast)
-        with self._lock:
+        self._fresh = self.announcing()
+        return [s.name for s in self.specs]
+
+    def _title(self) -> str:
+        assert self.backend is not None
+        return f"{len(self.cameras) or len(self.specs)} cameras | {self.backend.describe()}"
+
+    def _blocks(self) -> bool:
+        return self.options.fast and not self.options.keep_alive
+
+    def _start_work(self, dispatcher: Dispatcher) -> threading.Thread:
+        with self._changes:
             self.started_at = time.monotonic()
             placed = {id(c.spec) for c in self.cameras}  # those added already (an archive's feeder)
             for spec in sorted(self.specs, key=lambda s: s.name):  # the same cameras, the same places
@@ -533,33 +459,13 @@ class ClusterApp:
                 self._place(cam)
         loop = threading.Thread(target=self._loop, name="glanet-cluster", daemon=True)
         loop.start()
-        timer = None
-        if o.duration_s is not None:
-            timer = threading.Timer(o.duration_s, self.request_stop, args=("duration reached",))
-            timer.daemon = True
-            timer.start()
-        error: BaseException | None = None
-        try:
-            self.dispatcher.drain()
-        except BaseException as e:
-            self.request_stop("error")
-            error = e
-        finally:
-            if timer is not None:
-                timer.cancel()
-            self._stop.set()
-            self.dispatcher.finish()
-            loop.join()
-            self.dispatcher.close()
-            wall = time.monotonic() - self.started_at
-            summary = self._summary(wall)
-            if not o.quiet:
-                for cam in self.cameras:
-                    dashboard.update(cam.stats, cam.last_prediction, camera=cam.name)
-            dashboard.close(final=not o.quiet and any(c.total().frames for c in self.cameras))
-        if error is not None:
-            raise error
-        return summary
+        return loop
+
+    def _after_work(self) -> None:
+        """The shards were stopped by the polling thread as it ended: nothing is left to close here."""
+
+    def _raise_work_error(self) -> None:
+        """The polling thread's failures stop the run and are said in one line where they happen."""
 
     def _loop(self) -> None:
         try:
@@ -578,7 +484,7 @@ class ClusterApp:
 
         while not self._stop.is_set():
             t0 = time.monotonic()
-            with self._lock:
+            with self._changes:
                 live = [s for s in self.shards if s.alive]
                 for s in live:
                     if s.inflight is None:
@@ -587,7 +493,7 @@ class ClusterApp:
             ready, _ = ray.wait(refs, num_returns=len(refs), timeout=self.poll_s) if refs else ([], [])
             ready_ids = {r.hex() for r in ready}
             now = time.monotonic()
-            with self._lock:
+            with self._changes:
                 for s in live:
                     if s.inflight is not None and s.inflight.hex() in ready_ids:
                         ref, s.inflight = s.inflight, None
@@ -616,7 +522,7 @@ class ClusterApp:
         """Every live shard stops its cameras (their open events close); their last records are taken."""
         import ray
 
-        with self._lock:
+        with self._changes:
             live = [s for s in self.shards if s.alive]
         refs = {s.name: s.actor.stop.remote() for s in live}
         for s in live:
@@ -625,7 +531,7 @@ class ClusterApp:
             except Exception as e:
                 log.warning("shard %s did not stop cleanly: %s", s.name, _cause(e))
                 continue
-            with self._lock:
+            with self._changes:
                 self._take(s, answer)
 
     def _take(self, shard: ShardHandle, answer: Poll) -> None:
@@ -644,7 +550,7 @@ class ClusterApp:
             if rec.final or rec.removed:
                 cam.done = True
                 shard.cameras.discard(cam.name)
-            if out.fresh and out.prediction is not None:
+            if out.fresh and out.prediction is not None and self._fresh is not None:
                 self._fresh(out.prediction)
             self._emit(out)
         now = time.monotonic()
@@ -663,20 +569,12 @@ class ClusterApp:
             if now - cam.done_seen_at > 2.0:
                 cam.done = True
 
-    def _fresh(self, prediction: Prediction) -> None:
-        o = self.options
-        if o.announce and not self._announced:
-            self._announced = True
-            print(o.announce, file=sys.stderr, flush=True)
-        if o.on_prediction is not None:
-            o.on_prediction(prediction)
-
     def _emit(self, out: Output) -> None:
         assert self.dispatcher is not None
         self.dispatcher.put(out)
 
-    def _summary(self, wall: float) -> RunSummary:
-        out: dict[str, Summary] = {}
+    def _summary(self, wall: float, dropped: int) -> RunSummary:
+        summaries = []
         for cam in self.cameras:
             s = cam.total()
             s.wall_s = wall
@@ -685,14 +583,8 @@ class ClusterApp:
                 s.reason = "removed"
             elif not s.reason or (not cam.done and s.reason in ("stopped", "lease expired")):
                 s.reason = self.stop_reason or "stopped"
-            key, k = cam.name, 2
-            while key in out:
-                key, k = f"{cam.name}#{k}", k + 1
-            out[key] = s
-        reasons = {s.reason for s in out.values()}
-        reason = self.stop_reason or (reasons.pop() if len(reasons) == 1 else "every camera finished")
-        dropped = self.dispatcher.dropped if self.dispatcher is not None else 0
-        return RunSummary(out, reason, dropped)
+            summaries.append((cam.name, s))
+        return self._run_summary(summaries, dropped)
 
 
 def _local_index(resources: dict[str, float]) -> int | None:

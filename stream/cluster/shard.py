@@ -8,7 +8,6 @@ when the shard was only cut off rather than dead.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import dataclasses
 import logging
@@ -18,9 +17,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from stream.app import CameraSpec, StreamApp, StreamOptions, Summary
 from stream.cluster.wire import Record, to_record
-from stream.dispatch import Output
+from stream.output import Output
+from stream.runtime.app import StreamApp
+from stream.runtime.model import ModelChoice, open_model
+from stream.runtime.spec import CameraSpec, StreamOptions
+from stream.runtime.summary import Summary
 from stream.types import StatsSnapshot
 
 log = logging.getLogger(__name__)
@@ -29,7 +31,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ShardConfig:
     name: str
-    model: dict[str, Any]  # the model flags: checkpoint, engine, backend, precision, device
+    model: ModelChoice  # the model and its engine, as the driver was given them
     options: StreamOptions  # how its cameras run (the shard makes it headless, quiet, kept alive)
     max_batch: int
     threads: int | None = None  # the engine's CPU threads (None: its own choice)
@@ -123,15 +125,15 @@ class Shard:
     """Loads the model, then runs a kept-alive StreamApp on a thread; the driver adds cameras and polls."""
 
     def __init__(self, config: ShardConfig) -> None:
-        from stream.run import open_model
-
         self.config = config
         if config.cpus:
             os.sched_setaffinity(0, config.cpus)
         if config.cwd and os.path.isdir(config.cwd):
             os.chdir(config.cwd)
-        model = argparse.Namespace(threads=config.threads, **config.model)
-        self.info, self.backend, _ = open_model(model, max_batch=config.max_batch, threads=config.threads)
+        # the engine's threads are the node's CPUs: torch's too
+        choice = dataclasses.replace(config.model, threads=config.threads)
+        model = open_model(choice, max_batch=config.max_batch, threads=config.threads)
+        self.info, self.backend = model.info, model.backend
         o = config.options
         fast = bool(o.fast)
         options = dataclasses.replace(
@@ -139,8 +141,7 @@ class Shard:
             duration_s=None, announce="", on_prediction=None, block_sinks=fast,
         )  # fmt: skip
         self.outbox = Outbox(config, block=fast)
-        self.app = StreamApp([], self.info, self.backend, options)
-        self.app.sinks.append(self.outbox)
+        self.app = StreamApp([], self.info, self.backend, options, sinks=[self.outbox])
         self.error: str | None = None
         self.fenced = False
         self._renewed = time.monotonic()
@@ -202,17 +203,8 @@ class Shard:
         if not self.fenced:
             self._renewed = time.monotonic()
         cameras = self._states()  # before taking the records: a camera done here has its records there
-        self._forget_removed()
+        self.app.forget_removed()  # told so: the driver keeps their numbers
         return Poll(self.outbox.take(), cameras, self.fenced, self.error, self.outbox.dropped)
-
-    def _forget_removed(self) -> None:
-        """Cameras removed (and told so) are let go of: an archive passes thousands of videos through."""
-        runner = self.app.runner
-        if runner is None:
-            return
-        with self.app._changes:
-            active = set(map(id, runner.cameras))
-            self.app.cameras = [c for c in self.app.cameras if not c.removed or id(c) in active]
 
     def stop(self) -> Poll:
         """Stops every camera (their open events close) and answers the last poll."""
@@ -228,7 +220,8 @@ class Shard:
         for cam in list(self.app.cameras):
             summary = self.app.camera_summary(cam, wall, backend)
             summary.shard = self.config.name
-            out[cam.name] = CameraState(summary, cam.snapshot(max_age_s=0.0), cam.done or cam.removed)
+            stats = self.app.camera_status(cam, max_age_s=0.0).stats
+            out[cam.name] = CameraState(summary, stats, cam.done or cam.removed)
         return out
 
 

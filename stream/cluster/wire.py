@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from stream.dispatch import Output
+from stream.output import Output
 from stream.types import Event, Frame, Prediction, StatsSnapshot, StatusUpdate
 
 _BLACK = np.zeros((1, 1, 3), np.uint8)
@@ -32,7 +32,7 @@ class PredictionData:
 
     index: int
     source_ts: float
-    session: int
+    connection: int
     shape: tuple[int, int]  # its frame's (height, width): where the crop box lies
     step: int
     history: int
@@ -52,7 +52,7 @@ class Record:
     shape: tuple[int, int]  # the output's frame's (height, width)
     index: int  # the output's frame (-1: none)
     source_ts: float
-    session: int
+    connection: int
     truth: str | None
     fresh: bool
     prediction: PredictionData | None  # sent when fresh or with a picture; else the driver keeps the last
@@ -75,7 +75,7 @@ def to_record(output: Output, *, picture: bool, quality: int = 80, send_predicti
     data = None
     if pred is not None and (output.fresh or picture or send_prediction):
         data = PredictionData(
-            pred.frame.index, pred.frame.source_ts, pred.frame.session, pred.frame.image.shape[:2],
+            pred.frame.index, pred.frame.source_ts, pred.frame.connection, pred.frame.image.shape[:2],
             pred.step, pred.history, pred.window,
             pred.probs, pred.raw_probs, pred.branch_probs, pred.crop_box, pred.latency_s,
             pred.ticks_since_reset, dict(pred.maps) if picture else {},
@@ -89,7 +89,7 @@ def to_record(output: Output, *, picture: bool, quality: int = 80, send_predicti
         frame.image.shape[:2] if frame is not None else (0, 0),
         frame.index if frame is not None else -1,
         frame.source_ts if frame is not None else 0.0,
-        frame.session if frame is not None else 0,
+        frame.connection if frame is not None else 0,
         frame.truth if frame is not None else None,
         output.fresh,
         data,
@@ -120,15 +120,15 @@ class Rebuilder:
             image = decoded if decoded is not None else image
         frame = None
         if rec.index >= 0:
-            frame = Frame(image, rec.index, rec.source_ts, now, rec.session, rec.camera, rec.truth)
+            frame = Frame(image, rec.index, rec.source_ts, now, rec.connection, rec.camera, rec.truth)
         pred = self.last.get(rec.camera)
         if rec.prediction is not None:
             d = rec.prediction
-            same = frame is not None and d.index == rec.index and d.session == rec.session
+            same = frame is not None and d.index == rec.index and d.connection == rec.connection
             pframe = frame
             if not same:
                 made = now - d.latency_s
-                pframe = Frame(no_picture(d.shape), d.index, d.source_ts, made, d.session, rec.camera)
+                pframe = Frame(no_picture(d.shape), d.index, d.source_ts, made, d.connection, rec.camera)
             pred = Prediction(
                 pframe, d.step, d.history, d.window, d.probs, d.raw_probs, d.branch_probs, self.branch_names,
                 self.class_names, d.maps, d.crop_box, d.latency_s, d.ticks_since_reset,

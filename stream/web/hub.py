@@ -20,7 +20,7 @@ from typing import Any
 
 import cv2
 
-from stream.dispatch import Output, View
+from stream.output import Output, View
 
 # prediction latency histogram buckets, seconds (capture -> prediction)
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)

@@ -10,6 +10,7 @@ import socket
 from dataclasses import dataclass
 
 from stream.errors import StreamError
+from stream.hostport import AddressError, HostPort, Problem, parse_host_port
 
 TOKEN_ENV = "GLANET_TOKEN"
 # a small send buffer (the connections inherit it): what a slow MJPEG viewer has not read yet waits in the
@@ -67,22 +68,19 @@ def check_host_name(text: str) -> str:
     return name
 
 
-def parse_serve_address(text: str) -> tuple[str, int]:
+def parse_serve_address(text: str) -> HostPort:
     """`PORT`, `HOST:PORT` or `[IPv6]:PORT` -> (host, port); host 127.0.0.1 when not given."""
     text = text.strip()
-    host, port_text = "127.0.0.1", text
-    if text.startswith("["):
-        inner, _, rest = text[1:].partition("]")
-        if not rest.startswith(":"):
-            raise ServeError(f"--serve {text!r}: give [IPv6]:PORT")
-        host, port_text = inner, rest[1:]
-    elif ":" in text:
-        host, _, port_text = text.rpartition(":")
-    if not host:
-        raise ServeError(f"--serve {text!r}: the host before ':' is empty (give PORT or HOST:PORT)")
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ServeError(f"--serve {text!r}: the port must be a number in 0..65535 (0: any free port)")
-    return host, int(port_text)
+    try:
+        return parse_host_port(text, form="PORT or HOST:PORT", default_host="127.0.0.1", allow_zero=True)
+    except AddressError as error:
+        if error.problem in (Problem.PORT_NOT_A_NUMBER, Problem.PORT_OUT_OF_RANGE):
+            message = "the port must be a number in 0..65535 (0: any free port)"
+        elif error.problem is Problem.NO_PORT:  # [IPv6] without a port
+            message = "give [IPv6]:PORT"
+        else:
+            message = str(error)
+        raise ServeError(f"--serve {text!r}: {message}") from None
 
 
 def is_loopback(host: str) -> bool:

@@ -9,7 +9,7 @@ cloud's metadata service) through the status an added camera shows.
   check) unless --serve-allow-private: a LAN address of this machine reaches its services as the
   loopback does.
 - A camera added over the API that fails to open says only that, not why (refused, no answer, answered
-  without a stream: a port scanner of the LAN hosts otherwise); see stream.network.NOT_EXPLAINED.
+  without a stream: a port scanner of the LAN hosts otherwise); see stream.sources.network.NOT_EXPLAINED.
 - A network source's host is resolved once, here (off the event loop, within a time limit), and every
   address it resolves to is checked. Refused unless --serve-allow-private: loopback, link-local
   (169.254/16 with the cloud metadata services, fe80::/10), unspecified (0.0.0.0/8, ::), multicast,

@@ -48,11 +48,11 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from stream.app import CameraSpec, StreamApp
-from stream.cameras import CameraConfig, camera_from_table, source_kind
 from stream.errors import StreamError
-from stream.runner import Camera
-from stream.types import SourceStatus
+from stream.runtime.loop import Run
+from stream.runtime.spec import CameraSpec
+from stream.sources.cameras import CameraConfig, camera_from_table, source_kind
+from stream.types import CameraStatus, SourceStatus
 from stream.web.connections import (
     ACCEPT_BURST,
     IDLE_TIMEOUT_S,
@@ -82,11 +82,12 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 
 class WebServer:
-    """The routes over a running StreamApp and its WebHub; `start()` serves in a thread, `stop()` ends."""
+    """The routes over a running Run (in this process or a cluster's) and its WebHub; `start()` serves in a
+    thread, `stop()` ends."""
 
     def __init__(
         self,
-        app: StreamApp,
+        app: Run,
         hub: WebHub,
         options: ServeOptions,
         make_camera: Callable[[CameraConfig], CameraSpec],
@@ -225,7 +226,7 @@ class WebServer:
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse(
-            {"status": "ok", "cameras": len(self.app.live_cameras()), "stopping": self.app.stopping}
+            {"status": "ok", "cameras": len(self.app.statuses()), "stopping": self.app.stopping}
         )
 
     async def info(self, request: Request) -> Response:
@@ -245,22 +246,22 @@ class WebServer:
             }
         )
 
-    def _camera_json(self, cam: Camera) -> dict[str, Any]:
-        snap = cam.snapshot()
-        prediction = cam.session.last_prediction
+    def _camera_json(self, cam: CameraStatus) -> dict[str, Any]:
+        snap = cam.stats
+        prediction = cam.last_prediction
         top = prediction.top(1)[0] if prediction is not None else None
         last = next((e for e in reversed(self.hub.events) if e["camera"] == cam.name), None)
         tile = self.hub.tile(cam.name)
         return {
             "name": cam.name,
-            "source": cam.capture.name,  # redacted: no user, password or secret-looking query value
+            "source": cam.source,  # redacted: no user, password or secret-looking query value
             "status": snap.status.value,
             "message": snap.status_message,
             "fps": _finite(snap.fps.get("model", 0.0)),
             "capture_fps": _finite(snap.fps.get("capture", 0.0)),
             "latency_p95_ms": _finite(snap.latency_p95_ms),
-            "frames": cam.session.frames,
-            "predictions": cam.session.predictions,
+            "frames": cam.frames,
+            "predictions": cam.predictions,
             "reconnects": snap.reconnects,
             "top1": {"label": top[0], "confidence": round(top[1], 4)} if top else None,
             "warm": prediction.warm if prediction is not None else False,
@@ -268,14 +269,14 @@ class WebServer:
             "has_picture": tile is not None and tile.output is not None,
         }
 
-    def _find(self, name: str) -> Camera:
-        cam = self.app.camera(name)
+    def _find(self, name: str) -> CameraStatus:
+        cam = self.app.status(name)
         if cam is None:
             raise HTTPException(404, f"no camera named {name!r}")
         return cam
 
     async def list_cameras(self, request: Request) -> Response:
-        return JSONResponse([self._camera_json(c) for c in self.app.live_cameras()])
+        return JSONResponse([self._camera_json(c) for c in self.app.statuses()])
 
     async def get_camera(self, request: Request) -> Response:
         return JSONResponse(self._camera_json(self._find(request.path_params["name"])))
@@ -299,7 +300,7 @@ class WebServer:
         except (StreamError, ValueError) as error:
             return _error(400, str(error))
         async with self._adding:
-            if len(self.app.live_cameras()) >= self.options.max_cameras:
+            if len(self.app.statuses()) >= self.options.max_cameras:
                 return _error(
                     409, f"this run holds at most {self.options.max_cameras} cameras (--serve-max-cameras)"
                 )
@@ -464,22 +465,22 @@ class _Metrics:
 
     def collect(self) -> Any:
         app, hub = self.server.app, self.server.hub
-        cams = app.live_cameras()
+        cams = app.statuses()
         counters = [
-            ("glanet_frames", "source frames through the loop", lambda c: c.session.frames),
-            ("glanet_frames_captured", "frames decoded from the source", lambda c: c.capture.frames),
-            ("glanet_predictions", "predictions made", lambda c: c.session.predictions),
+            ("glanet_frames", "source frames through the loop", lambda c: c.frames),
+            ("glanet_frames_captured", "frames decoded from the source", lambda c: c.frames_captured),
+            ("glanet_predictions", "predictions made", lambda c: c.predictions),
             (
                 "glanet_frames_dropped",
                 "frames dropped by the capture buffer (live)",
-                lambda c: c.capture.buffer.dropped,
+                lambda c: c.dropped,
             ),
-            ("glanet_decode_errors", "frames that did not decode", lambda c: c.capture.decode_errors),
-            ("glanet_reconnects", "reconnections to the source", lambda c: c.capture.reconnects),
+            ("glanet_decode_errors", "frames that did not decode", lambda c: c.decode_errors),
+            ("glanet_reconnects", "reconnections to the source", lambda c: c.reconnects),
             (
                 "glanet_events",
                 "action events fired (start and end)",
-                lambda c: c.session.detector.events_fired,
+                lambda c: c.events,
             ),
             (
                 "glanet_web_jpeg_encoded",
@@ -502,7 +503,7 @@ class _Metrics:
             "glanet_prediction_latency_seconds", "capture to prediction", labels=["camera"]
         )
         for cam in cams:
-            snap = cam.snapshot()
+            snap = cam.stats
             for s in SourceStatus:
                 status.add_metric([cam.name, s.value], 1.0 if snap.status is s else 0.0)
             up.add_metric([cam.name], 1.0 if snap.status is SourceStatus.LIVE else 0.0)
@@ -537,7 +538,7 @@ class _Metrics:
                 yield family
 
 
-def _tile_value(hub: WebHub, cam: Camera, field: str) -> float:
+def _tile_value(hub: WebHub, cam: CameraStatus, field: str) -> float:
     tile = hub.tile(cam.name)
     return float(getattr(tile, field)) if tile is not None else 0.0
 

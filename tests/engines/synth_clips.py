@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from glanet.checkpoint import load_checkpoint
-from glanet.data.synth import CLASSES, generate_video
+from glanet.data.synth_render import CLASSES, generate_video
 from glanet.data.transforms import EvalTransform
 
 

@@ -34,7 +34,7 @@ from engines.graph_io import (
 from engines.manifest import FORMAT_VERSION, MANIFEST, ManifestError, file_sha256, read_manifest
 from engines.openvino_backend import OpenVINOBackend
 from glanet.checkpoint import load_checkpoint, save_checkpoint
-from glanet.config import ModelConfig
+from glanet.models.config import ModelConfig
 from glanet.models.glanet import build_model
 
 TINY = ModelConfig(backbone="resnet10", num_classes=5, sru_hidden=16, sru_layers=2, la_hidden=8)

@@ -19,7 +19,7 @@ from engines.cache import encode_digest
 from engines.manifest import FORMAT_VERSION, MANIFEST, read_manifest
 from engines.select import export_dir_for
 from glanet.checkpoint import LoadedCheckpoint, load_checkpoint, read_checkpoint, save_checkpoint
-from glanet.config import ModelConfig
+from glanet.models.config import ModelConfig
 from glanet.models.glanet import build_model
 
 DEMO = Path(__file__).parents[2] / "models" / "glanet_synthactions_demo.pt"

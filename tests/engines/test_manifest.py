@@ -19,7 +19,7 @@ from engines.export import export
 from engines.manifest import MANIFEST, Manifest, ManifestError, file_sha256, read_manifest, verify_files
 from engines.openvino_backend import OpenVINOBackend, faster_float_precision
 from glanet.checkpoint import save_checkpoint
-from glanet.config import ModelConfig
+from glanet.models.config import ModelConfig
 from glanet.models.glanet import build_model
 from glanet.text import safe_label
 

@@ -25,9 +25,10 @@ from engines.manifest import MANIFEST, ManifestError, read_manifest
 from engines.openvino_backend import OpenVINOBackend
 from engines.torch_backend import TorchBackend
 from glanet.checkpoint import load_checkpoint
-from glanet.data.synth import LiveSynth, generate_video
+from glanet.data.synth_live import LiveSynth
+from glanet.data.synth_render import generate_video
 from glanet.models.online import Encoded, StepOutput
-from stream.recognizer import Recognizer
+from stream.runtime.recognizer import Recognizer
 from stream.types import Frame
 
 DEMO = Path(__file__).parents[2] / "models" / "glanet_synthactions_demo.pt"

@@ -27,8 +27,9 @@ from engines.select import (
 )
 from engines.torch_backend import TorchBackend
 from glanet.checkpoint import LoadedCheckpoint, load_checkpoint, save_checkpoint
-from glanet.config import DataConfig, ModelConfig
+from glanet.config import DataConfig
 from glanet.data.transforms import preprocessing_dict
+from glanet.models.config import ModelConfig
 from glanet.models.glanet import GLANet
 
 CUDA = torch.cuda.is_available()

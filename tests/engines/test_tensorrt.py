@@ -35,7 +35,7 @@ from engines.tensorrt_backend import (
     trt_major,
 )
 from engines.torch_tensorrt_backend import compile_options, import_torch_tensorrt
-from glanet.config import ModelConfig
+from glanet.models.config import ModelConfig
 from glanet.models.glanet import GLANet
 
 SHA = "ab" * 32

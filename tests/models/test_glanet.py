@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 import torch
 
-from glanet.config import PRESETS, ModelConfig
 from glanet.models import GLANet
+from glanet.models.config import PRESETS, ModelConfig
 from glanet.models.online import reset_rows
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from glanet.config import ModelConfig
 from glanet.models import GLANet
+from glanet.models.config import ModelConfig
 
 pytestmark = pytest.mark.gpu
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torchvision
 
-from glanet.config import SMNetConfig
 from glanet.models.backbone import ResNetTrunk
+from glanet.models.config import SMNetConfig
 from glanet.models.smnet import SMNet, build_smnet
 
 

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from stream.capture import Capture
+from stream.sources.capture import Capture
 from stream.types import Frame
 
 BITS = 6  # the frame index, drawn as 8x8 black/white blocks along the top row: mp4v keeps those

@@ -9,7 +9,7 @@ stops. test_cluster.py asserts on the findings. The scenarios:
 - same: 4 file cameras --fast over the 2 nodes (Python API) against the single-process runtime: every
   prediction, and the events; then run_camera.py --cluster auto on them writes the same events;
 - web: run_camera.py --cluster auto --serve: the API, a picture, a camera added and one removed;
-- archive: 12 generated videos through `stream.archive --cluster auto` against one by one in one process;
+- archive: 12 generated videos through `stream.cli.archive --cluster auto` against one by one in one process;
   then a run killed (SIGKILL) after 3 videos and run again: it finishes without redoing them;
 - failover: 4 real-time demo cameras; the worker node's processes killed by their PIDs at 8 s; where each
   camera runs, when its predictions come, and the events, over 26 s.
@@ -28,6 +28,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,6 +37,9 @@ ROOT = HERE.parents[1]
 sys.path[:0] = [str(ROOT), str(HERE)]
 
 from web_helpers import write_demo_video  # noqa: E402
+
+if TYPE_CHECKING:
+    from stream.runtime.model import ModelChoice
 
 RAY = str(Path(sys.executable).with_name("ray"))
 PORT = 6390
@@ -86,13 +90,15 @@ def comm(pid: int) -> str:
     return Path(f"/proc/{pid}/comm").read_text().strip()
 
 
-def model() -> dict:
-    return {"checkpoint": None, "engine": None, "backend": "openvino", "precision": "fp32", "device": None}
+def model() -> ModelChoice:
+    from stream.runtime.model import ModelChoice
+
+    return ModelChoice(backend="openvino", precision="fp32")
 
 
 def file_specs(videos: list[Path]):
-    from stream.app import CameraSpec
-    from stream.sources import parse_source
+    from stream.runtime.spec import CameraSpec
+    from stream.sources.readers import parse_source
 
     return [CameraSpec(f"cam{i}", parse_source(str(v), folder_fps=7.5)) for i, v in enumerate(videos)]
 
@@ -115,9 +121,10 @@ def scenario_same(work: Path) -> dict:
     from engines.select import make_backend
     from glanet.checkpoint import load_checkpoint
     from glanet.package_data import DEMO_CHECKPOINT
-    from stream.app import StreamApp, StreamOptions
     from stream.cluster.address import parse_cluster_address
     from stream.cluster.controller import ClusterApp
+    from stream.runtime.app import StreamApp
+    from stream.runtime.spec import StreamOptions
 
     videos = [write_demo_video(work / f"same{i}.mp4", 8, seed=40 + i) for i in range(4)]
     options = StreamOptions(fast=True, headless=True, dashboard=False, quiet=True)
@@ -275,11 +282,11 @@ def scenario_web(work: Path) -> dict:
     return found
 
 
-# stream.archive as every archive run of these scenarios starts it
+# stream.cli.archive as every archive run of these scenarios starts it
 ARCHIVE = [
     sys.executable,
     "-m",
-    "stream.archive",
+    "stream.cli.archive",
     "--no-progress",
     "--backend",
     "openvino",
@@ -371,10 +378,10 @@ def scenario_archive(work: Path) -> dict:
 def scenario_failover(work: Path) -> dict:
     import ray
 
-    from stream.app import CameraSpec, StreamOptions
     from stream.cluster.address import parse_cluster_address
     from stream.cluster.controller import ClusterApp
-    from stream.sources import parse_source
+    from stream.runtime.spec import CameraSpec, StreamOptions
+    from stream.sources.readers import parse_source
 
     specs = [
         CameraSpec(f"live{i}", parse_source("demo", demo_seed=70 + i, demo_size=128, demo_fps=15.0))

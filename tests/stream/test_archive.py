@@ -1,4 +1,4 @@
-"""python -m stream.archive: a folder or list of videos through the recognizer, resumable, a corrupt video
+"""python -m stream.cli.archive: a folder or list of videos through the recognizer, resumable, a corrupt video
 reported and skipped; its events equal run_camera.py's on the same video."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from web_helpers import ROOT, write_demo_video
 
-ARCHIVE = [sys.executable, "-m", "stream.archive"]
+ARCHIVE = [sys.executable, "-m", "stream.cli.archive"]
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from stream.buffer import BufferClosed, BufferPolicy, RingBuffer
+from stream.sources.buffer import BufferClosed, BufferPolicy, RingBuffer
 
 pytestmark = pytest.mark.timeout(20)  # a hang fails the test; tests that wait say so themselves
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from stream.cameras import (
+from stream.errors import SourceError, StreamError
+from stream.sources.cameras import (
     CameraConfig,
     CameraDefaults,
     camera_source_spec,
@@ -16,7 +17,6 @@ from stream.cameras import (
     load_cameras_file,
     parse_camera_arg,
 )
-from stream.errors import SourceError, StreamError
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -362,7 +362,7 @@ def test_nan_and_infinite_values_in_the_file_are_errors(tmp_path, line):
 
 
 def test_the_range_check_itself_rejects_nan_and_infinity():
-    from stream.cameras import _range_problem
+    from stream.sources.cameras import _range_problem
 
     for key in ("watchdog", "enter", "exit", "smoothing", "min_duration", "folder_fps", "demo_fps"):
         for value in (float("nan"), float("inf"), float("-inf")):

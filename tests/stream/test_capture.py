@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 from capture_helpers import drain
 
-from stream.buffer import BufferPolicy
-from stream.capture import Capture, CaptureConfig
 from stream.errors import DecodeError, SourceError, SourceLost, StreamError
-from stream.sources import DemoSource, Source
+from stream.sources.buffer import BufferPolicy
+from stream.sources.capture import Capture, CaptureConfig
+from stream.sources.readers import DemoSource
+from stream.sources.source import Source
 from stream.types import Frame, SourceStatus, StatusUpdate
 
 pytestmark = pytest.mark.timeout(20)  # a hang fails the test; tests that wait say so themselves
@@ -196,7 +197,7 @@ def test_file_yields_every_frame_once_in_order_then_ends(rig):
     assert [f.index for f in frames] == list(range(60))
     assert [intensity(f) for f in frames] == list(range(60))
     assert [f.source_ts for f in frames] == [float(i) for i in range(60)]
-    assert {f.session for f in frames} == {1}
+    assert {f.connection for f in frames} == {1}
     assert capture.status.status is SourceStatus.ENDED
     assert capture.error is None
     assert capture.finished
@@ -312,7 +313,7 @@ def test_lost_live_source_is_reopened_as_a_new_session(rig):
     # then the source was opened again, the frames after the gap carry session 2, indices count on
     assert factory.calls == 2
     assert [connection(f) for f in frames] == [0, 0, 0, 1, 1, 1]
-    assert [f.session for f in frames] == [1, 1, 1, 2, 2, 2]
+    assert [f.connection for f in frames] == [1, 1, 1, 2, 2, 2]
     assert [f.index for f in frames] == list(range(6))
     assert capture.reconnects == 1
     assert factory.sources[0].closed.is_set()
@@ -387,7 +388,7 @@ def test_a_frame_resets_the_reconnect_count(rig):
     factory = Factory(Plan(live=True, lose_after=1))
     capture = rig.capture(factory, live=True, capacity=16, backoff_initial_s=0.01, max_reconnects=1)
     # when the consumer reads 4 frames, then it has not given up: each frame proved the source alive
-    assert [f.session for f in take(capture, 4)] == [1, 2, 3, 4]
+    assert [f.connection for f in take(capture, 4)] == [1, 2, 3, 4]
     assert all(s.attempt == 1 for s in factory.statuses[1:])
     assert capture.status.status is not SourceStatus.FAILED
 
@@ -408,7 +409,7 @@ def test_watchdog_replaces_a_frozen_live_source_and_ignores_its_late_frames(rig)
     # then after about watchdog_s without a frame a new connection was made, as a new session
     assert factory.calls == 2
     assert [connection(f) for f in frames] == [0, 0, 0, 1, 1, 1]
-    assert [f.session for f in frames] == [1, 1, 1, 2, 2, 2]
+    assert [f.connection for f in frames] == [1, 1, 1, 2, 2, 2]
     assert frames[3].capture_ts - frames[2].capture_ts >= 0.2
     announced = factory.statuses[1]
     assert announced.status is SourceStatus.RECONNECTING
@@ -472,7 +473,7 @@ def test_repeated_freezes_leave_no_threads_behind(rig):
     capture = rig.capture(factory, live=True, capacity=16, watchdog_s=0.05)
     # when the watchdog abandons 3 wedged workers
     frames = take(capture, 4)
-    assert [f.session for f in frames] == [1, 2, 3, 4]
+    assert [f.connection for f in frames] == [1, 2, 3, 4]
     # then each wedged read holds at most one thread, and all of them end once released
     assert threading.active_count() <= before + 4
     for g in gates:
@@ -659,7 +660,7 @@ def test_demo_source_streams_in_real_time(rig):
     assert 9 / 30 - 0.01 <= span < 2.0
     assert [f.index for f in frames] == list(range(10))
     assert [f.source_ts for f in frames] == pytest.approx([i / 30 for i in range(10)])
-    assert {f.session for f in frames} == {1}
+    assert {f.connection for f in frames} == {1}
     assert frames[0].image.shape == (32, 32, 3) and frames[0].image.dtype == np.uint8
     assert capture.nominal_fps == 30.0
     assert capture.status.status is SourceStatus.LIVE

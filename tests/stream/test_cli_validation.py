@@ -17,15 +17,15 @@ from pathlib import Path
 import pytest
 
 from engines.errors import EngineError
-from stream.errors import SourceError, StreamError
-from stream.events import EventConfig
-from stream.sinks import SinkError
+from stream.errors import SinkError, SourceError, StreamError
+from stream.runtime.events import EventConfig
+from stream.runtime.model import DEFAULT_CHECKPOINT, check_cuda_device
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-import run_camera  # noqa: E402  (a script at the repository root)
-from run_camera import UsageError, parse_args, validate  # noqa: E402
+from run_camera import parse_args  # noqa: E402
+from stream.cli.checks import UsageError, validate  # noqa: E402
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -146,14 +146,14 @@ def test_cuda_without_a_cuda_device_is_one_line(monkeypatch):
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(UsageError, match=r"--device cuda: no CUDA device"):
-        run_camera.check_cuda_device("cuda")
+    with pytest.raises(ValueError, match=r"--device cuda: no CUDA device"):
+        check_cuda_device("cuda")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    with pytest.raises(UsageError, match=r"--device cuda:3: there is no CUDA device 3"):
-        run_camera.check_cuda_device("cuda:3")
-    run_camera.check_cuda_device("cuda:0")
-    run_camera.check_cuda_device("cpu")
+    with pytest.raises(ValueError, match=r"--device cuda:3: there is no CUDA device 3"):
+        check_cuda_device("cuda:3")
+    check_cuda_device("cuda:0")
+    check_cuda_device("cpu")
 
 
 def test_an_unknown_attention_map_fails_before_loading():
@@ -250,7 +250,7 @@ def test_events_or_summary_over_an_input_file_is_refused(tmp_path):
     ckpt.write_bytes(b"weights")
     line = problem("--checkpoint", ckpt, "--summary-json", ckpt, kind=UsageError)
     assert "--summary-json" in line and "--checkpoint" in line
-    line = problem("--summary-json", run_camera.DEFAULT_CHECKPOINT, kind=UsageError)
+    line = problem("--summary-json", DEFAULT_CHECKPOINT, kind=UsageError)
     assert "default checkpoint" in line
 
 

@@ -9,12 +9,13 @@ import time
 import numpy as np
 import pytest
 
-from stream.app import CameraSpec, StreamOptions
 from stream.cluster.shard import Shard, ShardConfig
 from stream.cluster.wire import Rebuilder, to_record
-from stream.sources import parse_source
+from stream.runtime.model import ModelChoice
+from stream.runtime.spec import CameraSpec, StreamOptions
+from stream.sources.readers import parse_source
 
-MODEL = {"checkpoint": None, "engine": None, "backend": "openvino", "precision": "fp32", "device": None}
+MODEL = ModelChoice(backend="openvino", precision="fp32")
 
 
 def demo(name: str, seed: int) -> CameraSpec:
@@ -61,7 +62,7 @@ def test_a_shard_not_polled_for_its_lease_stops_its_cameras(shard_config, monkey
 
 @pytest.mark.timeout(120)
 def test_records_rebuild_the_outputs(shard_config, monkeypatch, tmp_path):
-    from stream.dispatch import Output
+    from stream.output import Output
     from stream.types import Event, Frame, Prediction, SourceStatus, StatsSnapshot, StatusUpdate
 
     ys, xs = np.mgrid[0:120, 0:160]
@@ -84,7 +85,7 @@ def test_records_rebuild_the_outputs(shard_config, monkeypatch, tmp_path):
     assert shown.display and shown.frame.image.shape == image.shape
     assert np.abs(shown.frame.image.astype(int) - image).mean() < 3  # a JPEG of it
     assert set(shown.prediction.maps) == {"sa"}
-    from stream.dispatch import View
+    from stream.output import View
 
     drawn = shown.overlay(View(("sa",), "sa"))  # the overlay draws on the rebuilt picture
     assert drawn.shape[2] == 3

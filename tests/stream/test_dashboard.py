@@ -8,7 +8,7 @@ import numpy as np
 from fake_prediction import fake_prediction
 from rich.console import Console
 
-from stream.dashboard import Dashboard
+from stream.sinks.dashboard import Dashboard
 from stream.types import Prediction, SourceStatus, StatsSnapshot
 
 CLASSES = ("walk", "run", "jump", "wave", "clap", "sit", "stand", "box", "throw", "catch", "kick", "push")

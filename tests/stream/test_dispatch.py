@@ -9,7 +9,9 @@ import time
 import numpy as np
 import pytest
 
-from stream.dispatch import Dispatcher, Output, View, mosaic
+from stream.output import Output, View
+from stream.runtime.dispatch import Dispatcher
+from stream.sinks.window import mosaic
 from stream.types import Event, Frame, SourceStatus, StatsSnapshot, StatusUpdate
 
 

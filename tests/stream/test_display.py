@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from stream import display, sinks
-from stream.display import display_problem, has_display, wayland_reachable, x_server_reachable
+from stream.sinks import display, window
+from stream.sinks.display import display_problem, has_display, wayland_reachable, x_server_reachable
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -117,7 +117,7 @@ def test_display_problem_is_none_with_a_real_x_server(linux_gui, monkeypatch):
         monkeypatch.setenv("DISPLAY", f":{n}")
         assert display_problem() is None
         assert has_display() is True
-        assert sinks.has_display() is True  # the name sinks.py exports is this one
+        assert window.has_display() is True  # the name the window uses is this one
 
 
 def test_a_display_with_no_server_is_named(linux_gui, monkeypatch):
@@ -223,7 +223,8 @@ def test_wayland_alone_is_not_enough_for_opencvs_qt(linux_gui, monkeypatch, tmp_
 WINDOW_SCRIPT = textwrap.dedent(
     """
     import numpy as np
-    from stream.sinks import SinkError, WindowSink
+    from stream.errors import SinkError
+    from stream.sinks.window import WindowSink
     try:
         window = WindowSink("glanet-test")
     except SinkError as error:

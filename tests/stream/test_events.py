@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream.events import EventConfig, EventDetector
+from stream.runtime.events import EventConfig, EventDetector
 
 NAMES = ("walk", "run", "jump")
 

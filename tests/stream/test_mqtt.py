@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 from mosquitto import HOST, Broker, Subscriber, free_port, wait_until
 
-from stream.dispatch import Output
-from stream.mqtt import MqttConfig, MqttError, MqttSink, parse_address, password_from_env
+from stream.output import Output
+from stream.sinks.mqtt import MqttConfig, MqttError, MqttSink, parse_address, password_from_env
 from stream.types import Event, Frame, SourceStatus, StatsSnapshot, StatusUpdate
 
 pytestmark = pytest.mark.timeout(60)
@@ -126,7 +126,7 @@ def test_events_status_and_availability_for_two_cameras(broker, subscribe):
 
 _HOLD_OPEN = """
 import sys, time
-from stream.mqtt import MqttConfig, MqttSink
+from stream.sinks.mqtt import MqttConfig, MqttSink
 sink = MqttSink.connect(MqttConfig("127.0.0.1", int(sys.argv[1])))
 print("READY", flush=True)
 time.sleep(60)
@@ -185,7 +185,7 @@ def test_an_outage_of_the_broker_loses_nothing_and_keeps_the_order(broker, subsc
         wait_until(lambda: len(sub.messages) >= 13, 5, "the first events delivered")
         writer.start()
         time.sleep(0.2)
-        with caplog.at_level(logging.INFO, logger="stream.mqtt"):
+        with caplog.at_level(logging.INFO, logger="stream.sinks.mqtt"):
             broker.stop()
             wait_until(lambda: not sink.connected, 5, "the sink sees the broker gone")
             burst(5)
@@ -214,7 +214,7 @@ def test_an_outage_of_the_broker_loses_nothing_and_keeps_the_order(broker, subsc
         repeated = sorted(seq for seq, n in collections.Counter(seqs).items() if n > 1)
         assert len(repeated) <= 20 and (not repeated or repeated[-1] - repeated[0] < 20), seqs
         assert sink.dropped == 0
-        messages = [r.getMessage() for r in caplog.records if r.name == "stream.mqtt"]
+        messages = [r.getMessage() for r in caplog.records if r.name == "stream.sinks.mqtt"]
         assert sum("connection lost" in m for m in messages) == 1, messages
         assert sum("connected again" in m for m in messages) == 1, messages
     finally:
@@ -233,7 +233,7 @@ def test_while_the_broker_is_away_at_most_queue_events_are_held(broker, subscrib
         broker.stop()
         wait_until(lambda: not sink.connected, 5, "the sink sees the broker gone")
         events = [event("cam", i) for i in range(20)]
-        with caplog.at_level(logging.WARNING, logger="stream.mqtt"):
+        with caplog.at_level(logging.WARNING, logger="stream.sinks.mqtt"):
             for e in events:
                 sink.write(output("cam", [e]))
             sink.write(output("cam", status=SourceStatus.RECONNECTING))  # a status is never dropped
@@ -282,7 +282,7 @@ def test_close_gives_up_on_a_broker_that_stays_away(broker, caplog):
     wait_until(lambda: not sink.connected, 5, "the sink sees the broker gone")
     sink.write(output("cam", [event("cam", 0), event("cam", 1)]))
     t0 = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="stream.mqtt"):
+    with caplog.at_level(logging.WARNING, logger="stream.sinks.mqtt"):
         sink.close()
     assert 2.5 < time.monotonic() - t0 < 6
     assert sink.dropped == 2 and sink.published == 0

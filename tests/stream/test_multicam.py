@@ -15,15 +15,16 @@ import torch
 
 from engines.torch_backend import TorchBackend
 from glanet.checkpoint import load_checkpoint
-from glanet.config import ModelConfig
 from glanet.data.transforms import EvalTransform
+from glanet.models.config import ModelConfig
 from glanet.models.glanet import GLANet
 from glanet.models.online import init_rows
-from stream.app import CameraSpec, StreamApp, StreamOptions
-from stream.batch import Work, step_batch
-from stream.recognizer import Recognizer
-from stream.session import Session
-from stream.sources import parse_source
+from stream.runtime.app import StreamApp
+from stream.runtime.batch import Work, step_batch
+from stream.runtime.recognizer import Recognizer
+from stream.runtime.session import Session
+from stream.runtime.spec import CameraSpec, StreamOptions
+from stream.sources.readers import parse_source
 from stream.types import Frame, SourceStatus
 
 PRE = {"resize": [40, 40], "crop": 32, "mean": [0.5, 0.4, 0.3], "std": [0.2, 0.25, 0.3], "color": "rgb"}
@@ -125,7 +126,7 @@ def test_batched_cameras_equal_independent_recognizers_and_the_offline_model(mod
             torch.testing.assert_close(torch.from_numpy(p.raw_probs), offline(model, clip), atol=1e-5, rtol=0)
     # the camera that reconnected started a new clip there, and its history counts from the reconnect
     if n > 1:
-        after = [p for p in batched[1] if p.frame.session == 2]
+        after = [p for p in batched[1] if p.frame.connection == 2]
         assert sessions[1].resets == 1 and after[0].history == 1
         frames = streams[1]
         for p in after:

@@ -10,11 +10,11 @@ import torch
 from test_multicam import camera_frames, run_rounds
 
 from engines.torch_backend import TorchBackend
-from glanet.config import SMNetConfig
 from glanet.data.transforms import EvalTransform
 from glanet.models import SMNet, build_model
-from stream.recognizer import Recognizer
-from stream.session import Session
+from glanet.models.config import SMNetConfig
+from stream.runtime.recognizer import Recognizer
+from stream.runtime.session import Session
 
 PRE = {"resize": [40, 40], "crop": 32, "mean": [0.5, 0.4, 0.3], "std": [0.2, 0.25, 0.3], "color": "rgb"}
 CLASSES = tuple(f"c{i}" for i in range(5))

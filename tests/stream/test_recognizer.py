@@ -1,5 +1,5 @@
 """The recognizer: streaming predictions equal offline clip predictions; resampling by timestamp follows the
-offline decoding rule; resets on a new session, time going backwards, or a long gap."""
+offline decoding rule; resets on a new connection, time going backwards, or a long gap."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from engines.torch_backend import TorchBackend
-from glanet.config import ModelConfig
 from glanet.data.transforms import EvalTransform
 from glanet.data.video import resample_indices
+from glanet.models.config import ModelConfig
 from glanet.models.glanet import GLANet
-from stream.recognizer import Recognizer, RecognizerConfig, Resampler
+from stream.runtime.recognizer import Recognizer, RecognizerConfig, Resampler
 from stream.types import Frame
 
 PRE = {"resize": [40, 40], "crop": 32, "mean": [0.5, 0.4, 0.3], "std": [0.2, 0.25, 0.3], "color": "rgb"}
@@ -34,10 +34,10 @@ def model() -> GLANet:
     return m.eval()
 
 
-def frames(n: int, fps: float, session: int = 0, t0: float = 0.0, seed: int = 0) -> list[Frame]:
+def frames(n: int, fps: float, connection: int = 0, t0: float = 0.0, seed: int = 0) -> list[Frame]:
     rng = np.random.default_rng(seed)
     return [
-        Frame(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), i, t0 + i / fps, 0.0, session)
+        Frame(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), i, t0 + i / fps, 0.0, connection)
         for i in range(n)
     ]
 
@@ -116,17 +116,17 @@ def test_upsampled_frames_are_encoded_once_and_stepped_per_tick(model):
     assert rec.steps == resample_indices(10, 2.5, 7.5).size
 
 
-def test_new_session_time_backwards_and_long_gaps_reset(model):
+def test_new_connection_time_backwards_and_long_gaps_reset(model):
     rec = recognizer(model, 5.0, 4, 2, source_fps=None)
     hist = [rec.push(f).history for f in frames(5, 5.0)]
     assert hist == [1, 2, 3, 4, 3]
-    assert rec.push(frames(1, 5.0, session=1, t0=1.0)[0]).history == 1  # reconnect
-    assert rec.push(frames(1, 5.0, session=1, t0=1.2)[0]).history == 2
-    assert rec.push(frames(1, 5.0, session=1, t0=0.4)[0]).history == 1  # time went backwards
+    assert rec.push(frames(1, 5.0, connection=1, t0=1.0)[0]).history == 1  # reconnect
+    assert rec.push(frames(1, 5.0, connection=1, t0=1.2)[0]).history == 2
+    assert rec.push(frames(1, 5.0, connection=1, t0=0.4)[0]).history == 1  # time went backwards
     # a gap shorter than a window keeps the state: the frame fills the ticks it skipped
-    p = rec.push(frames(1, 5.0, session=1, t0=0.8)[0])
+    p = rec.push(frames(1, 5.0, connection=1, t0=0.8)[0])
     assert p.history == 3 and rec.resets == 2
-    p = rec.push(frames(1, 5.0, session=1, t0=10.0)[0])  # 9.2 s with no frame: longer than 4 / 5 s
+    p = rec.push(frames(1, 5.0, connection=1, t0=10.0)[0])  # 9.2 s with no frame: longer than 4 / 5 s
     assert p.history == 1 and rec.resets == 3
 
 

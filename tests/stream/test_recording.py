@@ -1,5 +1,5 @@
 """Recordings that survive: a killed process keeps all but its last second; a full disk is an error naming the
-file, not a silent exit 0 with an unplayable file. VideoSink (stream.sinks) on stream.recording."""
+file, not a silent exit 0 with an unplayable file. VideoSink (sinks/video.py) on sinks/recording.py."""
 
 from __future__ import annotations
 
@@ -20,8 +20,10 @@ import cv2
 import numpy as np
 import pytest
 
-from stream import recording
-from stream.sinks import EventLog, SinkError, VideoSink
+from stream.errors import SinkError
+from stream.sinks import recording
+from stream.sinks.eventlog import EventLog
+from stream.sinks.video import VideoSink
 from stream.types import Event
 
 REPO = Path(__file__).resolve().parents[2]
@@ -105,7 +107,7 @@ CHILD = textwrap.dedent(
     import sys, time
     sys.path[:0] = [{repo!r}, {tests!r}]
     from test_recording import numbered_frame
-    from stream.sinks import VideoSink
+    from stream.sinks.video import VideoSink
     sink = VideoSink({path!r}, fps={fps})
     for i in range({n}):
         sink.write(numbered_frame(i))

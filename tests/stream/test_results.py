@@ -1,5 +1,5 @@
-"""stream/results.py: an archive's result folders never take what is not the archive's. Staged results are
-renamed into place; an earlier result of the archive's has only its own files replaced; a folder of the
+"""stream/sinks/results.py: an archive's result folders never take what is not the archive's. Staged results
+are renamed into place; an earlier result of the archive's has its own files replaced; a folder of the
 user's is refused; the content digest tells a replaced file from the one the results were made from."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.results import (
+from stream.sinks.results import (
     DONE,
     FAILED,
     MARKER,

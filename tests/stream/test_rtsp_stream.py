@@ -11,8 +11,9 @@ import pytest
 
 from engines.torch_backend import TorchBackend
 from glanet.checkpoint import load_checkpoint
-from stream.app import StreamApp, StreamOptions
-from stream.sources import parse_source
+from stream.runtime.app import StreamApp
+from stream.runtime.spec import StreamOptions
+from stream.sources.readers import parse_source
 from stream.types import SourceStatus
 
 DEMO = Path(__file__).resolve().parents[2] / "models" / "glanet_synthactions_demo.pt"
@@ -44,7 +45,7 @@ def seen(app: StreamApp, status: SourceStatus) -> bool:
 
 def session_of_last_prediction(app: StreamApp) -> int:
     p = app.last_prediction
-    return -1 if p is None else p.frame.session
+    return -1 if p is None else p.frame.connection
 
 
 @pytest.mark.timeout(120)
@@ -55,7 +56,7 @@ def test_reads_then_reconnects_after_the_server_dies_and_comes_back(rtsp_server)
             lambda: app.last_prediction is not None and app.last_prediction.history >= 4, 30, "predictions"
         )
         first = app.last_prediction
-        assert first.frame.session == 1 and first.frame.image.shape == (240, 320, 3)
+        assert first.frame.connection == 1 and first.frame.image.shape == (240, 320, 3)
         rtsp_server.kill()
         time.sleep(2.0)  # the app keeps retrying (backoff) while the camera is away
         rtsp_server.start()

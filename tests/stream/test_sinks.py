@@ -14,8 +14,12 @@ import cv2
 import numpy as np
 import pytest
 
-from stream import display, recording, sinks
-from stream.sinks import EventLog, SinkError, VideoSink, WindowSink, has_display, key_action
+from stream.errors import SinkError
+from stream.sinks import display, eventlog, recording, video, window
+from stream.sinks.display import has_display
+from stream.sinks.eventlog import EventLog
+from stream.sinks.video import VideoSink
+from stream.sinks.window import WindowSink, key_action
 from stream.types import Event
 
 # --- window --------------------------------------------------------------------------------------------
@@ -75,7 +79,7 @@ def test_display_needs_an_opencv_gui_backend(monkeypatch, build_info, expected):
     monkeypatch.setattr(sys, "platform", "linux")
     monkeypatch.setenv("DISPLAY", ":0")
     monkeypatch.setattr(display, "x_server_reachable", lambda *_args, **_kwargs: True)
-    monkeypatch.setattr(sinks.cv2, "getBuildInformation", lambda: build_info)
+    monkeypatch.setattr(window.cv2, "getBuildInformation", lambda: build_info)
     assert has_display() is expected
 
 
@@ -85,7 +89,7 @@ def test_has_display_never_raises(monkeypatch):
     def broken() -> str:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(sinks.cv2, "getBuildInformation", broken)
+    monkeypatch.setattr(window.cv2, "getBuildInformation", broken)
     assert has_display() is False
 
 
@@ -200,7 +204,7 @@ def test_video_sink_fails_at_once_on_a_folder_it_cannot_write(tmp_path, monkeypa
     def denied(*_args, **_kwargs):
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(sinks.tempfile, "TemporaryFile", denied)
+    monkeypatch.setattr(video.tempfile, "TemporaryFile", denied)
     with pytest.raises(SinkError, match=re.escape(f"cannot write video {tmp_path / 'x.mp4'}: folder")):
         VideoSink(tmp_path / "x.mp4", fps=10)
     with pytest.raises(SinkError, match="is a folder"):
@@ -269,7 +273,7 @@ def test_event_log_full_disk_leaves_no_half_line(tmp_path, monkeypatch):
             return real_write(fd, bytes(data[: len(data) // 2]))
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(sinks.os, "write", half_then_full)
+    monkeypatch.setattr(eventlog.os, "write", half_then_full)
     with pytest.raises(SinkError) as info:
         log.write(second)
     assert str(info.value) == f"cannot write event log {path}: No space left on device"
@@ -291,7 +295,7 @@ def test_event_log_writes_each_line_in_one_call(tmp_path, monkeypatch):
         return real_write(fd, data)
 
     with EventLog(path) as log:
-        monkeypatch.setattr(sinks.os, "write", recording_write)
+        monkeypatch.setattr(eventlog.os, "write", recording_write)
         for event in make_events():
             log.write(event)
     assert calls == [(json.dumps(e.to_dict()) + "\n").encode() for e in make_events()]

@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 from web_helpers import call, get_json, serve, wait_for
 
-from stream.capture import Capture, CaptureConfig
-from stream.network import NOT_EXPLAINED
-from stream.sources import parse_source
+from stream.sources.capture import Capture, CaptureConfig
+from stream.sources.network import NOT_EXPLAINED
+from stream.sources.readers import parse_source
 from stream.types import SourceStatus
 
 HOST = "127.0.0.1"

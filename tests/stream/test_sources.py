@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from capture_helpers import BITS, drain, index_image, read_index
 
-from stream.capture import Capture, CaptureConfig
 from stream.errors import DecodeError, SourceError
-from stream.sources import DemoSource, FolderSource, OpenCVSource, parse_source, redact
+from stream.sources.capture import Capture, CaptureConfig
+from stream.sources.readers import DemoSource, FolderSource, OpenCVSource, parse_source, redact
 from stream.types import SourceStatus
 
 pytestmark = pytest.mark.timeout(20)  # a hang fails the test; tests that wait say so themselves
@@ -581,7 +581,7 @@ def test_image_file_as_a_video_says_it_is_a_single_frame(tmp_path, caplog):
     source = parse_source(str(path)).factory()
     # when read to its end
     source.open()
-    with caplog.at_level(logging.WARNING, logger="stream.sources"):
+    with caplog.at_level(logging.WARNING, logger="stream.sources.readers"):
         items = read_all(source)
         assert source.read() is None
     source.close()
@@ -605,7 +605,7 @@ def test_truncated_video_that_opens_warns_where_it_ended(tmp_path, caplog):
     source = OpenCVSource(str(path), kind="file")
     # when read to its end
     source.open()
-    with caplog.at_level(logging.WARNING, logger="stream.sources"):
+    with caplog.at_level(logging.WARNING, logger="stream.sources.readers"):
         items = read_all(source)
     source.close()
     # then reading ended, and one warning line said where, of how many, and that it looks truncated

@@ -16,9 +16,9 @@ import cv2
 import pytest
 from capture_helpers import drain, index_image, read_index
 
-from stream.capture import Capture, CaptureConfig
-from stream.network import NetworkSource
-from stream.sources import parse_source
+from stream.sources.capture import Capture, CaptureConfig
+from stream.sources.network import NetworkSource
+from stream.sources.readers import parse_source
 from stream.types import SourceStatus
 
 pytestmark = pytest.mark.timeout(30)

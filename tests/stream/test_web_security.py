@@ -23,7 +23,7 @@ import urllib.parse
 import pytest
 from web_helpers import CLI, ROOT, call, get_json, serve, wait_for
 
-from stream.cameras import CAMERA_RANGES
+from stream.sources.cameras import CAMERA_RANGES
 from stream.web.policy import own_addresses
 
 FILE_LIMIT = 1024

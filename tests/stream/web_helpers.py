@@ -20,7 +20,7 @@ from typing import Any
 
 import cv2
 
-from stream.sources import parse_source
+from stream.sources.readers import parse_source
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, str(ROOT / "run_camera.py")]

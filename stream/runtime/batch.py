@@ -14,7 +14,7 @@ import torch
 
 from engines.backend import Backend
 from glanet.models.online import StepOutput, cat_states, split_state
-from stream.session import Session
+from stream.runtime.session import Session
 from stream.types import Event, Frame, Prediction
 
 

@@ -1,5 +1,5 @@
 """The model thread of a multi-camera run: each round it gathers the frames that are due from every
-camera, runs one batched round of the model (stream/batch.py) and hands the outputs to the sinks' queue.
+camera, runs one batched round of the model (runtime/batch.py) and hands the outputs to the sinks' queue.
 
 Gathering never waits on a camera that is not about to deliver: a round starts once one camera has a due
 frame and closes at `first + max_wait_s` (at most one model frame interval), or as soon as every camera
@@ -16,10 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from engines.backend import Backend
-from stream.batch import Work, step_batch
-from stream.capture import Capture
-from stream.dispatch import Output
-from stream.session import Session
+from stream.output import Output
+from stream.runtime.batch import Work, step_batch
+from stream.runtime.session import Session
+from stream.sources.capture import Capture
 from stream.stats import RateMeter
 from stream.types import Event, Frame, Prediction, SourceStatus, StatsSnapshot, StatusUpdate
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Self
 
@@ -15,6 +15,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from stream.output import Output
 from stream.types import Prediction, SourceStatus, StatsSnapshot
 
 SUMMARY_INTERVAL_S = 5.0  # at most one summary line this often when the console is not a terminal
@@ -283,3 +284,23 @@ def _fmt_top(prediction: Prediction | None) -> str:
 def _bar(p: float) -> str:
     filled = round(_BAR_WIDTH * min(max(p, 0.0), 1.0))
     return "█" * filled + "░" * (_BAR_WIDTH - filled)
+
+
+class DashboardSink:
+    """The terminal dashboard: one camera as a panel, several as a table with totals."""
+
+    def __init__(self, dashboard: Dashboard, cameras: Sequence[str] = ()) -> None:
+        self.dashboard = dashboard
+        dashboard.order = tuple(cameras)
+
+    def write(self, output: Output) -> None:
+        if output.removed:
+            self.dashboard.forget(output.camera)
+        else:
+            self.dashboard.update(output.stats, output.prediction, camera=output.camera)
+
+    def idle(self) -> None:
+        self.dashboard.redraw()
+
+    def close(self) -> None:
+        pass  # the app closes the dashboard last, with the final numbers

@@ -1,9 +1,9 @@
 """The single-camera recognizer: source frames in, predictions out, incrementally.
 
 A `Session` (resampling, staggered rows, smoothing, events) driven one frame at a time through the same
-batched round (`stream.batch.step_batch`) the multi-camera runner uses, so one camera alone and one of N
+round (`stream.runtime.batch.step_batch`) the multi-camera runner uses, so one camera alone and one of N
 batched cameras compute the same thing. For embedding, tests and benchmarks; `run_camera.py` runs the
-multi-camera runtime (stream/app.py) even for one source.
+multi-camera runtime (stream/runtime/app.py) even for one source.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from engines.backend import Backend
-from stream.batch import Work, step_batch
-from stream.events import EventConfig
-from stream.resample import Resampler
-from stream.session import RecognizerConfig, Session
+from stream.runtime.batch import Work, step_batch
+from stream.runtime.events import EventConfig
+from stream.runtime.resample import Resampler
+from stream.runtime.session import RecognizerConfig, Session
 from stream.types import Event, Frame, Prediction
 
 __all__ = ["Recognizer", "RecognizerConfig", "Resampler"]

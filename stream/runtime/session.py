@@ -1,11 +1,11 @@
 """One camera's recognition: resampling to the model's rate, its own rows of the model's state, smoothing,
-events and statistics. A session never calls the engine: `stream.batch.step_batch` runs every session's
+events and statistics. A session never calls the engine: `batch.step_batch` runs every session's
 due ticks in one `encode` and one `temporal_step`, and hands each session its rows back.
 
 Staggering (for models whose temporal state accumulates from a start, `spec.restarts`): a session owns
 K = ceil(W/S) rows; row k restarts every W ticks, offset by k*S, and the prediction shown comes from the
 row with the longest history, so once warm it is exactly the offline prediction for that row's clip.
-A new source session (reconnect), time going backwards, or a gap longer than a window resets this
+A new connection to the source (reconnect), time going backwards, or a gap longer than a window resets this
 session's rows only.
 """
 
@@ -23,8 +23,8 @@ from torch import Tensor
 
 from glanet.data.transforms import EvalTransform
 from glanet.models.online import OnlineSpec, State, StepOutput, init_rows, reset_rows
-from stream.events import EventConfig, EventDetector
-from stream.resample import _EPS, Resampler
+from stream.runtime.events import EventConfig, EventDetector
+from stream.runtime.resample import _EPS, Resampler
 from stream.stats import Percentiles
 from stream.types import Event, Frame, Prediction
 
@@ -84,7 +84,7 @@ class Session:
         self.frames = 0  # source frames admitted
         self.predictions = 0
         self.last_prediction: Prediction | None = None
-        self._session: int | None = None
+        self._connection: int | None = None
         self._last_ts: float | None = None
         self._smoothed: np.ndarray | None = None
         self._tick = 0  # ticks since the last reset: what the staggering is counted from
@@ -97,11 +97,11 @@ class Session:
         """Take one source frame: how many model ticks it fills (0: skipped by resampling), and the
         events a reset closed (a new connection, time going backwards, a gap longer than a window)."""
         ts = frame.source_ts
-        new_session = self._session is not None and frame.session != self._session
+        new_connection = self._connection is not None and frame.connection != self._connection
         backwards = self._last_ts is not None and ts < self._last_ts - _EPS
         gap = self.resampler.t0 is not None and self.resampler.pending(ts) / self.fps > self.max_gap_s
-        events = self.reset() if new_session or backwards or gap else []
-        self._session, self._last_ts = frame.session, ts
+        events = self.reset() if new_connection or backwards or gap else []
+        self._connection, self._last_ts = frame.connection, ts
         self.frames += 1
         return len(self.resampler.ticks(ts)), events
 

@@ -17,7 +17,6 @@ published meanwhile is held (bounded by `MqttConfig.queue`) and sent after the r
 from __future__ import annotations
 
 import datetime
-import ipaddress
 import json
 import logging
 import os
@@ -32,9 +31,10 @@ from typing import TYPE_CHECKING
 import paho.mqtt.client as paho
 
 from stream.errors import StreamError
+from stream.hostport import AddressError, HostPort, parse_host_port
 
 if TYPE_CHECKING:
-    from stream.dispatch import Output
+    from stream.output import Output
 
 log = logging.getLogger(__name__)
 
@@ -57,48 +57,16 @@ class MqttError(StreamError):
     """The broker address is wrong, or the broker cannot be reached or refuses us: one line, no password."""
 
 
-def parse_address(text: str) -> tuple[str, int]:
+def parse_address(text: str) -> HostPort:
     """A broker address, HOST or HOST:PORT (an IPv6 address in brackets: [::1]:1883) -> (host, port)."""
     what = f"MQTT broker address {text!r}"
     address = text.strip()
     if "://" in address:
         raise MqttError(f"{what}: give HOST or HOST:PORT, without a scheme such as mqtt://")
-    port_text: str | None = None
-    if address.startswith("["):
-        host, bracket, rest = address[1:].partition("]")
-        if not bracket:
-            raise MqttError(f"{what}: no ']' after the IPv6 address (give [ADDRESS]:PORT)")
-        if rest:
-            if not rest.startswith(":"):
-                raise MqttError(f"{what}: expected ':PORT' after ']'")
-            port_text = rest[1:]
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise MqttError(f"{what}: {host!r} in brackets is not an IPv6 address") from None
-    elif address.count(":") > 1:  # a bare IPv6 address: no port can follow it unambiguously
-        host = address
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise MqttError(
-                f"{what}: not a host name, and not an IPv6 address (give [ADDRESS]:PORT)"
-            ) from None
-    else:
-        host, colon, port_text_ = address.partition(":")
-        port_text = port_text_ if colon else None
-    if not host:
-        raise MqttError(f"{what}: the host is empty (give HOST or HOST:PORT)")
-    if any(c.isspace() or c in "/@" for c in host):
-        raise MqttError(f"{what}: {host!r} is not a host name")
-    if port_text is None:
-        return host, DEFAULT_PORT
-    if not port_text.isdigit():
-        raise MqttError(f"{what}: port {port_text!r} is not a number (give HOST:PORT, e.g. {host}:1883)")
-    port = int(port_text)
-    if not 1 <= port <= 65535:
-        raise MqttError(f"{what}: port {port} is not in 1..65535")
-    return host, port
+    try:
+        return parse_host_port(address, form="HOST or HOST:PORT", default_port=DEFAULT_PORT)
+    except AddressError as error:
+        raise MqttError(f"{what}: {error}") from None
 
 
 def password_from_env() -> str | None:
@@ -139,8 +107,7 @@ class MqttConfig:
 
     @property
     def where(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return str(HostPort(self.host, self.port))
 
 
 def _utc_now() -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from stream.errors import SourceError
-from stream.sources import SourceSpec, is_device_index, parse_source, redact
+from stream.sources.readers import SourceSpec, is_device_index, parse_source, redact
 
 NAME_MAX = 64
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")

@@ -1,8 +1,9 @@
 """One capture thread per source: open, read, stamp, hand frames to a ring buffer; reconnect live sources.
 
 A live source that fails, or freezes (no new frame for `watchdog_s`, checked by the consumer in `get`),
-is reconnected with capped exponential backoff; each connection is a new `session` so the recognizer
-resets its temporal state across the gap. A wedged read cannot be interrupted, so a frozen worker is
+is reconnected with capped exponential backoff; each connection has a new number (Frame.connection),
+so the recognizer resets its temporal state across the gap. A wedged read cannot be interrupted, so a
+frozen worker is
 abandoned (its frames are ignored) and a fresh one started. `close()` returns at once from any state.
 A reconnect attempt counts as failed until a frame arrives, so `max_reconnects` also ends a source that
 connects but never delivers. A source configured live that reports `live = False` once open (an http
@@ -18,9 +19,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from stream.buffer import BufferClosed, BufferPolicy, RingBuffer
 from stream.errors import DecodeError, SourceError, SourceLost, StreamError
-from stream.sources import Source
+from stream.sources.buffer import BufferClosed, BufferPolicy, RingBuffer
+from stream.sources.source import Source
 from stream.types import Frame, SourceStatus, StatusUpdate
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ class Capture:
         self._attempts = 0  # reconnect attempts since the last frame (reset by a frame, not by an open)
         self._last_frame = time.monotonic()
         self.error: StreamError | None = None
-        self.session = 0
+        self.connections = 0  # connections opened so far (the newest is the frames' `connection`)
         self.frames = 0
         self.decode_errors = 0
         self.reconnects = 0
@@ -241,14 +242,14 @@ class Capture:
                 if self._connected_once:
                     self.reconnects += 1
                 self._connected_once = True
-                self.session += 1
-                session = self.session
+                self.connections += 1
+                connection = self.connections
             self._adopt(source)
             self._last_frame = time.monotonic()
             self._set_status(StatusUpdate(SourceStatus.LIVE, f"{self.name}"), generation)
             frames_before = self.frames
             try:
-                outcome = self._pump(source, generation, session)
+                outcome = self._pump(source, generation, connection)
             except Exception as error:
                 self._fail(StreamError(f"{self.name}: {type(error).__name__}: {error}"), generation)
                 log.exception("reading %s", self.name)
@@ -280,7 +281,7 @@ class Capture:
                 self.buffer.set_policy(BufferPolicy.BLOCK)
             log.info("%s: a video file, not a live stream: every frame, ends at its end", self.name)
 
-    def _pump(self, source: Source, generation: int, session: int) -> str:
+    def _pump(self, source: Source, generation: int, connection: int) -> str:
         """Read until the end ('ended'), a failure ('lost'), or stop/abandon ('stopped')."""
         cfg = self.config
         pace = cfg.realtime or (cfg.live and not self._live and cfg.realtime_if_file)
@@ -315,7 +316,7 @@ class Capture:
                     now = time.monotonic()
             self._last_frame = now
             truth = getattr(source, "truth", None)  # the demo knows the action it draws
-            frame = Frame(image, self.frames, source_ts, now, session, self.camera, truth)
+            frame = Frame(image, self.frames, source_ts, now, connection, self.camera, truth)
             self.frames += 1
             if not self._put(frame, generation):
                 return "stopped"

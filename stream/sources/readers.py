@@ -6,7 +6,7 @@ skipped) and `SourceLost` when a live source stops delivering (the capture threa
 `parse_source` turns the `--source` argument into a factory that makes a fresh source per connection.
 A network source learns at open whether it is live: an http(s) URL to a video file (a finite frame
 count) sets `live = False` and is then read like a local file; the capture reads `live` after `open`.
-Webcams and local files are read with OpenCV; network streams with PyAV (stream/network.py), outside
+Webcams and local files are read with OpenCV; network streams with PyAV (stream/sources/network.py), outside
 OpenCV's process-wide FFmpeg lock, so that a camera that hangs in its open holds up no other camera.
 """
 
@@ -20,81 +20,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote
 
 import cv2
 import numpy as np
 
-from glanet.data.synth import LiveSynth
+from glanet.data.synth_live import LiveSynth
 from stream.errors import DecodeError, SourceError, SourceLost
+from stream.sources.source import URL_START, Source, check_image, redact
 
 log = logging.getLogger(__name__)
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-# Matched anywhere in a query key (percent-decoded, any case): api_key, access_token, X-Amz-Signature...
-_SECRET_QUERY_KEYS = re.compile(
-    r"pass|pwd|secret|token|key|auth|sig|user|login|session|cred|jwt|hmac|otp|bearer", re.IGNORECASE
-)
-# A scheme and what follows it, typos included: rtsp://, rtsp:/, rtsp:///, rtsp// all start a URL.
-_URL_START = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*(?://|:/+|//+)")
 _SCHEME_TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 # A file read that fails this many times more than the frames left is at its end (the data ran out).
 MAX_BAD_READS = 8
-
-
-def redact(text: str) -> str:
-    """`text` safe to print and log: user/password, secret-looking query values and the #fragment
-    become ***. Works on mistyped URLs too (rtsp:/user:pw@host, rtsp//user:pw@host, user:pw@host/x);
-    a plain path without '@' comes back unchanged."""
-    start = _URL_START.match(text)
-    prefix, rest = (start.group(), text[start.end() :]) if start else ("", text)
-    if start is None and "@" not in rest:
-        return text  # a path, a device index, 'demo': nothing that can hold a secret
-    if "@" in rest:
-        # Cut at the last '@', not where urlsplit would: a password typed raw may hold '/', '?' or '#',
-        # and urlsplit would then show it whole. An '@' later in the URL only hides a little more.
-        rest = "***@" + rest.rpartition("@")[2]
-    rest, hash_, fragment = rest.partition("#")
-    base, question, query = rest.partition("?")
-    if question:
-        query = _redact_query(query)
-    return f"{prefix}{base}{question}{query}{hash_}{'***' if fragment else ''}"
-
-
-def _redact_query(query: str) -> str:
-    """Pair by pair, as typed (& or ; between pairs): only the secret values change, nothing is re-encoded."""
-    parts = re.split(r"([&;])", query)
-    for i in range(0, len(parts), 2):
-        key, eq, _ = parts[i].partition("=")
-        if eq and _SECRET_QUERY_KEYS.search(unquote(key)):
-            parts[i] = f"{key}=***"
-    return "".join(parts)
-
-
-class Source:
-    """The interface. `live`: frames come at the source's pace and may be dropped; otherwise every
-    frame is wanted (files, folders). A source may change `live` in `open` (an http URL that turns out
-    to be a file); the capture reads it after each open. `fps`: the nominal rate (None when unknown)."""
-
-    name: str = "source"
-    live: bool = False
-    fps: float | None = None
-
-    def open(self) -> None:
-        raise NotImplementedError
-
-    def read(self) -> tuple[np.ndarray, float] | None:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
-
-
-def check_image(image: np.ndarray | None) -> np.ndarray:
-    if image is None or image.ndim != 3 or image.shape[2] != 3 or image.size == 0:
-        raise DecodeError("a frame that is not a 3-channel image")
-    return image
 
 
 def _nominal_fps(cap: cv2.VideoCapture) -> float | None:
@@ -345,7 +285,7 @@ class SourceSpec:
 def _not_found_hint(text: str) -> str:
     """A URL with a mistyped scheme (rtsp:/host, rtsp//host) or none (user:pw@host/x) lands here as a
     path that does not exist: say how a URL is written."""
-    if _URL_START.match(text) or "@" in text:
+    if URL_START.match(text) or "@" in text:
         return "a mistyped URL? write scheme://[user:password@]host/path, e.g. rtsp://host:554/stream"
     return "not demo, webcam, a device index, a URL, a file or a folder"
 
@@ -390,7 +330,10 @@ def parse_source(
             raise SourceError(
                 f"unsupported URL scheme {scheme!r} in {redact(text)} (use {', '.join(NETWORK_SCHEMES)})"
             )
-        from stream.network import NetworkSource, capture_options  # PyAV, where a network source is used
+        from stream.sources.network import (  # PyAV, where a network source is used
+            NetworkSource,
+            capture_options,
+        )
 
         # RTSP over TCP unless OPENCV_FFMPEG_CAPTURE_OPTIONS says otherwise: read once, for every connection
         options = capture_options(scheme)

@@ -1,9 +1,9 @@
 """Recorded footage, searched: every video of a folder or a list through the recognizer (every frame, as
 fast as it goes), with per video its events and its per-second predictions.
 
-    python -m stream.archive --videos recordings/ --out results/
-    python -m stream.archive --videos list.txt --out results/ --backend openvino --batch 4
-    python -m stream.archive --videos /shared/recordings/ --out results/ --cluster auto
+    python -m stream.cli.archive --videos recordings/ --out results/
+    python -m stream.cli.archive --videos list.txt --out results/ --backend openvino --batch 4
+    python -m stream.cli.archive --videos /shared/recordings/ --out results/ --cluster auto
 
 For each video `results/<name>/` holds `events.jsonl` (as run_camera.py writes them), `predictions.csv`
 (one row per second of video: the mean class probabilities over that second, with the top class) and
@@ -12,7 +12,7 @@ For each video `results/<name>/` holds `events.jsonl` (as run_camera.py writes t
 left without its `done.json` is done again. A video that cannot be read is reported in one line, recorded
 in `failed.json`, and the run goes on; a FIFO, a device or a link to one is one line and skipped, never
 opened; the exit code is 1 if any failed. Results are written beside and renamed into place, and nothing
-the archive did not write is ever replaced or removed (`stream/results.py`).
+the archive did not write is ever replaced or removed (`stream/sinks/results.py`).
 
 Several videos run at once as the cameras of one multi-camera run (`--batch`), so the model's rounds
 batch across them. With `--cluster` every node of a Ray cluster runs `--batch` videos at a time, opening
@@ -39,7 +39,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stream.results import (
+from stream.cli.checks import (
+    VIDEO_SUFFIXES,
+    UsageError,
+    add_model_flags,
+    check_device,
+    check_model_paths,
+    model_choice,
+)
+from stream.sinks.results import (
     DONE,
     FAILED,
     ResultsError,
@@ -50,15 +58,14 @@ from stream.results import (
     inside,
     not_a_file,
 )
-from stream.run import VIDEO_SUFFIXES, UsageError, add_model_flags, check_device, check_model_paths
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress
 
-    from stream.app import Summary
     from stream.cluster.address import ClusterAddress
-    from stream.dispatch import Output
+    from stream.output import Output
+    from stream.runtime.summary import Summary
 
 
 @dataclass(frozen=True)
@@ -295,10 +302,11 @@ def run_cluster(
 
     from rich.console import Console
 
-    from stream.app import CameraSpec, StreamOptions
     from stream.cluster.controller import ClusterApp
-    from stream.events import EventConfig
-    from stream.sources import parse_source
+    from stream.runtime.events import EventConfig
+    from stream.runtime.model import model_fps
+    from stream.runtime.spec import CameraSpec, StreamOptions
+    from stream.sources.readers import parse_source
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     todo = [v for v in videos if not is_done(v, args.out)]
@@ -310,12 +318,12 @@ def run_cluster(
         fast=True, headless=True, dashboard=False, quiet=True, keep_alive=True,
         events_config=EventConfig(args.enter, args.exit, args.min_duration),
     )  # fmt: skip
-    model = {k: getattr(args, k) for k in ("checkpoint", "engine", "backend", "precision", "device")}
-    app = ClusterApp([], address, model, options, max_batch=args.batch, say=lambda line: console.print(
-        f"glanet: {line}"))  # fmt: skip
     finished: queue.Queue[str] = queue.Queue()
     sink = ArchiveSink([], finished.put)
-    app.sinks.append(sink)
+    app = ClusterApp(
+        [], address, model_choice(args), options, max_batch=args.batch,
+        say=lambda line: console.print(f"glanet: {line}"), sinks=[sink],
+    )  # fmt: skip
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -374,7 +382,7 @@ def run_cluster(
     try:
         app.start()
         started = time.monotonic()  # the rates count from when the shards are up
-        fps = float(app.sampling.get("fps") or 25.0)
+        fps = model_fps(app)
         with progress_bar(console, args.no_progress) as progress:
             task = progress.add_task("videos", total=len(todo), rate="")
             feeder = threading.Thread(target=feed, args=(progress, task), name="glanet-archive-feed")
@@ -404,16 +412,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    from engines.errors import EngineError
-    from glanet.cli import error_line
-    from stream.errors import StreamError
-    from stream.sinks import SinkError
+    from stream.cli.failures import REPORTED, report
 
     try:
         if args.exit > args.enter:
             raise UsageError(f"--exit {args.exit:g} must not be above --enter {args.enter:g}")
         check_device(args.device)
-        check_model_paths(args)
+        check_model_paths(model_choice(args))
         videos, skipped = find_videos(args.videos)
         check_out(args.out, args.videos, videos)
         for line in skipped:
@@ -429,9 +434,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise UsageError(str(error)) from None
             return run_cluster(args, videos, address, len(skipped))
         return run(args, videos, len(skipped))
-    except (EngineError, StreamError, SinkError, ValueError, OSError) as error:
-        print(f"glanet: {error_line(error)}", file=sys.stderr)
-        return 1 if isinstance(error, StreamError | SinkError | EngineError | OSError) else 2
+    except REPORTED as error:
+        return report(error)
     except KeyboardInterrupt:
         print("glanet: interrupted (finished videos are kept; run again to go on)", file=sys.stderr)
         return 130
@@ -440,10 +444,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run(args: argparse.Namespace, videos: list[Video], skipped: int = 0) -> int:
     from rich.console import Console
 
-    from stream.app import CameraSpec, StreamApp, StreamOptions
-    from stream.events import EventConfig
-    from stream.run import open_model
-    from stream.sources import parse_source
+    from stream.runtime.app import StreamApp
+    from stream.runtime.events import EventConfig
+    from stream.runtime.model import model_fps, open_model
+    from stream.runtime.spec import CameraSpec, StreamOptions
+    from stream.sources.readers import parse_source
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)  # a line per message, never wrapped
     todo = [v for v in videos if not is_done(v, args.out)]
@@ -451,8 +456,9 @@ def run(args: argparse.Namespace, videos: list[Video], skipped: int = 0) -> int:
         console.print(f"glanet: {len(videos) - len(todo)} of {len(videos)} videos already done in {args.out}")
     if not todo:
         return 1 if skipped else 0
-    info, backend, _ = open_model(args, max_batch=args.batch)
-    fps = float(info.sampling.get("fps") or 25.0)
+    model = open_model(model_choice(args), max_batch=args.batch)
+    info, backend = model.info, model.backend
+    fps = model_fps(info)
     options = StreamOptions(
         fast=True, headless=True, dashboard=False, quiet=True,
         events_config=EventConfig(args.enter, args.exit, args.min_duration),
@@ -477,8 +483,7 @@ def run(args: argparse.Namespace, videos: list[Video], skipped: int = 0) -> int:
             batch = todo[i : i + args.batch]
             specs = [CameraSpec(v.name, parse_source(str(v.path), folder_fps=fps)) for v in batch]
             sink = ArchiveSink([v.name for v in batch])
-            app = StreamApp(specs, info, backend, options)
-            app.sinks.append(sink)
+            app = StreamApp(specs, info, backend, options, sinks=[sink])
             apps[:] = [app]
             t0 = time.monotonic()
             summary = app.run()
@@ -489,7 +494,7 @@ def run(args: argparse.Namespace, videos: list[Video], skipped: int = 0) -> int:
                 s = summary.cameras[video.name]
                 seconds = finish_video(
                     args, video, s, sink.results[video.name], info.class_names, wall,
-                    app.camera(video.name).capture.nominal_fps or fps, progress.console,
+                    app.status(video.name).nominal_fps or fps, progress.console,
                 )  # fmt: skip
                 if seconds is None:
                     failed += 1

@@ -26,7 +26,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from stream.errors import DecodeError, SourceError, SourceLost
-from stream.sources import Source, check_image, redact
+from stream.sources.source import Source, check_image, redact
 
 log = logging.getLogger(__name__)
 
