@@ -56,6 +56,7 @@ class Prediction:
     crop_box: tuple[float, float, float, float]  # (x0, y0, x1, y1): the part of `frame` the model saw
     latency_s: float  # capture -> prediction (time.monotonic() now minus frame.capture_ts)
     ticks_since_reset: int = 0  # model frames since the temporal state last started (or was reset)
+    reused: bool = False  # the scene showed nothing new: the last encoded frame's features and maps
 
     @property
     def warm(self) -> bool:
@@ -117,6 +118,7 @@ class StatsSnapshot:
     decode_errors: int = 0
     reconnects: int = 0
     model_frames: int = 0
+    model_reused: int = 0  # model frames that reused the last encoded features (a still scene)
     status: SourceStatus = SourceStatus.CONNECTING
     status_message: str = ""
     elapsed_s: float = 0.0
@@ -140,5 +142,7 @@ class CameraStatus:
     decode_errors: int = 0
     reconnects: int = 0
     events: int = 0  # fired, start and end
+    encoded: int = 0  # model frames through the backbone
+    reused: int = 0  # model frames that reused the last encoded features (the static-scene gate)
     nominal_fps: float | None = None  # the source's own frame rate, where it says one
     shard: str = ""  # a cluster run: the shard serving it ("" in one process, or while it moves)

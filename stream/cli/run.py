@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from stream.cli.checks import Checked, add_model_flags, camera_events, model_choice, validate
 from stream.runtime.model import model_fps
+from stream.runtime.still import DEFAULT_SHARE
 
 if TYPE_CHECKING:
     import socket
@@ -86,6 +87,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--smoothing", type=float, default=0.0, help="exponential smoothing of the probabilities, [0, 1)"
+    )
+    p.add_argument(
+        "--static-gate",
+        type=float,
+        default=DEFAULT_SHARE,
+        help="a frame where less than this share of the scene changed since the last frame through the "
+        "backbone reuses that frame's features (a still scene costs no backbone; GLANet only); 0: off",
     )
     p.add_argument("--enter", type=float, default=0.6, help="an event starts at this probability ...")
     p.add_argument("--exit", type=float, default=0.4, help="... and ends under this one")
@@ -299,7 +307,7 @@ def stream_options(args: argparse.Namespace, checked: Checked, note: str) -> Str
         duration_s=args.duration,
         attention=args.attention,
         dashboard=False if args.no_dashboard else None,
-        recognizer=RecognizerConfig(smoothing=args.smoothing),
+        recognizer=RecognizerConfig(smoothing=args.smoothing, static_gate=args.static_gate),
         events_config=EventConfig(args.enter, args.exit, args.min_duration),
         watchdog_s=args.watchdog,
         max_reconnects=args.max_reconnects,
@@ -425,10 +433,15 @@ def camera_spec(camera: CameraConfig, defaults: CameraDefaults, args: argparse.N
     from stream.sources.cameras import camera_source_spec
 
     events = camera_events(camera, args)
-    smoothing = None if camera.smoothing is None else RecognizerConfig(smoothing=camera.smoothing)
+    recognizer = None  # the run's, unless the camera sets its own smoothing or gate
+    if camera.smoothing is not None or camera.static_gate is not None:
+        recognizer = RecognizerConfig(
+            smoothing=args.smoothing if camera.smoothing is None else camera.smoothing,
+            static_gate=args.static_gate if camera.static_gate is None else camera.static_gate,
+        )
     source = camera_source_spec(camera, defaults)
     return CameraSpec(
-        camera.name, source, camera.fast, camera.watchdog_s, camera.max_reconnects, smoothing, events
+        camera.name, source, camera.fast, camera.watchdog_s, camera.max_reconnects, recognizer, events
     )
 
 

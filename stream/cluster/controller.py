@@ -104,7 +104,7 @@ class RemoteCamera:
             return Summary(source=self.spec.source.name, shard=self.shard, moves=self.moves)
         last = parts[-1]
         out = replace(last, shard=self.shard or last.shard, moves=self.moves)
-        for name in ("frames", "predictions", "model_ticks", "encoded", "dropped", "decode_errors",
+        for name in ("frames", "predictions", "model_ticks", "encoded", "reused", "dropped", "decode_errors",
                      "reconnects", "resets", "saved_frames"):  # fmt: skip
             setattr(out, name, sum(getattr(p, name) for p in parts))
         out.events = self.events_seen
@@ -319,7 +319,8 @@ class ClusterApp(RunLoop):
         return CameraStatus(
             cam.name, total.source or cam.spec.source.name, cam.stats, cam.last_prediction, total.frames,
             cam.stats.frames_captured + sum(s.frames for s in cam.past), total.predictions, total.dropped,
-            total.decode_errors, total.reconnects, cam.events_seen, shard=cam.shard,
+            total.decode_errors, total.reconnects, cam.events_seen, total.encoded, total.reused,
+            shard=cam.shard,
         )  # fmt: skip
 
     def add_camera(self, spec: CameraSpec) -> CameraStatus:

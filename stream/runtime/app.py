@@ -119,7 +119,8 @@ class StreamApp(RunLoop):
         s, c = cam.session, cam.capture
         return CameraStatus(
             cam.name, c.name, cam.snapshot(max_age_s), s.last_prediction, s.frames, c.frames, s.predictions,
-            c.buffer.dropped, c.decode_errors, c.reconnects, s.detector.events_fired, c.nominal_fps,
+            c.buffer.dropped, c.decode_errors, c.reconnects, s.detector.events_fired, s.encoded, s.reused,
+            c.nominal_fps,
         )  # fmt: skip
 
     def add_camera(self, spec: CameraSpec) -> CameraStatus:
@@ -357,6 +358,7 @@ class StreamApp(RunLoop):
             predictions=s.predictions,
             model_ticks=s.steps,
             encoded=s.encoded,
+            reused=s.reused,
             events=s.detector.events_fired,
             dropped=c.buffer.dropped,
             decode_errors=c.decode_errors,

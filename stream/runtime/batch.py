@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from torch import Tensor
 
 from engines.backend import Backend
 from glanet.models.online import StepOutput, cat_states, split_state
@@ -33,12 +34,32 @@ def step_batch(backend: Backend, work: Sequence[Work]) -> list[tuple[Prediction,
     if not work or any(w.ticks < 1 for w in work):
         raise ValueError("every item of a round fills at least one model tick")
     spec = backend.spec
-    frames = torch.cat([w.session.transform([w.frame.image]) for w in work]).to(torch.float32)  # (M, 3, H, W)
-    enc_state = cat_states([w.session.encode_state for w in work]) if spec.encode_state else None
-    enc = backend.encode(frames, enc_state)
-    if spec.encode_state:
-        for w, rows in zip(work, split_state(enc.state, [1] * len(work)), strict=True):
-            w.session.encode_state = rows
+    # a camera whose scene shows nothing new since its last encoded frame reuses that frame's features
+    kept = [w.session.reusable(w.frame) for w in work]
+    todo = [i for i, k in enumerate(kept) if k is None]
+    per_item: list[tuple[dict[str, Tensor], dict[str, Tensor]] | None] = list(kept)
+    enc_features: dict[str, Tensor] = {}
+    enc_maps: dict[str, Tensor] = {}
+    if todo:
+        sessions = [work[i].session for i in todo]
+        frames = torch.cat([s.transform([work[i].frame.image]) for s, i in zip(sessions, todo, strict=True)])
+        enc_state = cat_states([s.encode_state for s in sessions]) if spec.encode_state else None
+        enc = backend.encode(frames.to(torch.float32), enc_state)  # (len(todo), 3, H, W)
+        if spec.encode_state:
+            for s, state_rows in zip(sessions, split_state(enc.state, [1] * len(todo)), strict=True):
+                s.encode_state = state_rows
+        enc_features, enc_maps = dict(enc.features), dict(enc.maps)
+        for k, (s, i) in enumerate(zip(sessions, todo, strict=True)):
+            one = (
+                {n: f[k : k + 1] for n, f in enc_features.items()},
+                {n: m[k : k + 1] for n, m in enc_maps.items()},
+            )
+            s.keep_encoded(*one)
+            per_item[i] = one
+    if len(todo) < len(work):  # some reused: every item's features and maps, in order
+        items = [one for one in per_item if one is not None]
+        enc_features = {n: torch.cat([one[0][n] for one in items]) for n in items[0][0]}
+        enc_maps = {n: torch.cat([one[1][n] for one in items]) for n in items[0][1]}
     last: list[StepOutput | None] = [None] * len(work)
     for j in range(max(w.ticks for w in work)):
         active = [i for i, w in enumerate(work) if w.ticks > j]
@@ -48,7 +69,7 @@ def step_batch(backend: Backend, work: Sequence[Work]) -> list[tuple[Prediction,
         state = cat_states([work[i].session.step_state for i in active])
         # each frame's features, once per row of its session: (sum(sizes), D)
         index = torch.repeat_interleave(torch.tensor(active), torch.tensor(sizes))
-        feats = {name: f[index.to(f.device)] for name, f in enc.features.items()}
+        feats = {name: f[index.to(f.device)] for name, f in enc_features.items()}
         out, state = backend.temporal_step(feats, state)
         start = 0
         for i, size, rows in zip(active, sizes, split_state(state, sizes), strict=True):
@@ -59,6 +80,6 @@ def step_batch(backend: Backend, work: Sequence[Work]) -> list[tuple[Prediction,
     for i, w in enumerate(work):
         out_i = last[i]
         assert out_i is not None
-        maps = {name: m[i] for name, m in enc.maps.items()}
-        results.append(w.session.predict(w.frame, out_i, maps, w.since))
+        frame_maps = {name: m[i] for name, m in enc_maps.items()}
+        results.append(w.session.predict(w.frame, out_i, frame_maps, w.since, reused=kept[i] is not None))
     return results

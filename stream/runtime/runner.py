@@ -97,6 +97,7 @@ class Camera:
             decode_errors=c.decode_errors,
             reconnects=c.reconnects,
             model_frames=s.steps,
+            model_reused=s.reused,
             status=status.status,
             status_message=status.message,
             elapsed_s=now - self.started,

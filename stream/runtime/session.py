@@ -25,6 +25,7 @@ from glanet.data.transforms import EvalTransform
 from glanet.models.online import OnlineSpec, State, StepOutput, init_rows, reset_rows
 from stream.runtime.events import EventConfig, EventDetector
 from stream.runtime.resample import _EPS, Resampler
+from stream.runtime.still import DEFAULT_SHARE, StillGate
 from stream.stats import Percentiles
 from stream.types import Event, Frame, Prediction
 
@@ -33,6 +34,9 @@ from stream.types import Event, Frame, Prediction
 class RecognizerConfig:
     smoothing: float = 0.0  # exponential smoothing of the fused probabilities: p = a*p_prev + (1-a)*p_new
     max_gap_s: float | None = None  # reset when this much source time passes with no frame (None: W/fps)
+    # the static-scene gate (stream/runtime/still.py): a frame where less than this share of the scene
+    # changed since the last encoded one reuses its features; 0: off, every frame is encoded
+    static_gate: float = DEFAULT_SHARE
 
 
 def _numpy(x: Tensor) -> np.ndarray:
@@ -69,6 +73,8 @@ class Session:
             )
         if not 0.0 <= config.smoothing < 1.0:
             raise ValueError(f"smoothing ({config.smoothing}) must be in [0, 1)")
+        if not 0.0 <= config.static_gate <= 1.0:
+            raise ValueError(f"static_gate ({config.static_gate}) must be in [0, 1]")
         if len(class_names) != spec.num_classes:
             raise ValueError(f"{len(class_names)} class names for a model of {spec.num_classes} classes")
         self.class_names = class_names
@@ -80,7 +86,8 @@ class Session:
         self.latency = Percentiles()
         self.steps = 0  # model ticks since the start (never reset: it keys nothing but the display)
         self.resets = 0
-        self.encoded = 0
+        self.encoded = 0  # model frames that went through the backbone
+        self.reused = 0  # model frames that reused the last encoded features (the scene showed nothing new)
         self.frames = 0  # source frames admitted
         self.predictions = 0
         self.last_prediction: Prediction | None = None
@@ -91,6 +98,10 @@ class Session:
         self._offsets = torch.arange(self.num_rows) * self.stride  # row k starts at tick k*S
         self.step_state: State = init_rows(spec.step_state, self.num_rows)
         self.encode_state: State = init_rows(spec.encode_state, 1)
+        # a backbone with state must see every frame: only a stateless encode is gated
+        gated = config.static_gate > 0 and not spec.encode_state
+        self.gate = StillGate(config.static_gate) if gated else None
+        self._encoded: tuple[dict[str, Tensor], dict[str, Tensor]] | None = None  # features, maps (1 row)
 
     # -- what the batch runner calls ------------------------------------------------------------------
     def admit(self, frame: Frame) -> tuple[int, list[Event]]:
@@ -111,9 +122,29 @@ class Session:
         self.encode_state = init_rows(self.spec.encode_state, 1)
         self._tick = 0
         self._smoothed = None
+        self._forget_encoded()
         self.resampler.reset()
         self.resets += 1
         return self.detector.reset()
+
+    def reusable(self, frame: Frame) -> tuple[dict[str, Tensor], dict[str, Tensor]] | None:
+        """The last encoded features and maps (a row each) when this frame shows nothing new, else None
+        (the frame is to be encoded; then `keep_encoded`)."""
+        if self.gate is None:
+            return None
+        still = self.gate.shows_nothing_new(frame.image)
+        return self._encoded if still else None
+
+    def keep_encoded(self, features: dict[str, Tensor], maps: dict[str, Tensor]) -> None:
+        """This frame was encoded: its features and maps are what a still scene reuses from now on."""
+        if self.gate is not None:
+            self.gate.encoded()
+            self._encoded = (features, maps)
+
+    def _forget_encoded(self) -> None:
+        if self.gate is not None:
+            self.gate.forget()
+        self._encoded = None
 
     def begin_tick(self) -> None:
         """Before a temporal step: restart the rows whose new clip begins at this tick."""
@@ -136,7 +167,7 @@ class Session:
         return [int(r) % self.window + 1 if r >= 0 else 1 for r in (t - self._offsets).tolist()]
 
     def predict(
-        self, frame: Frame, out: StepOutput, maps: Mapping[str, Tensor], since: float
+        self, frame: Frame, out: StepOutput, maps: Mapping[str, Tensor], since: float, reused: bool = False
     ) -> tuple[Prediction, list[Event]]:
         """The prediction after this frame's ticks (`out`: this session's rows; `maps`: (h, w) each), and
         the events it fired. Latency is measured from `since` (the capture time, for a live source)."""
@@ -165,8 +196,12 @@ class Session:
             crop_box=self.transform.crop_box(h, w),
             latency_s=latency,
             ticks_since_reset=self._tick,
+            reused=reused,
         )
-        self.encoded += 1
+        if reused:
+            self.reused += 1
+        else:
+            self.encoded += 1
         self.predictions += 1
         self.latency.add(latency)
         self.last_prediction = prediction

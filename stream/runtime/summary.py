@@ -14,7 +14,8 @@ class Summary:
     frames: int = 0  # source frames that went through the loop
     predictions: int = 0
     model_ticks: int = 0
-    encoded: int = 0
+    encoded: int = 0  # predictions made on a frame through the backbone
+    reused: int = 0  # predictions that reused the last encoded features (the static-scene gate)
     events: int = 0
     dropped: int = 0
     decode_errors: int = 0

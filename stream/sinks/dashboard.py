@@ -163,7 +163,7 @@ class Dashboard:
             f"skipped {stats.frames_skipped}   decode errors {stats.decode_errors}",
         )
         grid.add_row("reconnects", str(stats.reconnects))
-        grid.add_row("model frames", str(stats.model_frames))
+        grid.add_row("model frames", f"{stats.model_frames}   reused {stats.model_reused} (still scene)")
 
         parts: list[RenderableType] = [header, grid, Text()]
         if prediction is None:
@@ -238,7 +238,7 @@ class Dashboard:
             f"frames {stats.frames_captured} dropped {stats.frames_dropped} skipped {stats.frames_skipped} "
             f"decode errors {stats.decode_errors}",
             f"reconnects {stats.reconnects}",
-            f"model frames {stats.model_frames}",
+            f"model frames {stats.model_frames} reused {stats.model_reused}",
         ]
         if prediction is None:
             fields.append("no prediction yet")

@@ -36,6 +36,7 @@ class CameraConfig:
     exit: float | None = None
     min_duration_s: float | None = None
     smoothing: float | None = None
+    static_gate: float | None = None
     folder_fps: float | None = None
     demo_seed: int | None = None
     demo_size: int | None = None
@@ -68,6 +69,7 @@ _OVERRIDES: dict[str, tuple[str, type]] = {
     "exit": ("exit", float),
     "min_duration": ("min_duration_s", float),
     "smoothing": ("smoothing", float),
+    "static_gate": ("static_gate", float),
     "folder_fps": ("folder_fps", float),
     "demo_seed": ("demo_seed", int),
     "demo_size": ("demo_size", int),
@@ -114,6 +116,7 @@ CAMERA_RANGES: dict[str, Range] = {
     "exit": Range(0, 1, low_open=True),
     "min_duration": Range(0, 3600, unit="seconds"),
     "smoothing": Range(0, 1, high_open=True),
+    "static_gate": Range(0, 1),  # 0: off
     "folder_fps": Range(0, 240, low_open=True, unit="frames a second"),  # 240: high-speed cameras
     "demo_seed": Range(0, 2**32 - 1),
     "demo_size": Range(32, 1024, unit="pixels"),

@@ -262,6 +262,7 @@ class WebServer:
             "latency_p95_ms": _finite(snap.latency_p95_ms),
             "frames": cam.frames,
             "predictions": cam.predictions,
+            "reused": cam.reused,  # predictions on a still scene: the last encoded features reused
             "reconnects": snap.reconnects,
             "top1": {"label": top[0], "confidence": round(top[1], 4)} if top else None,
             "warm": prediction.warm if prediction is not None else False,
@@ -470,6 +471,11 @@ class _Metrics:
             ("glanet_frames", "source frames through the loop", lambda c: c.frames),
             ("glanet_frames_captured", "frames decoded from the source", lambda c: c.frames_captured),
             ("glanet_predictions", "predictions made", lambda c: c.predictions),
+            (
+                "glanet_frames_reused",
+                "model frames that reused the last encoded features (still scene)",
+                lambda c: c.reused,
+            ),
             (
                 "glanet_frames_dropped",
                 "frames dropped by the capture buffer (live)",
