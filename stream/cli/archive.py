@@ -7,12 +7,15 @@ fast as it goes), with per video its events and its per-second predictions.
 
 For each video `results/<name>/` holds `events.jsonl` (as run_camera.py writes them), `predictions.csv`
 (one row per second of video: the mean class probabilities over that second, with the top class) and
-`done.json` (frames, seconds, wall time, and the video's size and content digest). A video with a
-`done.json` that still matches it is skipped, so a run that was stopped picks up where it was; a result
-left without its `done.json` is done again. A video that cannot be read is reported in one line, recorded
-in `failed.json`, and the run goes on; a FIFO, a device or a link to one is one line and skipped, never
-opened; the exit code is 1 if any failed. Results are written beside and renamed into place, and nothing
-the archive did not write is ever replaced or removed (`stream/sinks/results.py`).
+`done.json` (frames, seconds, wall time, the video's size and content digest, and the settings it was made
+with: the model's files and their digests, backend, precision, event thresholds, static-scene gate, glanet's
+version). A video with a `done.json` that still matches it and these settings is skipped, so a run that was
+stopped picks up where it was; one made with other settings is redone (one line says what changed),
+`--force` redoes every video; a result left without its `done.json` is done again. A video that cannot
+be read is reported in one line, recorded in `failed.json`, and the run goes on; a FIFO, a device or a
+link to one is one line and skipped, never opened; the exit code is 1 if any failed. Results are written
+beside and renamed into place, and nothing the archive did not write is ever replaced or removed
+(`stream/sinks/results.py`).
 
 Several videos run at once as the cameras of one multi-camera run (`--batch`), so the model's rounds
 batch across them. With `--cluster` every node of a Ray cluster runs `--batch` videos at a time, opening
@@ -23,6 +26,7 @@ here. A video whose node is lost starts over on another.
 from __future__ import annotations
 
 import argparse
+import collections
 import csv
 import json
 import os
@@ -47,6 +51,8 @@ from stream.cli.checks import (
     check_model_paths,
     model_choice,
 )
+from stream.runtime.model import DEFAULT_CHECKPOINT
+from stream.runtime.still import DEFAULT_SHARE
 from stream.sinks.results import (
     DONE,
     FAILED,
@@ -94,6 +100,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--exit", type=number(float, 0, 1, above=True), default=0.4, help="... and ends under this"
     )
     p.add_argument("--min-duration", type=number(float, 0), default=0.5, help="seconds above --enter")
+    p.add_argument(
+        "--static-gate",
+        type=number(float, 0, 1),
+        default=DEFAULT_SHARE,
+        help="a frame where less than this share of the scene changed since the last one through the "
+        "backbone reuses its features (as run_camera.py); 0: off",
+    )
+    p.add_argument("--force", action="store_true", help="redo every video, even those already done")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (a line per video instead)")
     p.add_argument(
         "--cluster",
@@ -175,15 +189,72 @@ def check_out(out: Path, given: Path, videos: Sequence[Video]) -> None:
         check_destinations(out, [v.name for v in videos])
 
 
-def is_done(video: Video, out: Path) -> bool:
-    """Its results are complete and were made from this very file (same size and content digest)."""
+def settings(args: argparse.Namespace) -> dict[str, Any]:
+    """What a video's results depend on besides the video: recorded in its done.json, compared on a rerun."""
+    from engines.manifest import MANIFEST
+    from glanet import __version__
+
+    choice = model_choice(args)
+    checkpoint = choice.checkpoint or DEFAULT_CHECKPOINT if choice.needs_checkpoint() else None
+    engine_manifest = choice.engine / MANIFEST if choice.engine is not None else None
+    return {
+        "model": {
+            "checkpoint": None if checkpoint is None else str(checkpoint),
+            "checkpoint_digest": None if checkpoint is None else content_digest(Path(checkpoint)),
+            "engine": None if choice.engine is None else str(choice.engine),
+            "engine_digest": None if engine_manifest is None else content_digest(engine_manifest),
+            "backend": choice.backend,
+            "precision": choice.precision,
+        },
+        "events": {"enter": args.enter, "exit": args.exit, "min_duration": args.min_duration},
+        "static_gate": args.static_gate,
+        "glanet": __version__,
+    }
+
+
+# what changed, in the words of the line that says a video is redone
+_CHANGED = {
+    "model": "model changed",
+    "events": "event thresholds changed",
+    "static_gate": "static-scene gate changed",
+    "glanet": "glanet version changed",
+}
+
+
+def done_state(video: Video, out: Path, now: dict[str, Any]) -> tuple[bool, str | None]:
+    """(done, why it is redone): done when its results are complete, were made from this very file (same
+    size and content digest) and with the same settings; else why not, where there are results to redo."""
     try:
         done = json.loads((out / video.name / DONE).read_text())
         made_from = done.get("source") or {}
-        now = video.stamp
-        return made_from.get("size") == now["size"] and made_from.get("digest") == now["digest"]
+        stamp = video.stamp
+        if made_from.get("size") != stamp["size"] or made_from.get("digest") != stamp["digest"]:
+            return False, "the video changed"
+        made_with = done.get("settings") or {}
+        changed = [why for key, why in _CHANGED.items() if made_with.get(key) != now[key]]
+        return (False, changed[0]) if changed else (True, None)
     except (OSError, ValueError, AttributeError):
-        return False
+        return False, None
+
+
+def to_do(videos: list[Video], args: argparse.Namespace, console: Console) -> list[Video]:
+    """The videos not done already with these settings (all of them with --force); says what is kept and
+    what is redone, and why, in a line each."""
+    if args.force:
+        return list(videos)
+    now = settings(args)
+    todo, redone = [], collections.Counter()
+    for video in videos:
+        done, why = done_state(video, args.out, now)
+        if not done:
+            todo.append(video)
+            if why is not None:
+                redone[why] += 1
+    if len(todo) < len(videos):
+        console.print(f"glanet: {len(videos) - len(todo)} of {len(videos)} videos already done in {args.out}")
+    for why, n in redone.items():
+        console.print(f"glanet: {n} video{'s' if n != 1 else ''} redone: {why} (--force redoes every video)")
+    return todo
 
 
 @dataclass
@@ -264,7 +335,7 @@ def finish_video(
     done = {
         "video": str(video.path), "frames": s.frames, "predictions": s.predictions,
         "seconds": round(seconds, 3), "events": s.events, "wall_s": round(wall, 3),
-        "source": video.stamp,
+        "source": video.stamp, "settings": settings(args), "classes": list(class_names),
     }  # fmt: skip
     write_results(staged, results, class_names, done)
     if args.no_progress:
@@ -305,18 +376,18 @@ def run_cluster(
     from stream.cluster.controller import ClusterApp
     from stream.runtime.events import EventConfig
     from stream.runtime.model import model_fps
+    from stream.runtime.session import RecognizerConfig
     from stream.runtime.spec import CameraSpec, StreamOptions
     from stream.sources.readers import parse_source
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
-    todo = [v for v in videos if not is_done(v, args.out)]
-    if len(todo) < len(videos):
-        console.print(f"glanet: {len(videos) - len(todo)} of {len(videos)} videos already done in {args.out}")
+    todo = to_do(videos, args, console)
     if not todo:
         return 1 if skipped else 0
     options = StreamOptions(
         fast=True, headless=True, dashboard=False, quiet=True, keep_alive=True,
         events_config=EventConfig(args.enter, args.exit, args.min_duration),
+        recognizer=RecognizerConfig(static_gate=args.static_gate),
     )  # fmt: skip
     finished: queue.Queue[str] = queue.Queue()
     sink = ArchiveSink([], finished.put)
@@ -447,13 +518,12 @@ def run(args: argparse.Namespace, videos: list[Video], skipped: int = 0) -> int:
     from stream.runtime.app import StreamApp
     from stream.runtime.events import EventConfig
     from stream.runtime.model import model_fps, open_model
+    from stream.runtime.session import RecognizerConfig
     from stream.runtime.spec import CameraSpec, StreamOptions
     from stream.sources.readers import parse_source
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)  # a line per message, never wrapped
-    todo = [v for v in videos if not is_done(v, args.out)]
-    if len(todo) < len(videos):
-        console.print(f"glanet: {len(videos) - len(todo)} of {len(videos)} videos already done in {args.out}")
+    todo = to_do(videos, args, console)
     if not todo:
         return 1 if skipped else 0
     model = open_model(model_choice(args), max_batch=args.batch)
@@ -462,6 +532,7 @@ def run(args: argparse.Namespace, videos: list[Video], skipped: int = 0) -> int:
     options = StreamOptions(
         fast=True, headless=True, dashboard=False, quiet=True,
         events_config=EventConfig(args.enter, args.exit, args.min_duration),
+        recognizer=RecognizerConfig(static_gate=args.static_gate),
     )  # fmt: skip
     stop = threading.Event()
     apps: list[StreamApp] = []
@@ -518,7 +589,7 @@ def run(args: argparse.Namespace, videos: list[Video], skipped: int = 0) -> int:
     return 1 if failed or skipped else 0
 
 
-__all__ = ["ArchiveSink", "Video", "find_videos", "is_done", "main", "write_results"]
+__all__ = ["ArchiveSink", "Video", "done_state", "find_videos", "main", "settings", "write_results"]
 
 if __name__ == "__main__":
     sys.exit(main())

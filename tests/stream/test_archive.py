@@ -201,3 +201,36 @@ def test_the_users_files_survive_every_run(tmp_path, env):
     assert (out / "cam__old" / "done.json").stat().st_mtime_ns == stamps["cam__old"]
     assert {k: v for k, v in files_under(out).items() if k in users} == users
     assert not [p for p in out.iterdir() if p.name.startswith(".glanet-staging")]
+
+
+@pytest.mark.timeout(600)
+def test_results_made_with_other_settings_are_redone_and_force_redoes_all(tmp_path, env):
+    """done.json records what the results were made with; a rerun with another model or other thresholds
+    redoes the videos, saying why in one line, and --force redoes every one."""
+    videos, out = tmp_path / "v", tmp_path / "out"
+    videos.mkdir()
+    for i in range(2):
+        write_demo_video(videos / f"cam{i}.mp4", 3, seed=40 + i)
+    first = archive("--videos", str(videos), "--out", str(out), "--no-progress", env=env)
+    assert first.returncode == 0, first.stderr
+    made = json.loads((out / "cam0" / "done.json").read_text())
+    assert made["settings"]["events"] == {"enter": 0.6, "exit": 0.4, "min_duration": 0.5}
+    assert made["settings"]["model"]["checkpoint_digest"] and made["settings"]["glanet"]
+    assert len(made["classes"]) == 12
+
+    def rerun(*more):
+        proc = archive("--videos", str(videos), "--out", str(out), "--no-progress", *more, env=env)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+        return proc.stderr
+
+    assert "2 of 2 videos already done" in rerun()
+    said = rerun("--enter", "0.9")
+    assert "2 videos redone: event thresholds changed" in said and "already done" not in said
+    assert json.loads((out / "cam1" / "done.json").read_text())["settings"]["events"]["enter"] == 0.9
+    said = rerun("--enter", "0.9", "--checkpoint", str(ROOT / "models" / "smnet_synthactions_demo.pt"))
+    assert "2 videos redone: model changed" in said
+    said = rerun(
+        "--enter", "0.9", "--checkpoint", str(ROOT / "models" / "smnet_synthactions_demo.pt"), "--force"
+    )
+    assert "already done" not in said and "redone" not in said
+    assert "2 videos done" in said
