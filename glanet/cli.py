@@ -4,7 +4,9 @@ says its default. Cheap to import (no torch), so a command can check its argumen
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -43,7 +45,24 @@ class Parser(argparse.ArgumentParser):
         return super().add_argument(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"{self.prog}: error: {message}{self._suggestion(message)}\n")
+
+    def _suggestion(self, message: str) -> str:
+        """'; did you mean --source?' for a mistyped flag (argparse of Python 3.11 says only that it is
+        unknown)."""
+        found = re.match(r"unrecognized arguments: (\S+)", message)
+        if not found:
+            return ""
+        typed = found.group(1).split("=", 1)[0]
+        flags = [s for action in self._actions for s in action.option_strings if s.startswith("--")]
+        close = did_you_mean(typed, flags)
+        return f"; did you mean {close}?" if close else ""
+
+
+def did_you_mean(typed: str, choices: list[str]) -> str | None:
+    """The one choice close to what was typed (a typo), if there is one."""
+    close = difflib.get_close_matches(typed, choices, n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 def number(kind: type, low: float | None = None, high: float | None = None, above: bool = False) -> Callable:

@@ -52,7 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     name, rest = args[0], args[1:]
     if name not in COMMANDS:
-        print(f"glanet: unknown command {name!r}; one of: {', '.join(COMMANDS)}", file=sys.stderr)
+        from glanet.cli import did_you_mean
+
+        close = did_you_mean(name, list(COMMANDS))
+        hint = f"did you mean {close}? " if close else ""
+        print(f"glanet: unknown command {name!r}; {hint}one of: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[name][0])
     sys.argv[0] = f"glanet {name}"

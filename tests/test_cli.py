@@ -141,3 +141,31 @@ def test_an_unknown_glanet_command_is_one_line_and_exit_2(capsys, monkeypatch) -
     assert code == 2 and out == ""
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "unknown command 'archiv'" in lines[0] and "archive" in lines[0], err
+    assert "did you mean archive?" in lines[0]
+
+
+@pytest.mark.parametrize(
+    "typed, meant", [("rnu", "run"), ("trian", "train"), ("exprot", "export"), ("sumary", "summary")]
+)
+def test_a_mistyped_command_gets_a_suggestion(typed: str, meant: str, capsys, monkeypatch) -> None:
+    code, _, err = _glanet([typed], capsys, monkeypatch)
+    assert code == 2 and f"did you mean {meant}?" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_command_nothing_like_any_gets_no_guess(capsys, monkeypatch) -> None:
+    code, _, err = _glanet(["zzz"], capsys, monkeypatch)
+    assert code == 2 and "did you mean" not in err
+
+
+@pytest.mark.parametrize(
+    "typed, meant", [("--sorce", "--source"), ("--evnets", "--events"), ("--sourse=x", "--source")]
+)
+def test_a_mistyped_flag_gets_a_suggestion(typed: str, meant: str, capsys) -> None:
+    code, _, err = _run("stream.cli.run", ["--source", "demo", typed, "v"], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].endswith(f"did you mean {meant}?"), err
+
+
+def test_an_unknown_flag_like_no_other_gets_no_guess(capsys) -> None:
+    code, _, err = _run("stream.cli.run", ["--zzzzzz"], capsys)
+    assert code == 2 and "did you mean" not in err
