@@ -132,7 +132,7 @@ class CameraStatus:
     Readers never reach into the runtime's own objects (capture, session)."""
 
     name: str
-    source: str  # redacted: no user, password or secret-looking query value
+    source: str  # redacted: no user, password or query value
     stats: StatsSnapshot  # status and its message, rates, latency, reconnects
     last_prediction: Prediction | None = None
     frames: int = 0  # source frames through the loop

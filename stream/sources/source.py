@@ -4,22 +4,18 @@ it reads, and `redact`: a source's text safe to print and log."""
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote
 
 import numpy as np
 
 from stream.errors import DecodeError
 
 # Matched anywhere in a query key (percent-decoded, any case): api_key, access_token, X-Amz-Signature...
-_SECRET_QUERY_KEYS = re.compile(
-    r"pass|pwd|secret|token|key|auth|sig|user|login|session|cred|jwt|hmac|otp|bearer", re.IGNORECASE
-)
 # A scheme and what follows it, typos included: rtsp://, rtsp:/, rtsp:///, rtsp// all start a URL.
 URL_START = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*(?://|:/+|//+)")
 
 
 def redact(text: str) -> str:
-    """`text` safe to print and log: user/password, secret-looking query values and the #fragment
+    """`text` safe to print and log: user/password, every query value and the #fragment
     become ***. Works on mistyped URLs too (rtsp:/user:pw@host, rtsp//user:pw@host, user:pw@host/x);
     a plain path without '@' comes back unchanged."""
     start = URL_START.match(text)
@@ -38,11 +34,12 @@ def redact(text: str) -> str:
 
 
 def _redact_query(query: str) -> str:
-    """Pair by pair, as typed (& or ; between pairs): only the secret values change, nothing is re-encoded."""
+    """Pair by pair, as typed (& or ; between pairs): every value becomes *** (a key shows what was set,
+    its value may be a secret whatever the key is called: ?s=..., ?k=...); nothing is re-encoded."""
     parts = re.split(r"([&;])", query)
     for i in range(0, len(parts), 2):
         key, eq, _ = parts[i].partition("=")
-        if eq and _SECRET_QUERY_KEYS.search(unquote(key)):
+        if eq:
             parts[i] = f"{key}=***"
     return "".join(parts)
 

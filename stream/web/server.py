@@ -254,7 +254,7 @@ class WebServer:
         tile = self.hub.tile(cam.name)
         return {
             "name": cam.name,
-            "source": cam.source,  # redacted: no user, password or secret-looking query value
+            "source": cam.source,  # redacted: no user, password or query value
             "status": snap.status.value,
             "message": snap.status_message,
             "fps": _finite(snap.fps.get("model", 0.0)),
