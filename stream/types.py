@@ -20,6 +20,8 @@ class Frame:
     connection: int = 0  # the source's connection: a new number after a reconnect (its state resets)
     camera: str = ""  # the camera's name (multi-camera runs); "" for a lone source
     truth: str | None = None  # the action really shown, where the source knows it (the demo)
+    # the static-scene gate's small grey copy (stream/sources/thumbnail.py), made on the capture thread
+    small: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 class SourceStatus(enum.Enum):

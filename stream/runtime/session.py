@@ -132,7 +132,7 @@ class Session:
         (the frame is to be encoded; then `keep_encoded`)."""
         if self.gate is None:
             return None
-        still = self.gate.shows_nothing_new(frame.image)
+        still = self.gate.shows_nothing_new(frame)
         return self._encoded if still else None
 
     def keep_encoded(self, features: dict[str, Tensor], maps: dict[str, Tensor]) -> None:

@@ -1,7 +1,8 @@
 """The static-scene gate: no backbone for a frame that shows nothing new.
 
 Most monitoring cameras show an empty corridor most of the day. Before a frame goes to the engine, a small
-grey, blurred copy of it (`SIDE` pixels on its long side) is compared with the copy of the last frame that
+grey, blurred copy of it (64 pixels on its long side, stream/sources/thumbnail.py, made on the capture
+thread) is compared with the copy of the last frame that
 was *encoded* (not the previous frame, so that a slow drift adds up and is encoded in the end). Where less
 than `share` of the copy's pixels differ by more than `PIXEL` grey levels, the frame shows nothing new: its
 model tick reuses the last encoded features and maps, and the temporal step runs as usual (the clip goes on,
@@ -17,22 +18,11 @@ from __future__ import annotations
 
 import numpy as np
 
-SIDE = 64  # pixels on the small copy's long side
+from stream.sources.thumbnail import small_copy
+from stream.types import Frame
+
 PIXEL = 12  # grey levels (of 255) a copy pixel must change by to count as changed
 DEFAULT_SHARE = 0.002  # of the copy's pixels (0.2%: 6 of a 64x48 copy; a person 25x50 px of 320x240 is 1.6%)
-
-
-def small_copy(image: np.ndarray) -> np.ndarray:
-    """The frame as the gate compares it: grey, `SIDE` pixels on its long side, blurred (int16)."""
-    # imported here: the command line reads DEFAULT_SHARE before it sets OpenCV's log level from the env
-    import cv2
-
-    h, w = image.shape[:2]
-    scale = SIDE / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
-    small = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
-    return cv2.GaussianBlur(small, (3, 3), 0).astype(np.int16)
 
 
 def changed_share(a: np.ndarray, b: np.ndarray) -> float:
@@ -53,8 +43,8 @@ class StillGate:
         self._reference: np.ndarray | None = None  # the small copy of the last encoded frame
         self._candidate: np.ndarray | None = None  # this frame's copy, kept for `encoded`
 
-    def shows_nothing_new(self, image: np.ndarray) -> bool:
-        copy = small_copy(image)
+    def shows_nothing_new(self, frame: Frame) -> bool:
+        copy = frame.small if frame.small is not None else small_copy(frame.image)
         self._candidate = copy
         return self._reference is not None and changed_share(copy, self._reference) < self.share
 
@@ -67,4 +57,4 @@ class StillGate:
         self._reference = self._candidate = None
 
 
-__all__ = ["DEFAULT_SHARE", "StillGate", "changed_share", "small_copy"]
+__all__ = ["DEFAULT_SHARE", "StillGate", "changed_share"]

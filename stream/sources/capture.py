@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from stream.errors import DecodeError, SourceError, SourceLost, StreamError
 from stream.sources.buffer import BufferClosed, BufferPolicy, RingBuffer
 from stream.sources.source import Source
+from stream.sources.thumbnail import small_copy
 from stream.types import Frame, SourceStatus, StatusUpdate
 
 log = logging.getLogger(__name__)
@@ -316,7 +317,10 @@ class Capture:
                     now = time.monotonic()
             self._last_frame = now
             truth = getattr(source, "truth", None)  # the demo knows the action it draws
-            frame = Frame(image, self.frames, source_ts, now, connection, self.camera, truth)
+            # the gate's copy here, on this camera's thread, not on the model's
+            frame = Frame(
+                image, self.frames, source_ts, now, connection, self.camera, truth, small_copy(image)
+            )
             self.frames += 1
             if not self._put(frame, generation):
                 return "stopped"

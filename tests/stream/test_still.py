@@ -22,8 +22,9 @@ from stream.errors import SourceError
 from stream.runtime.batch import Work, step_batch
 from stream.runtime.recognizer import Recognizer, RecognizerConfig
 from stream.runtime.session import Session
-from stream.runtime.still import DEFAULT_SHARE, PIXEL, StillGate, changed_share, small_copy
+from stream.runtime.still import DEFAULT_SHARE, PIXEL, StillGate, changed_share
 from stream.sources.cameras import camera_from_table
+from stream.sources.thumbnail import small_copy
 from stream.types import Frame
 
 FPS = 15.0  # the source's rate; the demo model samples at 7.5
@@ -42,6 +43,11 @@ def scene(seed: int = 0, shape: tuple[int, int] = (240, 320)) -> np.ndarray:
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
+def still_frame(image: np.ndarray) -> Frame:
+    """A frame as the capture makes it: with the gate's small copy."""
+    return Frame(image, 0, 0.0, 0.0, small=small_copy(image))
+
+
 def noisy(image: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:
     return np.clip(image + rng.normal(0, sigma, image.shape), 0, 255).astype(np.uint8)
 
@@ -51,20 +57,20 @@ def noisy(image: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarr
 def test_sensor_noise_on_a_still_scene_is_nothing_new(sigma):
     rng = np.random.default_rng(1)
     base, gate = scene(), StillGate()
-    assert not gate.shows_nothing_new(noisy(base, rng, sigma))  # no reference yet: encoded
+    assert not gate.shows_nothing_new(still_frame(noisy(base, rng, sigma)))  # no reference yet: encoded
     gate.encoded()
-    still = [gate.shows_nothing_new(noisy(base, rng, sigma)) for _ in range(50)]
+    still = [gate.shows_nothing_new(still_frame(noisy(base, rng, sigma))) for _ in range(50)]
     assert all(still), f"{still.count(False)} of 50 noisy copies of one scene counted as new (sigma {sigma})"
 
 
 def test_a_figure_entering_the_scene_is_new():
     rng = np.random.default_rng(2)
     base, gate = scene(), StillGate()
-    gate.shows_nothing_new(base)
+    gate.shows_nothing_new(still_frame(base))
     gate.encoded()
     person = base.copy()
     person[150:200, 100:125] = (30, 30, 200)  # 25x50 px of 320x240: a person far down a corridor
-    assert not gate.shows_nothing_new(noisy(person, rng, 3.0))
+    assert not gate.shows_nothing_new(still_frame(noisy(person, rng, 3.0)))
     assert changed_share(small_copy(person), small_copy(base)) > 5 * gate.share
 
 
@@ -72,21 +78,21 @@ def test_a_slow_drift_adds_up_against_the_last_encoded_frame():
     """Each frame one grey level brighter than the one before: never new against the previous frame, but
     new against the last encoded one once the drift passes the pixel threshold."""
     base, gate = scene().astype(np.int16), StillGate()
-    gate.shows_nothing_new(base.astype(np.uint8))
+    gate.shows_nothing_new(still_frame(base.astype(np.uint8)))
     gate.encoded()
     for step in range(1, 40):
-        if not gate.shows_nothing_new(np.clip(base + step, 0, 255).astype(np.uint8)):
+        if not gate.shows_nothing_new(still_frame(np.clip(base + step, 0, 255).astype(np.uint8))):
             break
     assert PIXEL <= step <= PIXEL + 2, step  # new once it is PIXEL levels off the reference
 
 
 def test_forget_makes_the_next_frame_new_and_the_share_is_checked():
     gate = StillGate()
-    gate.shows_nothing_new(scene())
+    gate.shows_nothing_new(still_frame(scene()))
     gate.encoded()
-    assert gate.shows_nothing_new(scene())
+    assert gate.shows_nothing_new(still_frame(scene()))
     gate.forget()
-    assert not gate.shows_nothing_new(scene())
+    assert not gate.shows_nothing_new(still_frame(scene()))
     with pytest.raises(ValueError, match="share"):
         StillGate(0.0)
 
