@@ -99,15 +99,21 @@ class ConnectionGuard:
     _logged_at: float = field(default=0.0, repr=False)
     _logged: tuple[int, int, int] = field(default=(0, 0, 0), repr=False)
     _sweep: asyncio.TimerHandle | None = field(default=None, repr=False)
+    _pending: asyncio.TimerHandle | None = field(default=None, repr=False)  # a line held back by the rate
 
     def protocol(self) -> type[GuardedH11Protocol]:
         """uvicorn's `Config(http=...)`: the protocol class bound to this guard."""
         return type("GuardedH11Protocol", (GuardedH11Protocol,), {"guard": self})
 
     def note(self) -> None:
-        """One log line of what was dropped and refused, LOG_EVERY_S at most."""
+        """One log line of what was dropped and refused, LOG_EVERY_S at most: what comes sooner is told
+        when that time is up (a burst just after a line is never left untold)."""
         now = time.monotonic()
         if now - self._logged_at < LOG_EVERY_S:
+            if self._pending is None and self._counts() != self._logged:
+                with contextlib.suppress(RuntimeError):  # not on the server's loop: told at the next one
+                    wait = self._logged_at + LOG_EVERY_S - now
+                    self._pending = asyncio.get_running_loop().call_later(wait, self._told_late)
             return
         refused, evicted, stalled = (a - b for a, b in zip(self._counts(), self._logged, strict=True))
         if refused or evicted:
@@ -125,6 +131,10 @@ class ConnectionGuard:
         else:
             return
         self._logged_at, self._logged = now, self._counts()
+
+    def _told_late(self) -> None:
+        self._pending = None
+        self.note()
 
     def _counts(self) -> tuple[int, int, int]:
         return self.refused, self.evicted, self.stalled

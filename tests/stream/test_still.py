@@ -106,9 +106,11 @@ def test_the_gate_is_a_camera_key_and_a_flag_in_range():
 # -- on the demo model -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def demo():
-    torch.set_num_threads(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small batches: a thread pool only costs here; given back after
     ck = load_checkpoint(DEMO_CHECKPOINT, map_location="cpu")
-    return ck, TorchBackend(ck.model.eval())
+    yield ck, TorchBackend(ck.model.eval())
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
