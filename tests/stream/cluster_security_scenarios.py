@@ -287,6 +287,11 @@ def scenario_not_ray(work: Path) -> dict:
 def main() -> None:
     work = Path(sys.argv[1])
     os.environ["GLANET_CACHE_DIR"] = str(work / "cache")
+    # the export cache filled once here, as cluster_scenarios does: two local nodes exporting into a cold
+    # cache at once can read each other's half-written graph ("the file is damaged"; an open engine bug)
+    from stream.runtime.model import ModelChoice, open_model
+
+    open_model(ModelChoice(), max_batch=1, say=lambda _: None)
     results: dict = {}
     run_each(work, {"ports": scenario_ports, "open": scenario_open, "not_ray": scenario_not_ray}, results)
     (work / "results.json").write_text(json.dumps(results, indent=1, default=str))
