@@ -18,11 +18,13 @@ the device and the configuration, so one directory serves every export and preci
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -73,15 +75,58 @@ def _tensor(x: np.ndarray) -> Tensor:
 
 
 def _compile(core: ov.Core, path: Path, config: Mapping[str, Any]) -> ov.CompiledModel:
-    """core.compile_model, with a graph OpenVINO cannot read (truncated, not ONNX) as one EngineError line."""
+    """core.compile_model, with a graph OpenVINO cannot read (truncated, not ONNX) as one EngineError line.
+
+    With a CACHE_DIR, compiles are one at a time across processes (a lock file in it): OpenVINO writes a
+    blob straight to its final name, so a second process compiling the same model at that moment read the
+    half-written blob and failed (two cluster nodes starting on a cold cache; 2 of 18 tries). A blob that is
+    damaged anyway (a process killed while writing it) costs a warning and a compile without the cache.
+    """
+    cache_dir = config.get("CACHE_DIR")
+    if cache_dir is None:
+        return _compile_graph(core, path, config)
+    with _cache_lock(Path(cache_dir)):
+        try:
+            return core.compile_model(str(path), "CPU", dict(config))
+        except RuntimeError as e:
+            without = {k: v for k, v in config.items() if k != "CACHE_DIR"}
+            compiled = _compile_graph(core, path, without)  # the graph's own fault: raised from here
+            log.warning(
+                "openvino: the model cache in %s failed (%s); compiled without it: remove that folder if "
+                "this repeats", cache_dir, _first_line(e)
+            )  # fmt: skip
+            return compiled
+
+
+def _compile_graph(core: ov.Core, path: Path, config: Mapping[str, Any]) -> ov.CompiledModel:
     try:
         return core.compile_model(str(path), "CPU", dict(config))
     except RuntimeError as e:
-        first = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
         raise EngineError(
-            f"{path}: OpenVINO cannot read this graph ({first[:200]}): the file is damaged; "
+            f"{path}: OpenVINO cannot read this graph ({_first_line(e)}): the file is damaged; "
             "export again with python -m engines.export"
         ) from None
+
+
+def _first_line(e: BaseException) -> str:
+    first = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+    return first[:200]
+
+
+@contextlib.contextmanager
+def _cache_lock(folder: Path) -> Iterator[None]:
+    """An exclusive lock on `folder`'s `.compile.lock`, released when the block ends (or the process dies)."""
+    try:
+        handle = open(folder / ".compile.lock", "a+b")  # noqa: SIM115 (held for the block)
+    except OSError:
+        yield  # a read-only cache: OpenVINO only reads it, nothing to race on
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def int8_files(manifest: Manifest) -> Mapping[str, str]:

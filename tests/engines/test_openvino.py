@@ -4,8 +4,12 @@ the streaming recognizer runs on it unchanged, and a graph changed after export 
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
+import multiprocessing
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -182,6 +186,61 @@ def test_a_tampered_graph_is_refused(demo, tmp_path):
         OpenVINOBackend.from_manifest(copy)
     with pytest.raises(ManifestError, match=r"no manifest\.json"):
         OpenVINOBackend.from_manifest(tmp_path)
+
+
+def test_a_compile_into_the_cache_waits_for_another_process_compiling_there(demo, tmp_path):
+    """Compiles into one CACHE_DIR are one at a time (OpenVINO writes its blob in place: two nodes starting
+    on a cold cache failed 2 of 18 tries): one held by another holder of the lock waits for it."""
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir()
+    done: list[object] = []
+    with open(cache_dir / ".compile.lock", "a+b") as held:  # another open file: to flock, another owner
+        fcntl.flock(held, fcntl.LOCK_EX)
+        worker = threading.Thread(
+            target=lambda: done.append(OpenVINOBackend.from_manifest(demo, "fp32", cache_dir=cache_dir))
+        )
+        worker.start()
+        worker.join(timeout=1.5)
+        assert worker.is_alive() and not done, "compiled while another holder had the cache's lock"
+        fcntl.flock(held, fcntl.LOCK_UN)
+    worker.join(timeout=120)
+    assert done and list(cache_dir.glob("*.blob")), "did not compile into the cache once the lock was free"
+
+
+@pytest.mark.slow
+def test_processes_opening_one_cold_cache_at_once_all_succeed(demo, tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    for round_ in range(2):
+        cache_dir = tmp_path / f"cache{round_}"
+        start = time.time() + 8  # all three compile at the same moment, after their imports
+        with ctx.Pool(3) as pool:
+            got = pool.starmap(_open_at, [(str(demo), str(cache_dir), start)] * 3)
+        assert got == ["ok"] * 3, got
+
+
+def _open_at(export_dir: str, cache_dir: str, start: float) -> str:
+    torch.set_num_threads(1)
+    time.sleep(max(0.0, start - time.time()))
+    try:
+        OpenVINOBackend.from_manifest(export_dir, "fp32", cache_dir=cache_dir)
+        return "ok"
+    except Exception as e:
+        return f"{type(e).__name__}: {e}"
+
+
+def test_a_failing_model_cache_costs_a_warning_and_a_compile_without_it(demo, tmp_path, monkeypatch, caplog):
+    real = ovb.ov.Core.compile_model
+
+    def cache_fails(core, model, device, config):
+        if "CACHE_DIR" in config:
+            raise RuntimeError("Exception from src/inference/src/cpp/core.cpp:132:\nblob is bad")
+        return real(core, model, device, config)
+
+    monkeypatch.setattr(ovb.ov.Core, "compile_model", cache_fails)
+    with caplog.at_level(logging.WARNING, logger=ovb.__name__):
+        backend = OpenVINOBackend.from_manifest(demo, "fp32", cache_dir=tmp_path / "cache")
+    assert backend.encode(torch.zeros(1, 3, *backend.manifest.image_size)).features
+    assert "model cache" in caplog.text and "compiled without it" in caplog.text
 
 
 def test_int8_before_a_build_says_how_to_make_it(demo, demo_int8, tmp_path):

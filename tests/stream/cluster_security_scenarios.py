@@ -287,8 +287,8 @@ def scenario_not_ray(work: Path) -> dict:
 def main() -> None:
     work = Path(sys.argv[1])
     os.environ["GLANET_CACHE_DIR"] = str(work / "cache")
-    # the export cache filled once here, as cluster_scenarios does: two local nodes exporting into a cold
-    # cache at once can read each other's half-written graph ("the file is damaged"; an open engine bug)
+    # the export cache filled once here, as cluster_scenarios does, so that the nodes do not each export
+    # (compiles into one cold OpenVINO cache at once are serialised by the engine: test_openvino.py)
     from stream.runtime.model import ModelChoice, open_model
 
     open_model(ModelChoice(), max_batch=1, say=lambda _: None)
