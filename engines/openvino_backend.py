@@ -31,12 +31,14 @@ from typing import Any
 import numpy as np
 import openvino as ov
 import torch
+from openvino.preprocess import ColorFormat, PrePostProcessor
 from torch import Tensor
 
 from engines import cache
 from engines.errors import EngineError, EngineUnavailable
 from engines.graph_io import FRAMES, step_inputs, unpack_encoded, unpack_step
 from engines.manifest import ENCODE, TEMPORAL_STEP, Manifest, read_manifest, verify_files
+from glanet.data.transforms import EvalTransform
 from glanet.models.online import Encoded, OnlineSpec, State, StepOutput, init_rows
 
 log = logging.getLogger(__name__)
@@ -74,7 +76,7 @@ def _tensor(x: np.ndarray) -> Tensor:
     return torch.from_numpy(np.asarray(x))
 
 
-def _compile(core: ov.Core, path: Path, config: Mapping[str, Any]) -> ov.CompiledModel:
+def _compile(core: ov.Core, path: Path | ov.Model, config: Mapping[str, Any]) -> ov.CompiledModel:
     """core.compile_model, with a graph OpenVINO cannot read (truncated, not ONNX) as one EngineError line.
 
     With a CACHE_DIR, compiles are one at a time across processes (a lock file in it): OpenVINO writes a
@@ -87,7 +89,7 @@ def _compile(core: ov.Core, path: Path, config: Mapping[str, Any]) -> ov.Compile
         return _compile_graph(core, path, config)
     with _cache_lock(Path(cache_dir)):
         try:
-            return core.compile_model(str(path), "CPU", dict(config))
+            return core.compile_model(_source(path), "CPU", dict(config))
         except RuntimeError as e:
             without = {k: v for k, v in config.items() if k != "CACHE_DIR"}
             compiled = _compile_graph(core, path, without)  # the graph's own fault: raised from here
@@ -98,14 +100,18 @@ def _compile(core: ov.Core, path: Path, config: Mapping[str, Any]) -> ov.Compile
             return compiled
 
 
-def _compile_graph(core: ov.Core, path: Path, config: Mapping[str, Any]) -> ov.CompiledModel:
+def _compile_graph(core: ov.Core, path: Path | ov.Model, config: Mapping[str, Any]) -> ov.CompiledModel:
     try:
-        return core.compile_model(str(path), "CPU", dict(config))
+        return core.compile_model(_source(path), "CPU", dict(config))
     except RuntimeError as e:
         raise EngineError(
             f"{path}: OpenVINO cannot read this graph ({_first_line(e)}): the file is damaged; "
             "export again with python -m engines.export"
         ) from None
+
+
+def _source(path: Path | ov.Model) -> str | ov.Model:
+    return path if isinstance(path, ov.Model) else str(path)
 
 
 def _first_line(e: BaseException) -> str:
@@ -259,7 +265,9 @@ class OpenVINOBackend:
         else:
             encode_path, encode_hint = manifest.graph_path(ENCODE), _HINT[precision]
         self.encode_path = encode_path
-        self._encode = _compile(self.core, encode_path, {**common, "INFERENCE_PRECISION_HINT": encode_hint})
+        self._encode_config = {**common, "INFERENCE_PRECISION_HINT": encode_hint}
+        self._encode = _compile(self.core, encode_path, self._encode_config)
+        self._image_requests: dict[EvalTransform, ov.InferRequest] = {}
         if step_weights is None:
             step_weights = "int8" if precision == "int8" and step_int8_files(manifest) else "fp32"
         if step_weights not in ("fp32", "int8"):
@@ -343,6 +351,42 @@ class OpenVINOBackend:
         for f in self._spec.encode_state:
             inputs[f.name] = _array(state[f.name])
         return unpack_encoded(self._spec, self._encode_request.infer(inputs), _tensor)
+
+    def encode_images(
+        self, images: np.ndarray, transform: EvalTransform, state: State | None = None
+    ) -> Encoded:
+        """`engines.backend.encode_images`: uint8 (N, H, W, 3) BGR crops in, converted to float, put in the
+        model's colour order, normalised and transposed inside the graph (OpenVINO's PrePostProcessor: the
+        mean and scale fold into the first convolution), instead of in torch on the caller's thread."""
+        size = self.manifest.image_size
+        if images.ndim != 4 or tuple(images.shape[1:]) != (*size, 3) or images.dtype != np.uint8:
+            raise ValueError(
+                f"images {images.dtype} {tuple(images.shape)} must be uint8 (N, {size[0]}, {size[1]}, 3)"
+            )
+        request = self._image_requests.get(transform)
+        if request is None:
+            request = self._image_model(transform).create_infer_request()
+            self._image_requests[transform] = request
+        inputs: dict[str, np.ndarray] = {FRAMES: np.ascontiguousarray(images)}
+        if state is None and self._spec.encode_state:
+            state = init_rows(self._spec.encode_state, images.shape[0])
+        for f in self._spec.encode_state:
+            inputs[f.name] = _array(state[f.name])
+        return unpack_encoded(self._spec, request.infer(inputs), _tensor)
+
+    def _image_model(self, transform: EvalTransform) -> ov.CompiledModel:
+        model = self.core.read_model(str(self.encode_path))  # verified with the manifest when opened
+        ppp = PrePostProcessor(model)
+        frames = ppp.input(FRAMES)
+        frames.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(
+            ColorFormat.BGR
+        )
+        frames.model().set_layout(ov.Layout("NCHW"))
+        steps = frames.preprocess().convert_element_type(ov.Type.f32)
+        if transform.color == "rgb":
+            steps.convert_color(ColorFormat.RGB)
+        steps.mean([255.0 * m for m in transform.mean]).scale([255.0 * s for s in transform.std])
+        return _compile(self.core, ppp.build(), self._encode_config)
 
     def temporal_step(
         self, features: Mapping[str, Tensor | np.ndarray], state: State

@@ -233,6 +233,10 @@ class EvalTransform:
         out = [_eval_geometry(f, self.resize, self.crop) for f in _check_frames(frames)]
         return to_tensor(out, self.mean, self.std, self.color)
 
+    def geometry(self, frame: np.ndarray) -> np.ndarray:
+        """One BGR uint8 frame resized and centre-cropped: (crop, crop, 3) uint8, not yet normalised."""
+        return _eval_geometry(_check_frames([frame])[0], self.resize, self.crop)
+
     def crop_box(self, height: int, width: int) -> tuple[float, float, float, float]:
         """The region (x0, y0, x1, y1) of a height x width source frame that the model sees."""
         h2, w2 = resized_size(height, width, self.resize)

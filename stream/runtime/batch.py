@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from engines.backend import Backend
+from engines.backend import Backend, encode_images
 from glanet.models.online import StepOutput, cat_states, split_state
 from stream.runtime.session import Session
 from stream.types import Event, Frame, Prediction
@@ -42,9 +43,13 @@ def step_batch(backend: Backend, work: Sequence[Work]) -> list[tuple[Prediction,
     enc_maps: dict[str, Tensor] = {}
     if todo:
         sessions = [work[i].session for i in todo]
-        frames = torch.cat([s.transform([work[i].frame.image]) for s, i in zip(sessions, todo, strict=True)])
+        transform = sessions[0].transform  # the model's preprocessing: every session has the same
+        if any(s.transform != transform for s in sessions):
+            raise ValueError("the sessions of one round preprocess their frames differently")
+        # cropped uint8 frames: the engine converts and normalises them (in its graph where it can)
+        images = np.stack([transform.geometry(work[i].frame.image) for i in todo])
         enc_state = cat_states([s.encode_state for s in sessions]) if spec.encode_state else None
-        enc = backend.encode(frames.to(torch.float32), enc_state)  # (len(todo), 3, H, W)
+        enc = encode_images(backend, images, transform, enc_state)
         if spec.encode_state:
             for s, state_rows in zip(sessions, split_state(enc.state, [1] * len(todo)), strict=True):
                 s.encode_state = state_rows

@@ -4,6 +4,7 @@ the streaming recognizer runs on it unchanged, and a graph changed after export 
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import logging
@@ -20,6 +21,7 @@ import torch
 from synth_clips import validation_clips
 
 import engines.openvino_backend as ovb
+from engines.backend import encode_images
 from engines.build import build_openvino_int8, build_openvino_step_int8
 from engines.build import main as build_main
 from engines.calibration import CalibrationError, calibration_frames
@@ -31,6 +33,7 @@ from engines.torch_backend import TorchBackend
 from glanet.checkpoint import load_checkpoint
 from glanet.data.synth_live import LiveSynth
 from glanet.data.synth_render import generate_video
+from glanet.data.transforms import EvalTransform
 from glanet.models.online import Encoded, StepOutput
 from stream.runtime.recognizer import Recognizer
 from stream.types import Frame
@@ -152,6 +155,37 @@ def test_int8_weights_of_temporal_step_agree_with_fp32(demo_int8, cache, validat
     # precision int8 takes the compressed step where it was built; fp32 never does unless asked
     assert OpenVINOBackend.from_manifest(demo_int8, "int8", cache_dir=cache).step_weights == "int8"
     assert OpenVINOBackend.from_manifest(demo_int8, "fp32", cache_dir=cache).step_weights == "fp32"
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_uint8_crops_normalised_in_the_graph_equal_the_torch_transform(precision, demo, demo_int8, cache):
+    """encode_images (OpenVINO's PrePostProcessor: uint8 BGR NHWC in) = encode of EvalTransform's tensor,
+    for the model's colour order and for BGR; the torch backend's fallback is the transform exactly."""
+    backend = OpenVINOBackend.from_manifest(
+        demo_int8 if precision == "int8" else demo, precision, cache_dir=cache
+    )
+    torch_backend = TorchBackend(load_checkpoint(DEMO).model)
+    rng = np.random.default_rng(3)
+    frames = [rng.integers(0, 256, (240, 320, 3), dtype=np.uint8) for _ in range(3)]
+    base = EvalTransform.from_preprocessing(load_checkpoint(DEMO).preprocessing)
+    for transform in (base, dataclasses.replace(base, color="bgr")):
+        crops = np.stack([transform.geometry(f) for f in frames])
+        want = backend.encode(transform(frames))
+        got = encode_images(backend, crops, transform)
+        bound = 1e-5 if precision == "fp32" else 2e-2  # int8: the quantised input may round either way
+        for name in want.features:
+            scale = float(want.features[name].abs().max())
+            assert float((got.features[name] - want.features[name]).abs().max()) <= bound * max(1.0, scale)
+        for name in want.maps:
+            assert float((got.maps[name] - want.maps[name]).abs().max()) <= bound
+        fallback = encode_images(torch_backend, crops, transform)
+        exact = torch_backend.encode(transform(frames))
+        for name in exact.features:
+            torch.testing.assert_close(fallback.features[name], exact.features[name], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="must be uint8"):
+        encode_images(backend, crops.astype(np.float32), base)
+    with pytest.raises(ValueError, match="must be uint8"):
+        backend.encode_images(crops[:, :50], base)
 
 
 def test_the_recognizer_runs_on_openvino_unchanged(demo, cache):

@@ -7,14 +7,17 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from synth_clips import validation_clips
 
+from engines.backend import encode_images
 from engines.build import build_openvino_int8, build_openvino_step_int8
 from engines.export import export
 from engines.openvino_backend import OpenVINOBackend
 from glanet.checkpoint import load_checkpoint
+from glanet.data.transforms import EvalTransform
 
 DEMO = Path(__file__).parents[2] / "models" / "smnet_synthactions_demo.pt"
 CLIPS = 100  # seeds 5000+, never seen in training; classes in turn
@@ -71,6 +74,24 @@ def test_int8_agrees_with_pytorch_on_top1(built, validation, tmp_path):
         f"smnet int8: top-1 agreement {agree:.3f} on {len(clips)} clips, "
         f"max |fused diff| {(got - ref).abs().max():.4f}"
     )
-    # measured here: 98.0% (the issue's target is 98%; 97.0% with 100 calibration frames). The guard
-    # leaves a clip of room for another CPU's int8 kernels; the README gives the figure.
+    # measured on a 2-core Intel Xeon: 98.0% (the issue's target is 98%; 97.0% with 100 calibration frames).
+    # The guard leaves a clip of room for another CPU's int8 kernels; docs/benchmarks.md gives the figure.
     assert agree >= 0.97
+
+
+def test_uint8_crops_normalised_in_the_graph_carry_the_buffers_as_the_tensor_path(exported, tmp_path):
+    """encode_images on SMNet (a backbone with state): its buffers go in and out beside the uint8 frames."""
+    backend = OpenVINOBackend.from_manifest(exported, "fp32", cache_dir=tmp_path)
+    transform = EvalTransform.from_preprocessing(load_checkpoint(DEMO).preprocessing)
+    rng = np.random.default_rng(4)
+    spec = backend.spec
+    want_state = got_state = {f.name: backend.init_state(2)[f.name] for f in spec.encode_state}
+    for _ in range(3):
+        frames = [rng.integers(0, 256, (120, 160, 3), dtype=np.uint8) for _ in range(2)]
+        want = backend.encode(transform(frames), want_state)
+        got = encode_images(backend, np.stack([transform.geometry(f) for f in frames]), transform, got_state)
+        for name in want.features:
+            torch.testing.assert_close(got.features[name], want.features[name], rtol=1e-5, atol=1e-5)
+        want_state, got_state = want.state, got.state
+    for name in want_state:
+        torch.testing.assert_close(got_state[name], want_state[name], rtol=1e-5, atol=1e-5)
