@@ -43,12 +43,13 @@ if TYPE_CHECKING:
 
 RAY = str(Path(sys.executable).with_name("ray"))
 PORT = 6390
-# token auth on, as the README tells users to start a cluster: every node and every glanet run gets it
+# token auth on, as docs/security.md tells users to start a cluster: every node and every glanet run gets it
 AUTH = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
 
 
 def env() -> dict[str, str]:
-    return {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1", **AUTH}  # two nodes here (README)
+    # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER: two `ray start` nodes on one machine (docs/cluster.md)
+    return {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1", **AUTH}
 
 
 def ray_start(*args: str) -> None:
