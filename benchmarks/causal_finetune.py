@@ -8,7 +8,7 @@
    see live), still non-causal;
 3. evaluates the same weights made causal with no training (what running an offline checkpoint live
    would give, if it were allowed);
-4. fine-tunes them causally on consecutive frames (the README's recipe) and evaluates again.
+4. fine-tunes them causally on consecutive frames (the recipe in docs/model.md) and evaluates again.
 Prints the table of video top-1 on the held-out videos and the time of each training.
 """
 

@@ -1,8 +1,8 @@
 """Build an engine from an export: OpenVINO int8 (NNCF post-training quantisation) or TensorRT.
 
-    python -m engines.build --manifest DIR --backend openvino --precision int8 [--calib synth|VIDEO|FOLDER]
+    glanet build --manifest DIR --backend openvino --precision int8 [--calib synth|VIDEO|FOLDER]
         [--calib-frames 300] [--preset mixed|performance]
-    python -m engines.build --manifest DIR --backend tensorrt --precision fp16 [--max-batch 1]
+    glanet build --manifest DIR --backend tensorrt --precision fp16 [--max-batch 1]
 
 OpenVINO int8 writes `encode_int8.xml/.bin` beside the manifest (and `temporal_step_int8.xml/.bin`, the
 step with int8 weights and an fp32 state, unless `--step-weights fp32`) and records them (sha256, calibration
@@ -171,7 +171,7 @@ def _tensorrt(args: argparse.Namespace) -> None:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = Parser(prog="python -m engines.build", description=__doc__.split("\n\n")[0])
-    p.add_argument("--manifest", required=True, type=Path, help="export directory (python -m engines.export)")
+    p.add_argument("--manifest", required=True, type=Path, help="export directory (glanet export)")
     p.add_argument("--backend", required=True, choices=BACKENDS, help="which engine to build")
     p.add_argument("--precision", required=True, choices=PRECISIONS, help="the engine's precision")
     p.add_argument(

@@ -51,7 +51,7 @@ _FIELDS: dict[str, type] = {
 
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_AGAIN = "export again with python -m engines.export"
+_AGAIN = "export again with glanet export"
 
 
 class ManifestError(EngineError):
@@ -178,12 +178,12 @@ def verify_files(directory: Path, files: Mapping[str, str]) -> None:
             raise ManifestError(directory, f"{MANIFEST}: {_not_plain('file', name)}")
         path = directory / name
         if not path.is_file():
-            raise ManifestError(directory, f"{name} is missing; export again with python -m engines.export")
+            raise ManifestError(directory, f"{name} is missing; export again with glanet export")
         if file_sha256(path) != digest:
             raise ManifestError(
                 directory,
                 f"{name} does not match the sha256 in {MANIFEST}: the file was modified or corrupted; "
-                "export again with python -m engines.export",
+                "export again with glanet export",
             )
 
 
@@ -192,9 +192,9 @@ def read_manifest(directory: str | os.PathLike[str]) -> Manifest:
     directory = Path(directory)
     path = directory / MANIFEST
     if not directory.is_dir():
-        raise ManifestError(directory, "export directory not found (make one with python -m engines.export)")
+        raise ManifestError(directory, "export directory not found (make one with glanet export)")
     if not path.is_file():
-        raise ManifestError(directory, f"no {MANIFEST}: not an export directory of python -m engines.export")
+        raise ManifestError(directory, f"no {MANIFEST}: not an export directory of glanet export")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
@@ -207,8 +207,7 @@ def read_manifest(directory: str | os.PathLike[str]) -> Manifest:
     if version < FORMAT_VERSION:
         raise ManifestError(
             directory,
-            f"manifest format {version} was written by an older glanet; "
-            "export again with python -m engines.export",
+            f"manifest format {version} was written by an older glanet; export again with glanet export",
         )
     if version > FORMAT_VERSION:
         raise ManifestError(

@@ -2,7 +2,7 @@
 
     backend = OpenVINOBackend.from_manifest("exports/demo", precision="bf16")
 
-`encode` runs in the chosen precision (int8: `encode_int8.xml`, made by `python -m engines.build`);
+`encode` runs in the chosen precision (int8: `encode_int8.xml`, made by `glanet build`);
 `temporal_step` keeps its state in fp32 (it must stay exact over time); its weights are fp32, or int8 with
 precision int8 where `engines.build` compressed them (`temporal_step_int8.xml`). It is small in FLOPs but
 not in bytes: the paper model's three 3x1024 SRUs are 110 MB in fp32, read per step (~5 ms; int8: ~1.6 ms).
@@ -106,7 +106,7 @@ def _compile_graph(core: ov.Core, path: Path | ov.Model, config: Mapping[str, An
     except RuntimeError as e:
         raise EngineError(
             f"{path}: OpenVINO cannot read this graph ({_first_line(e)}): the file is damaged; "
-            "export again with python -m engines.export"
+            "export again with glanet export"
         ) from None
 
 
@@ -138,7 +138,7 @@ def _cache_lock(folder: Path) -> Iterator[None]:
 def int8_files(manifest: Manifest) -> Mapping[str, str]:
     """The int8 encode files and their sha256 from the manifest; EngineError saying how to build them."""
     build = manifest.builds.get(INT8_BUILD)
-    how = f"run python -m engines.build --manifest {manifest.directory} --backend openvino --precision int8"
+    how = f"run glanet build --manifest {manifest.directory} --backend openvino --precision int8"
     if build is None or not (manifest.directory / INT8_XML).is_file():
         raise EngineError(f"{manifest.directory}: no int8 encode model ({INT8_XML}) yet: {how}")
     if build.get("source_sha256") != manifest.graph(ENCODE)["sha256"]:
@@ -211,7 +211,7 @@ def best_built_precision(
     except EngineError:
         pass
     best = faster_float_precision(manifest, cache_dir)
-    how = "python -m engines.build ... --precision int8"
+    how = "glanet build ... --precision int8"
     return best, f"no int8 engine built there; running {best}, the faster float precision here ({how})"
 
 
@@ -277,7 +277,7 @@ class OpenVINOBackend:
             if step_int8_files(manifest) is None:
                 raise EngineError(
                     f"{manifest.directory}: no int8 temporal_step ({STEP_INT8_XML}) for this export yet: run "
-                    f"python -m engines.build --manifest {manifest.directory} --backend openvino "
+                    f"glanet build --manifest {manifest.directory} --backend openvino "
                     "--precision int8"
                 )
             step_path = manifest.directory / STEP_INT8_XML

@@ -181,7 +181,7 @@ def check_same_model(manifest: Manifest | str | os.PathLike[str], checkpoint: Lo
         manifest = read_manifest(manifest)
     fix = (
         f"give the checkpoint it was exported from ({manifest.source_checkpoint}), or export this one "
-        f"with python -m engines.export --checkpoint {checkpoint.path} --out DIR"
+        f"with glanet export --checkpoint {checkpoint.path} --out DIR"
     )
     exported, given = manifest.source_weights_sha256, checkpoint.weights_sha256
     if exported != given:
@@ -276,7 +276,7 @@ def _manifest_dir(
     if checkpoint is None:
         raise EngineError(
             f"the {name} backend runs exported graphs: give a checkpoint, or run "
-            "python -m engines.export --checkpoint CKPT --out DIR first and give DIR"
+            "glanet export --checkpoint CKPT --out DIR first and give DIR"
         )
     return export_dir_for(checkpoint, cache_dir)
 

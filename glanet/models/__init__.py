@@ -34,7 +34,7 @@ def live_problem(model: Model) -> str | None:
     if isinstance(model, SMNet) and not model.causal:
         return (
             "an offline (non-causal) SMNet: it looks at future frames, so it cannot run live; fine-tune it "
-            'causally first (glanet train --init-from <it> --set model.causal=true, README "SMNet")'
+            "causally first (glanet train --init-from <it> --set model.causal=true; docs/model.md, SMNet)"
         )
     return None
 

@@ -278,7 +278,7 @@ def test_a_failing_model_cache_costs_a_warning_and_a_compile_without_it(demo, tm
 
 
 def test_int8_before_a_build_says_how_to_make_it(demo, demo_int8, tmp_path):
-    with pytest.raises(EngineError, match=r"run python -m engines.build --manifest .* --precision int8"):
+    with pytest.raises(EngineError, match=r"run glanet build --manifest .* --precision int8"):
         OpenVINOBackend.from_manifest(demo, "int8")
     data = json.loads((demo_int8 / MANIFEST).read_text())
     assert data["builds"]["openvino_int8"]["calibration"] == {"source": "synth", "frames": 100, "seed": 0}
@@ -287,7 +287,7 @@ def test_int8_before_a_build_says_how_to_make_it(demo, demo_int8, tmp_path):
     shutil.copytree(demo_int8, stale)
     data["builds"]["openvino_int8"]["source_sha256"] = "0" * 64  # built from an earlier export
     (stale / MANIFEST).write_text(json.dumps(data))
-    with pytest.raises(EngineError, match=r"built from another encode\.onnx: run python -m engines\.build"):
+    with pytest.raises(EngineError, match=r"built from another encode\.onnx: run glanet build"):
         OpenVINOBackend.from_manifest(stale, "int8")
 
 

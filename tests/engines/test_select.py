@@ -220,7 +220,7 @@ def test_make_torch_backend_needs_a_checkpoint_and_fp32(checkpoint):
 
 def test_make_openvino_without_export_or_checkpoint():
     pytest.importorskip("openvino")
-    with pytest.raises(EngineError, match=r"run python -m engines\.export --checkpoint CKPT --out DIR first"):
+    with pytest.raises(EngineError, match=r"run glanet export --checkpoint CKPT --out DIR first"):
         make_backend("openvino", None)
 
 
@@ -295,7 +295,7 @@ def test_check_same_model_refuses_another_checkpoint_in_one_line(two_models):
     assert "\n" not in text
     assert f"{export_a} was exported from another model than {ck_b.path}" in text
     assert ck_a.weights_sha256[:12] in text and ck_b.weights_sha256[:12] in text
-    assert str(ck_a.path) in text and "python -m engines.export --checkpoint" in text
+    assert str(ck_a.path) in text and "glanet export --checkpoint" in text
     assert ck_a2.weights_sha256 == ck_a.weights_sha256
     with pytest.raises(
         ModelMismatch, match=r"same weights but other class names \(3 vs 3 names, first .* 0\)"
