@@ -1,10 +1,15 @@
-"""A live terminal dashboard (rich) for one stream, or a summary line every few seconds off a terminal."""
+"""A live terminal dashboard (rich) for one stream, or a summary line every few seconds off a terminal.
+
+Frames the model did not take (the source runs faster than the model's frame rate) are "not sampled", not
+lost; losses are "dropped" (the capture buffer) and "decode errors"."""
 
 from __future__ import annotations
 
+import collections
+import datetime
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Self
 
@@ -16,10 +21,13 @@ from rich.table import Table
 from rich.text import Text
 
 from stream.output import Output
-from stream.types import Prediction, SourceStatus, StatsSnapshot
+from stream.types import Event, Prediction, SourceStatus, StatsSnapshot
 
 SUMMARY_INTERVAL_S = 5.0  # at most one summary line this often when the console is not a terminal
+EVENTS_SHOWN = 3  # a lone camera's panel lists its last few events
 _BAR_WIDTH = 30
+# a camera in one of these delivers nothing more: it shows 0 fps and is left out of the totals
+_FINISHED = (SourceStatus.ENDED, SourceStatus.FAILED, SourceStatus.STOPPED)
 
 _STATUS_STYLE = {
     SourceStatus.CONNECTING: "yellow",
@@ -60,6 +68,7 @@ class Dashboard:
         self._live: Live | None = None
         self._last_draw = clock()  # the first summary line comes one interval after the start
         self._rows: dict[str, tuple[StatsSnapshot, Prediction | None]] = {}  # camera -> its newest numbers
+        self._events: dict[str, collections.deque[str]] = {}  # camera -> its last events, as lines
         self.order: tuple[str, ...] = ()  # the cameras' order on screen (the command line's)
         self._closed = False
 
@@ -67,10 +76,19 @@ class Dashboard:
     def _stats(self) -> StatsSnapshot | None:
         return next(iter(self._rows.values()))[0] if self._rows else None
 
-    def update(self, stats: StatsSnapshot, prediction: Prediction | None, camera: str = "") -> None:
-        """Record a camera's latest numbers; redraw (or print a line) only when one is due."""
+    def update(
+        self,
+        stats: StatsSnapshot,
+        prediction: Prediction | None,
+        camera: str = "",
+        events: Iterable[Event] = (),
+    ) -> None:
+        """Record a camera's latest numbers (and the events that fired at this frame); redraw (or print a
+        line) only when one is due."""
         if self._closed:
             return
+        for event in events:
+            self._events.setdefault(camera, collections.deque(maxlen=EVENTS_SHOWN)).append(_fmt_event(event))
         if camera not in self._rows and self.order:
             rows = {**self._rows, camera: (stats, prediction)}
             rank = {name: i for i, name in enumerate(self.order)}
@@ -87,6 +105,7 @@ class Dashboard:
     def forget(self, camera: str) -> None:
         """A camera taken out of the run: its row goes at the next redraw."""
         self._rows.pop(camera, None)
+        self._events.pop(camera, None)
 
     def redraw(self, now: float | None = None) -> None:
         """Redraw if one is due (called when there is nothing new, so a stalled camera still shows)."""
@@ -97,8 +116,8 @@ class Dashboard:
 
     def _view(self) -> RenderableType:
         if len(self._rows) == 1:
-            stats, prediction = next(iter(self._rows.values()))
-            return self.render(stats, prediction)
+            camera, (stats, prediction) = next(iter(self._rows.items()))
+            return self.render(stats, prediction, self._events.get(camera, ()))
         return self.render_table(self._rows)
 
     def _lines(self) -> list[str]:
@@ -144,8 +163,11 @@ class Dashboard:
 
     # --- what is shown ---------------------------------------------------------------------------------
 
-    def render(self, stats: StatsSnapshot, prediction: Prediction | None) -> RenderableType:
-        """The live view: status, stats and the top-5, as one rich panel."""
+    def render(
+        self, stats: StatsSnapshot, prediction: Prediction | None, events: Sequence[str] = ()
+    ) -> RenderableType:
+        """The live view: status, stats, the top-5 and the last events (lines of `_fmt_event`; where none
+        were recorded, the snapshot's last event), as one rich panel."""
         header = Text()
         header.append(stats.status.value, style=_STATUS_STYLE.get(stats.status, ""))
         if stats.status_message:
@@ -155,12 +177,12 @@ class Dashboard:
         grid = Table.grid(padding=(0, 2))
         grid.add_column(style="bold")
         grid.add_column()
-        grid.add_row("fps", _fmt_fps(stats.fps) or "-")
+        grid.add_row("fps", _fmt_fps(_shown_fps(stats)) or "-")
         grid.add_row("latency", f"p50 {_fmt_ms(stats.latency_p50_ms)}   p95 {_fmt_ms(stats.latency_p95_ms)}")
         grid.add_row(
             "frames",
             f"captured {stats.frames_captured}   dropped {stats.frames_dropped}   "
-            f"skipped {stats.frames_skipped}   decode errors {stats.decode_errors}",
+            f"not sampled {stats.frames_skipped}   decode errors {stats.decode_errors}",
         )
         grid.add_row("reconnects", str(stats.reconnects))
         grid.add_row("model frames", f"{stats.model_frames}   reused {stats.model_reused} (still scene)")
@@ -186,11 +208,19 @@ class Dashboard:
                 right = prediction.top(1)[0][0] == prediction.frame.truth
                 parts.append(Text(f"truth: {prediction.frame.truth}", style="green" if right else "yellow"))
             parts.append(Text(_fmt_branches(prediction), style="dim"))
+        parts.append(Text())
+        lines = list(events) or ([stats.last_event] if stats.last_event else [])
+        if lines:
+            parts.append(Text("last events" if len(lines) > 1 else "last event", style="bold"))
+            parts += [Text(f"  {line}") for line in lines[-EVENTS_SHOWN:]]
+        else:
+            parts.append(Text("no events yet", style="dim"))
         return Panel(Group(*parts), title=f"glanet: {self.source_name}", title_align="left", expand=False)
 
     def render_table(self, rows: dict[str, tuple[StatsSnapshot, Prediction | None]]) -> RenderableType:
         """Several cameras: a row each (status, fps, latency p95, top-1 and the truth where known, last
-        event) and a line of totals."""
+        event) and a line of totals. A finished camera (ended, failed, stopped) shows 0 fps, and the
+        totals' fps and worst p95 are those of the cameras still running."""
         table = Table(expand=False, pad_edge=False, box=None, padding=(0, 2))
         for name, justify in (("camera", "left"), ("status", "left"), ("fps", "right"), ("p95", "right"),
                               ("dropped", "right"), ("reconnects", "right"), ("top-1", "left"),
@@ -199,11 +229,15 @@ class Dashboard:
         fps_total = 0.0
         p95s = []
         dropped = 0
+        finished = 0
         for camera, (stats, prediction) in rows.items():
-            fps = stats.fps.get("model", 0.0)
-            fps_total += fps
-            if math.isfinite(stats.latency_p95_ms):
-                p95s.append(stats.latency_p95_ms)
+            fps = _shown_fps(stats).get("model", 0.0)
+            if stats.status in _FINISHED:
+                finished += 1
+            else:
+                fps_total += fps
+                if math.isfinite(stats.latency_p95_ms):
+                    p95s.append(stats.latency_p95_ms)
             dropped += stats.frames_dropped
             table.add_row(
                 camera,
@@ -217,8 +251,9 @@ class Dashboard:
             )
         elapsed = max((s.elapsed_s for s, _ in rows.values()), default=0.0)
         worst = max(p95s, default=math.nan)
+        count = f"{len(rows)} cameras" + (f" ({finished} finished)" if finished else "")
         totals = Text(
-            f"{len(rows)} cameras   model fps {fps_total:.1f}   worst p95 {_fmt_ms(worst)}   "
+            f"{count}   model fps {fps_total:.1f}   worst p95 {_fmt_ms(worst)}   "
             f"dropped {dropped}   elapsed {_fmt_elapsed(elapsed)}",
             style="dim",
         )
@@ -233,10 +268,10 @@ class Dashboard:
             camera or self.source_name,
             status,
             _fmt_elapsed(stats.elapsed_s),
-            f"fps {_fmt_fps(stats.fps) or '-'}",
+            f"fps {_fmt_fps(_shown_fps(stats)) or '-'}",
             f"latency p50 {_fmt_ms(stats.latency_p50_ms)} p95 {_fmt_ms(stats.latency_p95_ms)}",
-            f"frames {stats.frames_captured} dropped {stats.frames_dropped} skipped {stats.frames_skipped} "
-            f"decode errors {stats.decode_errors}",
+            f"frames {stats.frames_captured} dropped {stats.frames_dropped} "
+            f"not sampled {stats.frames_skipped} decode errors {stats.decode_errors}",
             f"reconnects {stats.reconnects}",
             f"model frames {stats.model_frames} reused {stats.model_reused}",
         ]
@@ -246,7 +281,27 @@ class Dashboard:
             fields.append(f"top {_fmt_top(prediction)}")
             if not prediction.warm:
                 fields.append(f"warming up {prediction.history}/{prediction.window}")
+        if stats.last_event:
+            fields.append(f"last event {stats.last_event}")
         return " | ".join(fields)
+
+
+def _shown_fps(stats: StatsSnapshot) -> dict[str, float]:
+    """The rates to show: 0 for every stage of a finished camera (its snapshot keeps its last rates)."""
+    if stats.status in _FINISHED:
+        return dict.fromkeys(stats.fps, 0.0)
+    return stats.fps
+
+
+def _fmt_event(event: Event) -> str:
+    """'12:04:31  wave_one_hand ended at 14.2 s (1.8 s, peak 91%)': wall clock (local), source clock."""
+    when = ""
+    if event.wall_time is not None:
+        when = datetime.datetime.fromtimestamp(event.wall_time).strftime("%H:%M:%S") + "  "
+    if event.kind == "end" and event.end_ts is not None:
+        took, peak = event.end_ts - event.start_ts, 100 * event.peak
+        return f"{when}{event.label} ended at {event.end_ts:.1f} s ({took:.1f} s, peak {peak:.0f}%)"
+    return f"{when}{event.label} started at {event.start_ts:.1f} s"
 
 
 def _fmt_elapsed(seconds: float) -> str:
@@ -297,7 +352,7 @@ class DashboardSink:
         if output.removed:
             self.dashboard.forget(output.camera)
         else:
-            self.dashboard.update(output.stats, output.prediction, camera=output.camera)
+            self.dashboard.update(output.stats, output.prediction, camera=output.camera, events=output.events)
 
     def idle(self) -> None:
         self.dashboard.redraw()

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import io
+import re
 
 import numpy as np
+import pytest
 from fake_prediction import fake_prediction
 from rich.console import Console
 
-from stream.sinks.dashboard import Dashboard
-from stream.types import Prediction, SourceStatus, StatsSnapshot
+from stream.output import Output
+from stream.sinks.dashboard import Dashboard, DashboardSink
+from stream.types import Event, Prediction, SourceStatus, StatsSnapshot, StatusUpdate
 
 CLASSES = ("walk", "run", "jump", "wave", "clap", "sit", "stand", "box", "throw", "catch", "kick", "push")
 
@@ -71,7 +76,7 @@ def test_render_shows_the_numbers_the_top5_and_warm_up():
         "p95 81.6 ms",
         "captured 1234",
         "dropped 17",
-        "skipped 611",
+        "not sampled 611",
         "decode errors 3",
         "warming up 12/30",
         "40.0%",
@@ -133,10 +138,106 @@ def test_live_view_redraws_at_most_refresh_per_second(monkeypatch):
     assert dashboard.live_view
     renders = []
     render = dashboard.render
-    monkeypatch.setattr(dashboard, "render", lambda s, p: renders.append(1) or render(s, p))
+    monkeypatch.setattr(dashboard, "render", lambda *a: renders.append(1) or render(*a))
     for i in range(200):  # 2 s of updates at 100 per second
         clock.now = 1000.0 + i * 0.01
         dashboard.update(STATS, make_prediction())
     assert 7 <= len(renders) <= 9
     dashboard.close()
     assert "walk" in console.file.getvalue()
+
+
+# --- finished cameras, frames not sampled, a lone camera's events ------------------------------------------
+
+
+def render_rows(dashboard: Dashboard, rows: dict[str, tuple[StatsSnapshot, Prediction | None]]) -> str:
+    console = Console(record=True, width=200, file=io.StringIO())
+    console.print(dashboard.render_table(rows))
+    return console.export_text()
+
+
+def live_stats(model_fps: float, p95: float) -> StatsSnapshot:
+    return dataclasses.replace(
+        STATS,
+        fps={"capture": 2 * model_fps, "model": model_fps},
+        latency_p95_ms=p95,
+        status=SourceStatus.LIVE,
+    )
+
+
+@pytest.mark.parametrize("status", [SourceStatus.ENDED, SourceStatus.FAILED, SourceStatus.STOPPED])
+def test_a_finished_camera_shows_0_fps_and_is_left_out_of_the_totals(status: SourceStatus) -> None:
+    """Its snapshot keeps the rates it last had: the dashboard must not show them as if it still ran."""
+    dashboard = Dashboard("3 cameras", console=Console(file=io.StringIO()))
+    finished = dataclasses.replace(live_stats(25.1, 900.0), status=status, status_message="end of stream")
+    rows = {
+        "front": (live_stats(7.5, 40.0), None),
+        "gone": (finished, None),
+        "back": (live_stats(7.0, 60.0), None),
+    }
+    text = render_rows(dashboard, rows)
+    gone = next(line for line in text.splitlines() if line.lstrip("│ ").startswith("gone"))
+    assert status.value in gone and " 0.0 " in gone and "25.1" not in gone
+    assert "3 cameras (1 finished)" in text
+    assert "model fps 14.5" in text  # 7.5 + 7.0, not + 25.1
+    assert "worst p95 60.0 ms" in text  # not its 900 ms
+    single = render_text(dashboard, finished, None)
+    assert "capture 0.0  model 0.0" in single and "25.1" not in single
+    assert "fps capture 0.0  model 0.0" in dashboard.summary(finished, None)
+
+
+def test_a_running_camera_keeps_its_rates() -> None:
+    dashboard = Dashboard("demo", console=Console(file=io.StringIO()))
+    for status in (SourceStatus.LIVE, SourceStatus.RECONNECTING, SourceStatus.CONNECTING):
+        stats = dataclasses.replace(live_stats(7.5, 40.0), status=status)
+        assert "model 7.5" in render_text(dashboard, stats, None)
+        assert "model fps 7.5" in render_rows(dashboard, {"a": (stats, None), "b": (StatsSnapshot(), None)})
+
+
+def test_frames_the_model_did_not_take_are_not_sampled_not_skipped() -> None:
+    dashboard = Dashboard("demo", console=Console(file=io.StringIO()))
+    panel, line = render_text(dashboard, STATS, None), dashboard.summary(STATS, None)
+    for text in (panel, line):
+        assert "not sampled 611" in text and "skipped" not in text
+
+
+def event(kind: str, label: str, start: float, end: float | None = None, peak: float = 0.9) -> Event:
+    return Event(kind, label, 0, "demo", start, end, peak, start, 3, camera="demo", wall_time=1_700_000_000.0)
+
+
+def strip_ansi(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+
+
+def test_a_lone_camera_shows_its_last_events() -> None:
+    console = Console(file=io.StringIO(), force_terminal=True, width=120)
+    dashboard = Dashboard("demo", console=console)
+    sink = DashboardSink(dashboard, ["demo"])
+    prediction = make_prediction()
+    fired = [
+        event("start", "walk", 1.0),
+        event("end", "walk", 1.0, 2.5, peak=0.81),
+        event("start", "clap", 3.0),
+        event("end", "clap", 3.0, 4.2, peak=0.93),
+    ]
+    for ev in fired:  # one event per frame, as a run fires them
+        sink.write(
+            Output("demo", prediction.frame, prediction, True, StatusUpdate(SourceStatus.LIVE), STATS, [ev])
+        )
+    dashboard.close()
+    text = strip_ansi(console.file.getvalue())
+    last = text[text.rindex("glanet: demo") :]  # the last drawing of the panel
+    assert "last events" in last
+    assert "walk ended at 2.5 s (1.5 s, peak 81%)" in last
+    assert "clap started at 3.0 s" in last and "clap ended at 4.2 s (1.2 s, peak 93%)" in last
+    assert "walk started at 1.0 s" not in last  # only the last EVENTS_SHOWN (3)
+    when = datetime.datetime.fromtimestamp(1_700_000_000.0).strftime("%H:%M:%S")
+    assert f"{when}  clap ended" in last
+
+
+def test_a_lone_camera_without_events_says_so_and_its_log_line_names_the_last() -> None:
+    dashboard = Dashboard("demo", console=Console(file=io.StringIO()))
+    assert "no events yet" in render_text(dashboard, STATS, make_prediction())
+    stats = dataclasses.replace(STATS, last_event="clap end at 4.2 s")
+    assert "clap end at 4.2 s" in render_text(dashboard, stats, make_prediction())  # no event lines kept
+    assert dashboard.summary(stats, None).endswith("| last event clap end at 4.2 s")
