@@ -282,7 +282,7 @@ def _not_ours(path: Path, raw: Any) -> CheckpointError:
                 path,
                 "not a glanet checkpoint: it looks like a bare state_dict in the layout of the authors' "
                 "published code (module.spatial.net.*); convert it with "
-                "`python -m glanet.convert --src FILE --out OURS.pt --class-names NAMES.txt`",
+                "`glanet convert --src FILE --out OURS.pt --class-names NAMES.txt`",
             )
         return CheckpointError(
             path,
@@ -294,7 +294,32 @@ def _not_ours(path: Path, raw: Any) -> CheckpointError:
     )
 
 
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since torch 1.6
+_PICKLE_MAGIC = b"\x80"  # the legacy format: a pickle (protocol 2 or above)
+
+
+def _not_a_torch_file(path: Path) -> str | None:
+    """Why the file is plainly not one torch.save wrote (a README, a config), or None where it may be.
+    Asked first because torch reads any other bytes as a pickle and blames "pickled objects"."""
+    with path.open("rb") as f:
+        head = f.read(4096)
+    if head.startswith((_ZIP_MAGIC, _PICKLE_MAGIC)):
+        return None
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if e.start < len(head) - 3:  # not a character cut at the end of the 4 KiB
+            return "not a glanet checkpoint: not a file torch.save wrote (neither a zip archive nor a pickle)"
+        text = head[: e.start].decode("utf-8")
+    if "\0" not in text:
+        return "not a glanet checkpoint: it is a text file (a checkpoint is the .pt file glanet train writes)"
+    return "not a glanet checkpoint: not a file torch.save wrote (neither a zip archive nor a pickle)"
+
+
 def _torch_load(path: Path, map_location: Any) -> Any:
+    problem = _not_a_torch_file(path)
+    if problem is not None:
+        raise CheckpointError(path, problem)
     try:
         with warnings.catch_warnings():
             # Old pickle protocols make torch warn; the error below says what matters.

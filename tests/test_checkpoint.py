@@ -249,15 +249,26 @@ REFUSALS: dict[str, tuple[Callable[[Path, Path], None], dict, str]] = {
     "directory": (lambda good, p: p.mkdir(), {}, "is a directory"),
     "empty": (lambda good, p: p.write_bytes(b""), {}, "could not be read"),
     "truncated": (lambda good, p: p.write_bytes(good.read_bytes()[:5000]), {}, "could not be read"),
-    "text": (lambda good, p: p.write_text("hello\n"), {}, "could not be read"),
+    "text": (lambda good, p: p.write_text("hello\n"), {}, "it is a text file"),
+    "markdown": (lambda good, p: p.write_text("# glanet\n\nA README.\n"), {}, "it is a text file"),
+    "binary, not torch's": (
+        lambda good, p: p.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64)),
+        {},
+        "not a file torch.save wrote",
+    ),
     "not a dict": (lambda good, p: torch.save([1, 2], p), {}, "holds a list"),
     "bare state_dict": (
         lambda good, p: torch.save(make_model().state_dict(), p),
         {},
         "looks like a bare state_dict",
     ),
-    "authors' state_dict": (lambda good, p: _authors_like(p), {}, "python -m glanet.convert"),
+    "authors' state_dict": (lambda good, p: _authors_like(p), {}, "glanet convert --src FILE"),
     "other dict": (lambda good, p: torch.save({"epoch": 3, "model": {}}, p), {}, "without format"),
+    "other dict, legacy format": (  # torch's pre-zip format is a pickle: it gets past the first look
+        lambda good, p: torch.save({"epoch": 3}, p, _use_new_zipfile_serialization=False),
+        {},
+        "without format",
+    ),
     "other format": (
         lambda good, p: (p.write_bytes(good.read_bytes()), rewrite(p, _set("format", "x"))),
         {},
