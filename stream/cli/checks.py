@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from stream.runtime.events import EventConfig
     from stream.sinks.mqtt import MqttConfig
     from stream.sources.cameras import CameraConfig, CameraDefaults
+    from stream.sources.readers import SourceSpec
     from stream.web.options import ServeOptions
 
 
@@ -39,7 +40,7 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
         choices=["auto", "torch", "openvino", "tensorrt", "torch_tensorrt"],
         help="inference engine; auto: TensorRT on CUDA, else torch on CUDA, else OpenVINO, else torch CPU",
     )
-    p.add_argument("--engine", type=Path, help="an export folder (python -m engines.export) to run from")
+    p.add_argument("--engine", type=Path, help="an export folder (glanet export) to run from")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16", "int8"], help="default: the backend's own")
     p.add_argument(
         "--device", default=None, help="torch/CUDA device (cpu, cuda, cuda:1); default: the backend's"
@@ -116,6 +117,7 @@ def validate(args: argparse.Namespace) -> Checked:
     numbers, the device's spelling, the cameras and their sources (parsed, not opened), the checkpoint or
     export folder, and the outputs (writable, and none of them an input). Raises UsageError (exit 2),
     SourceError, EngineError or SinkError (exit 1), each with one line."""
+    from stream.errors import SourceError
     from stream.sources.cameras import (
         CameraDefaults,
         camera_source_spec,
@@ -146,8 +148,11 @@ def validate(args: argparse.Namespace) -> Checked:
     # the folder rate is the model's unless given: any valid one does to parse the sources now
     parse_defaults = defaults if defaults.folder_fps else dataclasses.replace(defaults, folder_fps=25.0)
     inputs: list[tuple[str, Path]] = []
+    missing: list[str] = []  # the cameras that are webcams not on this machine, each with its line
     for i, camera in enumerate(cameras):
         source = camera_source_spec(camera, parse_defaults)  # a SourceError names the camera
+        if source.kind == "webcam":
+            missing += _missing_webcam(camera.name, source, len(cameras) > 1)
         try:
             camera_events(camera, args)
         except ValueError as error:
@@ -160,11 +165,26 @@ def validate(args: argparse.Namespace) -> Checked:
             else:
                 origin = f"camera {camera.name!r} of {args.sources}"
             inputs.append((origin, Path(camera.source)))
+    # a run with nothing but absent webcams would fail when they open, after the model has loaded (seconds);
+    # a cluster's nodes open their own cameras, and with the web view the run goes on for the API's cameras
+    if missing and len(missing) == len(cameras) and args.cluster is None and args.serve is None:
+        raise SourceError("; ".join(missing))
     check_model_paths(model_choice(args))
     check_outputs(args, cameras, inputs)
     if len(cameras) > args.serve_max_cameras:
         raise UsageError(f"{len(cameras)} cameras, but --serve-max-cameras is {args.serve_max_cameras}")
     return Checked(cameras, defaults, serve_options(args), mqtt_config(args), cluster_address(args))
+
+
+def _missing_webcam(name: str, source: SourceSpec, several: bool) -> list[str]:
+    """[the line saying the camera's webcam is not on this machine], or [] where it may be there."""
+    from stream.sources.readers import OpenCVSource, missing_webcam
+
+    reader = source.factory()  # an OpenCVSource: made, not opened
+    why = missing_webcam(int(reader.target)) if isinstance(reader, OpenCVSource) else None
+    if why is None:
+        return []
+    return [f"camera {name!r}: {why}" if several else why]
 
 
 def cluster_address(args: argparse.Namespace) -> ClusterAddress | None:
@@ -233,13 +253,9 @@ def check_model_paths(choice: ModelChoice) -> None:
 
     if choice.engine is not None:
         if not choice.engine.exists():
-            raise EngineError(
-                f"{choice.engine}: export directory not found (make one with python -m engines.export)"
-            )
+            raise EngineError(f"{choice.engine}: export directory not found (make one with glanet export)")
         if not choice.engine.is_dir():
-            raise EngineError(
-                f"{choice.engine}: --engine takes the folder of python -m engines.export, not a file"
-            )
+            raise EngineError(f"{choice.engine}: --engine takes the folder glanet export writes, not a file")
     # as main: the checkpoint is read without an export folder, when given, or for the torch-run backends
     if choice.needs_checkpoint():
         path = choice.checkpoint or DEFAULT_CHECKPOINT

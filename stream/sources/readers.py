@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import re
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +48,16 @@ def _frame_count(cap: cv2.VideoCapture) -> int | None:
     or absurd number when the duration is unknown)."""
     count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
     return int(count) if math.isfinite(count) and 0 < count < 2**31 else None
+
+
+def missing_webcam(index: int, platform: str = sys.platform) -> str | None:
+    """Why webcam `index` is certainly not there, or None where it may be. On Linux a camera is
+    /dev/video<index> (V4L2), so its absence is told at once, before the model loads and without OpenCV
+    probing its capture backends; macOS and Windows name cameras otherwise, and are left to OpenCV."""
+    device = Path(f"/dev/video{index}")
+    if platform.startswith("linux") and Path("/dev").is_dir() and not device.exists():
+        return f"no webcam {index}: {device} does not exist (no camera on this machine?)"
+    return None
 
 
 class OpenCVSource(Source):
@@ -103,9 +114,9 @@ class OpenCVSource(Source):
 
     def _open_webcam(self) -> cv2.VideoCapture:
         index = int(self.target)
-        device = Path(f"/dev/video{index}")
-        if os.name == "posix" and Path("/dev").is_dir() and not device.exists():
-            raise SourceError(f"no webcam {index}: {device} does not exist (no camera on this machine?)")
+        missing = missing_webcam(index)
+        if missing:
+            raise SourceError(missing)
         cap = cv2.VideoCapture(index)
         if not cap.isOpened():
             cap.release()

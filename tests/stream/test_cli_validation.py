@@ -193,6 +193,98 @@ def test_a_bad_sources_file_value_fails_before_loading(tmp_path):
     assert "watchdog" in line and "finite" in line
 
 
+# a device index no machine has: /dev/video987 (the fast path's check is on the real /dev)
+ABSENT = 987
+linux_only = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="webcams are /dev/video<N> on Linux"
+)
+
+
+@pytest.fixture
+def no_video_capture(monkeypatch):
+    """cv2.VideoCapture made to fail the test: the fast path must not reach OpenCV's backends."""
+    import cv2
+
+    def refuse(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError(f"cv2.VideoCapture{args} was constructed: the fast path was not taken")
+
+    monkeypatch.setattr(cv2, "VideoCapture", refuse)
+
+
+@linux_only
+@pytest.mark.parametrize("given", [str(ABSENT), f"cam={ABSENT}"])
+def test_a_missing_webcam_fails_before_loading_without_asking_opencv(given, no_video_capture):
+    line = problem("--source", given, kind=SourceError)
+    assert line.endswith(
+        f"no webcam {ABSENT}: /dev/video{ABSENT} does not exist (no camera on this machine?)"
+    )
+
+
+@linux_only
+def test_webcam_is_index_0_and_checked_the_same_way(monkeypatch, no_video_capture):
+    from stream.sources import readers
+
+    asked = []
+    monkeypatch.setattr(readers, "missing_webcam", lambda index: asked.append(index) or f"no webcam {index}")
+    assert problem("--source", "webcam", kind=SourceError) == "no webcam 0"
+    assert asked == [0]
+
+
+@linux_only
+def test_several_missing_webcams_are_one_line_naming_each(no_video_capture):
+    line = problem("--source", f"front={ABSENT}", "--source", f"back={ABSENT + 1}", kind=SourceError)
+    assert f"camera 'front': no webcam {ABSENT}" in line and f"camera 'back': no webcam {ABSENT + 1}" in line
+
+
+@linux_only
+@pytest.mark.parametrize(
+    "extra",
+    [["--source", "demo"], ["--serve", "0"], ["--cluster", "local:1"]],
+    ids=["another camera", "web view", "cluster"],
+)
+def test_a_missing_webcam_is_the_runs_own_business_where_the_run_goes_on(extra, no_video_capture):
+    """Beside another camera (which runs on), with the web view (which takes cameras over the API), or on a
+    cluster (whose nodes have cameras of their own) it fails as a camera of the run does, when it opens."""
+    checked = validate(parse_args(["--source", str(ABSENT), *extra]))
+    assert any(c.source == str(ABSENT) for c in checked.cameras)
+
+
+@linux_only
+def test_a_missing_webcam_on_the_command_line_is_one_line_before_torch():
+    code = (
+        "import sys\n"
+        "import run_camera\n"
+        f"rc = run_camera.main(['--source', '{ABSENT}', '--headless'])\n"
+        "print('rc', rc, 'torch' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.stdout.split() == ["rc", "1", "False"], proc.stdout + proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines == [
+        f"glanet: no webcam {ABSENT}: /dev/video{ABSENT} does not exist (no camera on this machine?)"
+    ]
+
+
+def test_the_webcam_check_leaves_macos_and_windows_to_opencv():
+    from stream.sources.readers import missing_webcam
+
+    assert missing_webcam(ABSENT, platform="darwin") is None
+    assert missing_webcam(ABSENT, platform="win32") is None
+
+
+def test_a_file_that_is_not_a_checkpoint_says_so_in_one_line():
+    proc = subprocess.run(
+        [*CLI, "--checkpoint", str(ROOT / "README.md"), "--headless", "--max-frames", "1"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(lines) == 1 and "README.md: not a glanet checkpoint: it is a text file" in lines[0], (
+        proc.stderr
+    )
+    assert "pickled" not in lines[0]
+
+
 def test_a_missing_checkpoint_or_export_folder_fails_before_loading(tmp_path, clip):
     assert "checkpoint not found" in problem("--checkpoint", tmp_path / "gone.pt", kind=UsageError)
     assert "is a folder" in problem("--checkpoint", tmp_path, kind=UsageError)
