@@ -7,6 +7,7 @@ import argparse
 import difflib
 import math
 import re
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +38,8 @@ class Parser(argparse.ArgumentParser):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
+        if not args:  # prog is the first positional argument of ArgumentParser
+            kwargs = _as_invoked(kwargs)
         super().__init__(*args, **kwargs)
 
     def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
@@ -57,6 +60,31 @@ class Parser(argparse.ArgumentParser):
         flags = [s for action in self._actions for s in action.option_strings if s.startswith("--")]
         close = did_you_mean(typed, flags)
         return f"; did you mean {close}?" if close else ""
+
+
+def _as_invoked(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The parser's name as the user typed the command. Under `glanet <command>` (glanet.commands sets
+    sys.argv[0] to "glanet <command>") a parser named "python -m <module>[ <sub>]" is named
+    "glanet <command>[ <sub>]", in its usage, description and epilog too; run as `python -m <module>` with
+    no name given, it is that (argparse alone would say "archive.py")."""
+    invoked = sys.argv[0] if sys.argv else ""
+    prog = kwargs.get("prog")
+    if prog is None:
+        main = sys.modules.get("__main__")
+        spec = getattr(main, "__spec__", None)
+        if invoked.startswith("glanet "):
+            kwargs["prog"] = invoked
+        elif spec is not None and spec.name != "glanet.commands" and not spec.name.endswith("__main__"):
+            kwargs["prog"] = f"python -m {spec.name}"
+        return kwargs
+    found = re.match(r"python -m [\w.]+", prog)
+    if not found or not invoked.startswith("glanet "):
+        return kwargs
+    module_form = found.group(0)
+    for key in ("prog", "usage", "description", "epilog"):
+        if isinstance(kwargs.get(key), str):
+            kwargs[key] = kwargs[key].replace(module_form, invoked)
+    return kwargs
 
 
 def did_you_mean(typed: str, choices: list[str]) -> str | None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from glanet.cli import did_you_mean
 from glanet.models.config import (
     ARCHS,
     AnyModelConfig,
@@ -25,7 +26,7 @@ from glanet.models.config import (
     check_choice,
     check_finite,
 )
-from glanet.package_data import shipped_config
+from glanet.package_data import CONFIGS, shipped_config
 
 
 @dataclass(frozen=True)
@@ -242,6 +243,16 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
     return raw
 
 
+def _shipped_hint(path: Path) -> str:
+    """'; did you mean glanet_r34_hmdb51? shipped configs: ...' for a name that is no file: a user who
+    typed a bare name meant a shipped config (a path with folders in it gets no list)."""
+    if len(path.parts) > 1 and path.parent.name != "configs":
+        return ""
+    names = sorted(p.stem for p in CONFIGS.glob("*.toml"))
+    close = did_you_mean(path.stem, names)
+    return f"; {f'did you mean {close}? ' if close else ''}shipped configs: {', '.join(names)}"
+
+
 def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
     """A config file, or the name of a shipped one (`glanet_r10_synth_demo`) when no such file exists."""
     path = Path(path)
@@ -250,7 +261,7 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
+        raise ConfigError(f"config file not found: {path}{_shipped_hint(path)}") from None
     except IsADirectoryError:
         raise ConfigError(
             f"{path} is a folder; give a config file (a run folder's is {path}/config.toml)"

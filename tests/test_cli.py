@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 
 import pytest
@@ -169,3 +170,69 @@ def test_a_mistyped_flag_gets_a_suggestion(typed: str, meant: str, capsys) -> No
 def test_an_unknown_flag_like_no_other_gets_no_guess(capsys) -> None:
     code, _, err = _run("stream.cli.run", ["--zzzzzz"], capsys)
     assert code == 2 and "did you mean" not in err
+
+
+# --- the issue's mistakes, as a user types them ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (
+            ["run", "--sorce", "demo"],
+            "glanet run: error: unrecognized arguments: --sorce demo; did you mean --source?",
+        ),
+        (["archiv"], "glanet: unknown command 'archiv'; did you mean archive? one of: run, archive,"),
+        (
+            ["summary", "--config", "glanet_r34_hmdb"],
+            "config file not found: glanet_r34_hmdb; did you mean glanet_r34_hmdb51? shipped configs: ",
+        ),
+    ],
+)
+def test_a_mistake_is_one_line_with_the_suggestion(argv, words: str, capsys, monkeypatch) -> None:
+    code, out, err = _glanet(argv, capsys, monkeypatch)
+    lines = err.strip().splitlines()
+    assert code == 2 and out == "" and len(lines) == 1 and words in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_a_wrong_config_name_lists_every_shipped_config(capsys, monkeypatch) -> None:
+    from glanet.package_data import CONFIGS
+
+    _, _, err = _glanet(["summary", "--config", "glanet_r34_hmdb"], capsys, monkeypatch)
+    shipped = sorted(p.stem for p in CONFIGS.glob("*.toml"))
+    assert len(shipped) >= 5 and err.strip().endswith("shipped configs: " + ", ".join(shipped))
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_usage_and_errors_say_glanet_command(command: str, capsys, monkeypatch) -> None:
+    """Under `glanet <command>` a parser named `python -m <module>` (or nothing: `archive.py`) is
+    `glanet <command>`, in --help and in the one error line."""
+    code, out, err = _glanet([command, "--help"], capsys, monkeypatch)
+    assert code == 0 and out.startswith(f"usage: glanet {command} "), out[:200]
+    assert "python -m" not in out and ".py " not in out.split("\n\n")[0]
+    code, _, err = _glanet([command, "--no-such-flag"], capsys, monkeypatch)
+    assert code == 2 and err.startswith(f"glanet {command}: error: "), err
+
+
+def test_a_sub_parser_and_its_epilog_say_glanet_too(capsys, monkeypatch) -> None:
+    code, out, _ = _glanet(["synth", "--help"], capsys, monkeypatch)
+    assert code == 0 and "glanet synth preview --out preview.png" in " ".join(out.split())
+    code, out, _ = _glanet(["synth", "preview", "--help"], capsys, monkeypatch)
+    assert code == 0 and out.startswith("usage: glanet synth preview ")
+
+
+def test_run_as_a_module_a_parser_is_named_as_it_was_run(monkeypatch) -> None:
+    """`python -m stream.cli.archive` (argparse alone: 'archive.py'); a named parser keeps its name."""
+    import types
+
+    main = types.ModuleType("__main__")
+    main.__spec__ = importlib.util.find_spec("stream.cli.archive")
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    monkeypatch.setattr(sys, "argv", ["/somewhere/stream/cli/archive.py"])
+    assert Parser().prog == "python -m stream.cli.archive"
+    assert Parser(prog="python -m glanet.train").prog == "python -m glanet.train"
+    monkeypatch.setattr(sys, "argv", ["glanet train"])
+    assert Parser(prog="python -m glanet.train", description="see python -m glanet.train").description == (
+        "see glanet train"
+    )

@@ -167,3 +167,20 @@ def test_smnet_config_is_chosen_by_arch() -> None:
         config_from_dict({"model": {"arch": "smnet", "temporal_kernel": 2}})
     with pytest.raises(ConfigError, match=r"model\.arch = 'c3d' is not one of glanet, smnet"):
         config_from_dict({"model": {"arch": "c3d"}})
+
+
+def test_a_wrong_config_name_lists_the_shipped_ones():
+    with pytest.raises(ConfigError) as caught:
+        load_config("glanet_r34_hmdb")
+    text = str(caught.value)
+    assert text.startswith("config file not found: glanet_r34_hmdb; did you mean glanet_r34_hmdb51? ")
+    assert "shipped configs: " in text and "glanet_r10_synth_demo" in text and "smnet_r50_sthv2" in text
+    with pytest.raises(ConfigError, match="shipped configs: ") as caught:
+        load_config("zzzz")  # nothing like any: the list, no guess
+    assert "did you mean" not in str(caught.value)
+
+
+def test_a_missing_file_in_a_folder_gets_no_list(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "run" / "config.toml")
+    assert "shipped configs" not in str(caught.value)

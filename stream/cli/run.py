@@ -1,11 +1,11 @@
 """glanet's main job: recognise actions live from a webcam, an RTSP camera, a video file, a folder of frames
 or the built-in demo source, with the SA/LA attention overlaid (`glanet run`, or `python run_camera.py`).
 
-    python run_camera.py --source demo
-    python run_camera.py --source rtsp://user:pass@camera/stream --events events.jsonl
-    python run_camera.py --source clip.mp4 --fast --headless --save out.mp4
-    python run_camera.py --source front=rtsp://cam1/s --source back=rtsp://cam2/s --save videos/
-    python run_camera.py --sources cameras.toml --events events.jsonl --summary-json summary.json
+    glanet run --source demo
+    glanet run --source rtsp://user:pass@camera/stream --events events.jsonl
+    glanet run --source clip.mp4 --fast --headless --save out.mp4
+    glanet run --source front=rtsp://cam1/s --source back=rtsp://cam2/s --save videos/
+    glanet run --sources cameras.toml --events events.jsonl --summary-json summary.json
 
 A mistake (missing file, corrupt video, no camera, unreachable URL, not a checkpoint) is one line on
 stderr and a non-zero exit code. What can be checked without the model (every flag's value, the cameras
