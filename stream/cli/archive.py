@@ -5,12 +5,19 @@ fast as it goes), with per video its events and its per-second predictions.
     python -m stream.cli.archive --videos list.txt --out results/ --backend openvino --batch 4
     python -m stream.cli.archive --videos /shared/recordings/ --out results/ --cluster auto
 
-For each video `results/<name>/` holds `events.jsonl` (as run_camera.py writes them), `predictions.csv`
-(one row per second of video: the mean class probabilities over that second, with the top class) and
-`done.json` (frames, seconds, wall time, the video's size and content digest, and the settings it was made
-with: the model's files and their digests, backend, precision, event thresholds, static-scene gate, glanet's
-version). A video with a `done.json` that still matches it and these settings is skipped, so a run that was
-stopped picks up where it was; one made with other settings is redone (one line says what changed),
+For each video `results/<name>/` holds `events.jsonl` (as run_camera.py writes them, with `video_s`: the
+seconds into the video of the start or end, and `recorded_at`, that moment's time of day where the container
+says when it was recorded: `stream/cli/video_time.py`), `predictions.csv` (one row per second of video: the
+mean class probabilities over that second, with the top class), `timeline.png` (the top classes over the
+video, its events as bars) and `done.json` (frames, seconds, wall time, the recording's start or null, the
+video's size and content digest, and the settings it was made with: the model's files and their digests,
+backend, precision, event thresholds, static-scene gate, glanet's version; a note where the model knows only
+SynthActions). Beside them `summary.csv` (a row per video) and `index.html` (a row per video: its timeline,
+its events, the model) are remade at the end of every run from what the folders hold
+(`stream/sinks/report.py`).
+
+A video with a `done.json` that still matches it and these settings is skipped, so a run that was stopped
+picks up where it was; one made with other settings is redone (one line says what changed),
 `--force` redoes every video; a result left without its `done.json` is done again. A video that cannot
 be read is reported in one line, recorded in `failed.json`, and the run goes on; a FIFO, a device or a
 link to one is one line and skipped, never opened; the exit code is 1 if any failed. Results are written
@@ -53,9 +60,11 @@ from stream.cli.checks import (
 )
 from stream.runtime.model import DEFAULT_CHECKPOINT
 from stream.runtime.still import DEFAULT_SHARE
+from stream.sinks.report import INDEX, SUMMARY, check_report_destinations, write_report
 from stream.sinks.results import (
     DONE,
     FAILED,
+    TIMELINE,
     ResultsError,
     Staged,
     check_destinations,
@@ -69,6 +78,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress
 
+    from stream.cli.video_time import RecordingStart
     from stream.cluster.address import ClusterAddress
     from stream.output import Output
     from stream.runtime.summary import Summary
@@ -89,7 +99,10 @@ class Video:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     from glanet.cli import Parser, number
 
-    p = Parser(description="Every video of a folder or list through the recognizer: events, predictions.")
+    p = Parser(
+        description="Every video of a folder or list through the recognizer: events, predictions, a report "
+        "(index.html, summary.csv)."
+    )
     p.add_argument("--videos", type=Path, required=True, help="a folder of videos, or a text file of paths")
     p.add_argument("--out", type=Path, required=True, help="the results folder, one subfolder per video")
     p.add_argument(
@@ -187,6 +200,7 @@ def check_out(out: Path, given: Path, videos: Sequence[Video]) -> None:
         raise ResultsError(f"--out {out} holds the video {held}: give a results folder that holds no footage")
     if out.is_dir():
         check_destinations(out, [v.name for v in videos])
+    check_report_destinations(out, [v.name for v in videos])
 
 
 def settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -232,6 +246,8 @@ def done_state(video: Video, out: Path, now: dict[str, Any]) -> tuple[bool, str 
             return False, "the video changed"
         made_with = done.get("settings") or {}
         changed = [why for key, why in _CHANGED.items() if made_with.get(key) != now[key]]
+        if not changed and not (out / video.name / TIMELINE).is_file():
+            changed = ["made by an older glanet (no timeline)"]
         return (False, changed[0]) if changed else (True, None)
     except (OSError, ValueError, AttributeError):
         return False, None
@@ -257,16 +273,31 @@ def to_do(videos: list[Video], args: argparse.Namespace, console: Console) -> li
     return todo
 
 
+@dataclass(frozen=True)
+class Ran:
+    """What ran the videos, recorded with their results: the backend as it describes itself, and a line
+    about the model ("" or that it knows only SynthActions)."""
+
+    backend: str = ""
+    note: str = ""
+
+
 @dataclass
 class Results:
     """What one video's run produced, gathered off the model's thread (a sink)."""
 
     events: list[dict[str, Any]] = field(default_factory=list)
-    seconds: dict[int, list[np.ndarray]] = field(default_factory=dict)  # second -> its predictions' probs
+    times: list[float] = field(default_factory=list)  # seconds into the video of each prediction
+    probs: list[np.ndarray] = field(default_factory=list)  # (K,) each: its class probabilities
+
+    def clear(self) -> None:
+        self.events.clear()
+        self.times.clear()
+        self.probs.clear()
 
 
 class ArchiveSink:
-    """Each camera (video) of the batch: its events and its predictions by second of video. `finished`
+    """Each camera (video) of the batch: its events and its predictions, on the video's clock. `finished`
     is called (on the sinks' thread) with a camera's name at its last output."""
 
     def __init__(self, names: Sequence[str], finished: Callable[[str], None] | None = None) -> None:
@@ -276,15 +307,14 @@ class ArchiveSink:
     def write(self, output: Output) -> None:
         results = self.results.setdefault(output.camera, Results())
         if output.restart:  # its node was lost: the video starts over on another
-            results.events.clear()
-            results.seconds.clear()
+            results.clear()
             return
         results.events.extend(e.to_dict() for e in output.events)
         if (output.final or output.removed) and self.finished is not None:
             self.finished(output.camera)
         if output.fresh and output.prediction is not None:
-            second = int(output.prediction.frame.source_ts)
-            results.seconds.setdefault(second, []).append(output.prediction.probs)
+            results.times.append(output.prediction.frame.source_ts)
+            results.probs.append(output.prediction.probs)
 
     def idle(self) -> None:
         pass
@@ -293,22 +323,40 @@ class ArchiveSink:
         pass
 
 
-def write_results(staged: Staged, results: Results, class_names: Sequence[str], done: dict[str, Any]) -> None:
-    """events.jsonl, predictions.csv and done.json into the staging folder, then into place (done.json
-    last: its presence means complete)."""
+def write_results(
+    staged: Staged,
+    results: Results,
+    class_names: Sequence[str],
+    done: dict[str, Any],
+    recorded: RecordingStart | None = None,
+) -> None:
+    """events.jsonl, predictions.csv, timeline.png and done.json into the staging folder, then into place
+    (done.json last: its presence means complete). `recorded`: when the recording started, where known."""
+    from stream.cli.video_time import with_video_time
+    from stream.sinks.timeline import actions, draw_timeline, top_classes, write_timeline
+
+    lines = [with_video_time(event, recorded) for event in results.events]
     with open(staged.path("events.jsonl"), "w") as f:
-        for event in results.events:
-            f.write(json.dumps(event) + "\n")
+        for line in lines:
+            f.write(json.dumps(line) + "\n")
+    times = np.asarray(results.times, dtype=np.float64)  # (N,)
+    probs = np.asarray(results.probs, dtype=np.float64).reshape(len(times), len(class_names))  # (N, K)
+    seconds = times.astype(np.int64)
     with open(staged.path("predictions.csv"), "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["second", "top1", "confidence", "predictions", *class_names])
-        for second in sorted(results.seconds):
-            mean = np.mean(results.seconds[second], axis=0)
+        for second in np.unique(seconds):
+            these = probs[seconds == second]
+            mean = these.mean(axis=0)
             top = int(np.argmax(mean))
             writer.writerow(
-                [second, class_names[top], f"{mean[top]:.4f}", len(results.seconds[second]),
-                 *(f"{p:.4f}" for p in mean)]
-            )  # fmt: skip
+                [int(second), class_names[top], f"{mean[top]:.4f}", len(these), *(f"{p:.4f}" for p in mean)]
+            )
+    found = actions(lines)
+    drawn = top_classes(probs, found, done["seconds"])
+    enter = done["settings"]["events"]["enter"]
+    write_timeline(staged.path(TIMELINE), draw_timeline(times, probs, found, done["seconds"], drawn, enter))
+    done = {**done, "timeline": {"file": TIMELINE, "classes": drawn}}
     staged.path(DONE).write_text(json.dumps(done) + "\n")
     staged.place()
 
@@ -322,22 +370,30 @@ def finish_video(
     wall: float,
     fps: float,
     console: Console,
+    ran: Ran = Ran(),
 ) -> float | None:
     """A video's results written (or its failure): the seconds of video it had, None if it failed."""
+    from stream.cli.video_time import recording_start
+
     staged = Staged(args.out, video.name)
     if s.error is not None or s.frames == 0:
         why = s.error or "no frame could be read"
-        staged.path(FAILED).write_text(json.dumps({"error": why, "source": video.stamp}) + "\n")
+        failed = {"error": why, "video": str(video.path), "source": video.stamp}
+        staged.path(FAILED).write_text(json.dumps(failed) + "\n")
         staged.place()
         console.print(f"glanet: {video.path}: {why} (skipped)")
         return None
     seconds = s.frames / fps
+    recorded = recording_start(video.path)
     done = {
         "video": str(video.path), "frames": s.frames, "predictions": s.predictions,
         "seconds": round(seconds, 3), "events": s.events, "wall_s": round(wall, 3),
+        "recording_start": None if recorded is None else recorded.iso(),
+        "recording_start_tag": None if recorded is None else recorded.tag,
         "source": video.stamp, "settings": settings(args), "classes": list(class_names),
+        "ran_on": ran.backend, "note": ran.note or None,
     }  # fmt: skip
-    write_results(staged, results, class_names, done)
+    write_results(staged, results, class_names, done, recorded)
     if args.no_progress:
         console.print(f"glanet: {video.path}: {s.frames} frames, {s.events} events")
     return seconds
@@ -373,6 +429,7 @@ def run_cluster(
 
     from rich.console import Console
 
+    from stream.cli.run import SYNTHETIC_ANNOUNCE, synthetic_note
     from stream.cluster.controller import ClusterApp
     from stream.runtime.events import EventConfig
     from stream.runtime.model import model_fps
@@ -391,6 +448,7 @@ def run_cluster(
     )  # fmt: skip
     finished: queue.Queue[str] = queue.Queue()
     sink = ArchiveSink([], finished.put)
+    ran = Ran()  # known once the shards are up
     app = ClusterApp(
         [], address, model_choice(args), options, max_batch=args.batch,
         say=lambda line: console.print(f"glanet: {line}"), sinks=[sink],
@@ -435,7 +493,7 @@ def run_cluster(
                     continue
                 seconds = finish_video(
                     args, video, summary, sink.results.pop(name), app.class_names, time.monotonic() - t0,
-                    video_fps(video.path, fps), progress.console,
+                    video_fps(video.path, fps), progress.console, ran,
                 )  # fmt: skip
                 if seconds is None:
                     counts["failed"] += 1
@@ -454,6 +512,9 @@ def run_cluster(
         app.start()
         started = time.monotonic()  # the rates count from when the shards are up
         fps = model_fps(app)
+        ran = Ran(app.backend.describe() if app.backend is not None else "", synthetic_note(app))
+        if ran.note:
+            console.print(SYNTHETIC_ANNOUNCE)
         with progress_bar(console, args.no_progress) as progress:
             task = progress.add_task("videos", total=len(todo), rate="")
             feeder = threading.Thread(target=feed, args=(progress, task), name="glanet-archive-feed")
@@ -503,8 +564,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 address = parse_cluster_address(args.cluster)
             except ValueError as error:
                 raise UsageError(str(error)) from None
-            return run_cluster(args, videos, address, len(skipped))
-        return run(args, videos, len(skipped))
+            code = run_cluster(args, videos, address, len(skipped))
+        else:
+            code = run(args, videos, len(skipped))
+        rows = write_report(args.out)  # remade from every result folder: those of earlier runs too
+        said = f"glanet: report of {len(rows)} videos: {args.out / INDEX}, {args.out / SUMMARY}"
+        print(said, file=sys.stderr)
+        return code
     except REPORTED as error:
         return report(error)
     except KeyboardInterrupt:
@@ -515,6 +581,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run(args: argparse.Namespace, videos: list[Video], skipped: int = 0) -> int:
     from rich.console import Console
 
+    from stream.cli.run import SYNTHETIC_ANNOUNCE, synthetic_note
     from stream.runtime.app import StreamApp
     from stream.runtime.events import EventConfig
     from stream.runtime.model import model_fps, open_model
@@ -529,6 +596,9 @@ def run(args: argparse.Namespace, videos: list[Video], skipped: int = 0) -> int:
     model = open_model(model_choice(args), max_batch=args.batch)
     info, backend = model.info, model.backend
     fps = model_fps(info)
+    ran = Ran(backend.describe(), synthetic_note(info))
+    if ran.note:  # once, before the first video (run_camera.py says it at its first prediction)
+        console.print(SYNTHETIC_ANNOUNCE)
     options = StreamOptions(
         fast=True, headless=True, dashboard=False, quiet=True,
         events_config=EventConfig(args.enter, args.exit, args.min_duration),
@@ -565,7 +635,7 @@ def run(args: argparse.Namespace, videos: list[Video], skipped: int = 0) -> int:
                 s = summary.cameras[video.name]
                 seconds = finish_video(
                     args, video, s, sink.results[video.name], info.class_names, wall,
-                    app.status(video.name).nominal_fps or fps, progress.console,
+                    app.status(video.name).nominal_fps or fps, progress.console, ran,
                 )  # fmt: skip
                 if seconds is None:
                     failed += 1

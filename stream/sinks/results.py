@@ -28,9 +28,9 @@ from stream.errors import StreamError
 
 MARKER = ".glanet-results"
 STAGING_PREFIX = ".glanet-staging-"
-DONE, FAILED = "done.json", "failed.json"
+DONE, FAILED, TIMELINE = "done.json", "failed.json", "timeline.png"
 # every file the archive writes into a results folder (and so the only ones it may replace or remove)
-OURS = ("events.jsonl", "predictions.csv", FAILED, DONE, MARKER)
+OURS = ("events.jsonl", "predictions.csv", TIMELINE, FAILED, DONE, MARKER)
 SAMPLE = 1 << 20  # bytes read at each of the head, middle and tail for the digest
 _KIND = {
     stat.S_IFIFO: "a FIFO",
@@ -187,6 +187,8 @@ __all__ = [
     "DONE",
     "FAILED",
     "MARKER",
+    "STAGING_PREFIX",
+    "TIMELINE",
     "ResultsError",
     "Staged",
     "check_destinations",

@@ -6,10 +6,12 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -40,8 +42,8 @@ def archive(*args, env, timeout=300):
     )
 
 
-def no_time(events):
-    return [{k: v for k, v in e.items() if k != "time"} for e in events]
+def no_time(events, also=()):
+    return [{k: v for k, v in e.items() if k not in ("time", *also)} for e in events]
 
 
 def read_events(path: Path):
@@ -54,8 +56,9 @@ def test_a_folder_gives_results_per_video_and_skips_a_corrupt_one(footage, tmp_p
     proc = archive("--videos", str(footage), "--out", str(out), "--no-progress", env=env)
     assert proc.returncode == 1, proc.stderr  # one video failed
     assert "Traceback" not in proc.stderr
-    names = sorted(p.name for p in out.iterdir())
+    names = sorted(p.name for p in out.iterdir() if p.is_dir())
     assert names == ["broken", "cam1", "cam2", "day2__cam1", "day2__cam10"]
+    assert sorted(p.name for p in out.iterdir() if not p.is_dir()) == ["index.html", "summary.csv"]
     assert json.loads((out / "broken" / "failed.json").read_text())["error"]
     assert any("broken.mp4" in line and "skipped" in line for line in proc.stderr.splitlines())
     for name in names[1:]:
@@ -66,6 +69,20 @@ def test_a_folder_gives_results_per_video_and_skips_a_corrupt_one(footage, tmp_p
         assert [int(r[0]) for r in rows[1:]] == list(range(6))
         assert all(abs(sum(float(x) for x in r[4:]) - 1) < 1e-2 for r in rows[1:])
     assert "4 videos done, 1 failed" in proc.stderr
+    # the report: a row per video, in the folders' natural order (cam1 before cam10); its pictures exist
+    rows = list(csv.DictReader((out / "summary.csv").open(newline="")))
+    assert [r["video"] for r in rows] == names
+    assert [r["status"] for r in rows] == ["failed", "done", "done", "done", "done"]
+    assert all(float(r["duration_s"]) == pytest.approx(6.0) and r["frames"] == "90" for r in rows[1:])
+    assert all(r["model"] == "glanet_synthactions_demo.pt" and r["top_action"] for r in rows[1:])
+    for r in rows[1:]:
+        starts = sum(json.loads(x)["event"] == "start" for x in (out / r["video"] / "events.jsonl").open())
+        assert int(r["events"]) == starts == sum(int(v) for k, v in r.items() if k.startswith("events:"))
+    page = (out / "index.html").read_text()
+    sources = re.findall(r'<img src="([^"]+)"', page)
+    assert sorted(sources) == [f"{n}/timeline.png" for n in names[1:]]
+    assert all((out / s).is_file() for s in sources)
+    HTMLParser().feed(page)
     # run again: nothing to do but the failed one, which fails again (it is still broken)
     again = archive("--videos", str(footage), "--out", str(out), "--no-progress", env=env)
     assert "4 of 5 videos already done" in again.stderr and again.returncode == 1
@@ -88,7 +105,9 @@ def test_its_events_are_run_camera_s(tmp_path, env):
     assert live.returncode == 0, live.stderr
     expected = no_time(read_events(events))
     assert expected, "the video fired no event"
-    assert no_time(read_events(out / "cam2" / "events.jsonl")) == expected
+    archived = read_events(out / "cam2" / "events.jsonl")
+    assert no_time(archived, also=("video_s", "recorded_at")) == expected  # run_camera.py's keys, kept
+    assert [e["video_s"] for e in archived] == [e["end_ts"] or e["start_ts"] for e in expected]
 
 
 @pytest.mark.timeout(600)
@@ -182,7 +201,9 @@ def test_the_users_files_survive_every_run(tmp_path, env):
     ]:
         assert sum(name in x and why in x and "skipped" in x for x in proc.stderr.splitlines()) == 1, name
     assert "2 videos done, 0 failed, 3 skipped" in proc.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["cam", "cam__old", "mine", "notes"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "cam", "cam__old", "index.html", "mine", "notes", "summary.csv"
+    ]  # fmt: skip
     after = files_under(out)
     assert {k: v for k, v in after.items() if k in users} == users
 
