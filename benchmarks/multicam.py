@@ -55,17 +55,19 @@ import math
 import os
 import select
 import shlex
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import av
 import cv2
 import numpy as np
 import torch
@@ -114,6 +116,10 @@ CAMERAS = (1, 2, 4, 6, 8)
 SEPARATE = (2, 4)
 DEMO_CAMERAS = (8, 16, 24, 32)
 MIX = (4, 8, 12, 16)
+# cameras served by a real RTSP server (benchmarks/rtsp_files.py) as a typical substream: 640x360 H.264
+RTSP_W, RTSP_H = 640, 360
+RTSP_CRF = 18  # x264's quality: high enough that the still scene's sensor noise survives the encoding
+RTSP_SERVER = ROOT / "benchmarks" / "rtsp_files.py"
 PRECISIONS = ("int8", "bf16")
 QUICK = {
     "cameras": (1, 2),
@@ -416,7 +422,7 @@ def camera_figures(name: str, s: Summary) -> dict[str, Any]:
 def stream_cameras(
     backend: Any,
     info: ModelInfo,
-    videos: dict[str, Path],
+    videos: dict[str, Path | str],
     seconds: float,
     recognizer: RecognizerConfig = ALL_ACTIVE,
 ) -> dict[str, Any]:
@@ -799,6 +805,127 @@ def part_mix(
     }
 
 
+def write_h264(path: Path, frames: Iterator[np.ndarray], count: int) -> Path:
+    """`count` BGR frames as an H.264 MP4 at 25 fps (x264, CRF RTSP_CRF, a key frame a second, no
+    B-frames: as a camera's substream streams)."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=round(FPS))
+        stream.width, stream.height, stream.pix_fmt = RTSP_W, RTSP_H, "yuv420p"
+        stream.options = {"crf": str(RTSP_CRF), "preset": "veryfast", "g": str(round(FPS)), "bf": "0"}
+        for _ in range(count):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(next(frames), format="bgr24")))
+        out.mux(stream.encode(None))
+    return path
+
+
+def rtsp_action_frames(seed: int) -> Iterator[np.ndarray]:
+    """SynthActions at 640 px, the middle 360 rows."""
+    synth = LiveSynth(seed, size=RTSP_W, fps=FPS)
+    top = (RTSP_W - RTSP_H) // 2
+    while True:
+        yield np.ascontiguousarray(next(synth).image[top : top + RTSP_H])
+
+
+def rtsp_still_frames(seed: int, sigma: float) -> Iterator[np.ndarray]:
+    """One SynthActions frame (640x360, the actor in view) with fresh Gaussian noise of `sigma` each frame."""
+    frames = rtsp_action_frames(seed)
+    for _ in range(10):
+        still = next(frames).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    while True:
+        noisy = still + rng.normal(0.0, sigma, still.shape).astype(np.float32)
+        yield np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+
+
+class RtspFiles:
+    """benchmarks/rtsp_files.py on the system python3 (GStreamer's RTSP server), serving `files` on a free
+    127.0.0.1 port as /<name>0, /<name>1, ...; stopped on exit."""
+
+    def __init__(self, files: dict[str, Path], copies: int, log: Path) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        args = [f"--file={name}={path}" for name, path in files.items()]
+        cmd = ["/usr/bin/python3", str(RTSP_SERVER), "--port", str(self.port), "--copies", str(copies), *args]
+        self._log = open(log, "w", encoding="utf-8")  # noqa: SIM115 (closed in __exit__)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log, text=True)
+
+    def url(self, name: str, i: int) -> str:
+        return f"rtsp://127.0.0.1:{self.port}/{name}{i}"
+
+    def __enter__(self) -> RtspFiles:
+        line = read_line(self.proc, "ready", time.monotonic() + 30)
+        if not line:
+            raise RuntimeError(f"the RTSP server did not start (see {self._log.name})")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+
+
+def decode_cost(r: dict[str, Any]) -> dict[str, float]:
+    """The capture threads' CPU (receiving, decoding, converting to BGR, the gate's small copy) per frame
+    and per camera, and FFmpeg's own threads' beside it."""
+    frames = sum(c["frames"] for c in r["cameras"])
+    capture = r["threads_cpu_s"].get("capture", 0.0)
+    return {
+        "capture_ms_per_frame": 1e3 * capture / frames if frames else float("nan"),
+        "capture_cores_per_camera": capture / r["wall_s"] / len(r["cameras"]),
+        "native_cpu_s": r["threads_cpu_s"].get("native", 0.0),
+    }
+
+
+def part_rtsp(export_dir: Path, cache: Path, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Cameras served by a real RTSP server as 640x360 H.264 at 25 fps: all-active (every camera on the
+    action video, gate off) N = --rtsp-cameras until one fails, then the monitoring mix (a quarter on the
+    action video, the rest on the still scene with sensor noise, gate on) N = --rtsp-mix until one fails."""
+    precision = "int8" if "int8" in args.precision_list else args.precision_list[0]
+    backend = make_backend("openvino", None, export_dir, precision, cache_dir=cache)
+    manifest = read_manifest(export_dir)
+    count = round((args.seconds + 8) * FPS)  # the runs' seconds, plus the cameras' open and warm-up
+    say(f"... writing {count / FPS:g} s 640x360 H.264 videos (CRF {RTSP_CRF}): action, still (sigma "
+        f"{args.still_noise:g})")  # fmt: skip
+    action = write_h264(work / "rtsp_action.mp4", rtsp_action_frames(31), count)
+    still = write_h264(work / "rtsp_still.mp4", rtsp_still_frames(33, args.still_noise), count)
+    noise = {"written_sigma": args.still_noise, "used": decoded_noise(still), "action": decoded_noise(action)}
+    say(f"still: {noise_line({**noise, 'mp4v': noise['action']})} (the last: the action video)")
+    warm_up(backend, manifest, max((*args.rtsp_camera_list, *args.rtsp_mix_list)))
+    copies = max((*args.rtsp_camera_list, *args.rtsp_mix_list))
+    out: dict[str, Any] = {"backend": backend.describe(), "precision": precision, "noise": noise}
+    with RtspFiles({"act": action, "still": still}, copies, work / "logs" / "rtsp_files.log") as server:
+        for part, ns, gate in (
+            ("all_active", args.rtsp_camera_list, ALL_ACTIVE),
+            ("mix", args.rtsp_mix_list, RecognizerConfig()),
+        ):
+            rows, held = [], 0
+            for n in ns:
+                active = n if part == "all_active" else max(1, n // 4)
+                urls = {f"act{i}": server.url("act", i) for i in range(active)}
+                urls |= {f"still{i}": server.url("still", i) for i in range(n - active)}
+                say(f"... rtsp {part}: {n} cameras ({active} action), gate {gate.static_gate:g}")
+                r = stream_cameras(backend, manifest, urls, args.seconds, gate)
+                r = {"mode": "batched", "active": active, "still": n - active, **r,
+                     **figures(r["cameras"], PAPER_TARGET), "decode": decode_cost(r)}  # fmt: skip
+                for kind in ("act", "still"):
+                    cams = [c for c in r["cameras"] if c["camera"].startswith(kind)]
+                    enc, reu = sum(c["encoded"] for c in cams), sum(c["reused"] for c in cams)
+                    r[f"reuse_share_{kind}"] = reu / (enc + reu) if enc + reu else float("nan")
+                r["encoded_per_s"] = r["encoded"] / r["wall_s"]
+                rows.append(r)
+                if not r["met"]:
+                    break
+                held = n
+            out[part] = {"rows": rows, "held": held, "failed": bool(rows) and not rows[-1]["met"]}
+            console.print(table_rtsp(part, rows, backend.describe(), args.seconds))
+    return out
+
+
 # -- tables ---------------------------------------------------------------------------------------
 
 
@@ -971,6 +1098,40 @@ def table_mix(rows: list[dict[str, Any]], backend: str, seconds: float, noise: d
     return t
 
 
+def table_rtsp(part: str, rows: list[dict[str, Any]], backend: str, seconds: float) -> Table:
+    what = (
+        "every camera on the action video, gate off"
+        if part == "all_active"
+        else ("a quarter on the action video, the rest on the still scene with noise, gate on")
+    )
+    t = Table(title=f"RTSP cameras (640x360 H.264, 25 fps, GStreamer's server on 127.0.0.1) on {backend}: "
+              f"{what}, real time, {seconds:g} s")  # fmt: skip
+    cols = ("N", "action / still", "fps/cam mean (min)", "p50 ms", "p95 ms worst (median)", "reused",
+            "capture ms/frame", "capture cores/cam", "cams/round", "CPU % of 1 core", "held")  # fmt: skip
+    for col in cols:
+        t.add_column(col, justify="right")
+    for r in rows:
+        d = r["decode"]
+        t.add_row(
+            str(r["n"]),
+            f"{r['active']} / {r['still']}",
+            f"{r['fps_mean']:.1f} ({r['fps_min']:.1f})",
+            ms(r["p50_ms_median"]),
+            f"{ms(r['p95_ms_worst'])} ({ms(r['p95_ms_median'])})",
+            pct_cell(r["reuse_share"]),
+            f"{d['capture_ms_per_frame']:.2f}",
+            f"{d['capture_cores_per_camera']:.3f}",
+            f"{r['batch_mean']:.2f}",
+            f"{r['cpu_pct']:.0f}",
+            verdict(r),
+        )
+    t.caption = (
+        f"held: every camera >= {FPS_TARGET:g} fps processed and worst p95 <= {P95_TARGET_MS:g} ms; capture: "
+        "the capture threads' CPU (receive, decode, BGR, the gate's small copy)"
+    )
+    return t
+
+
 def table_demo(rows: list[dict[str, Any]], backend: str, sampling: Any, seconds: float) -> Table:
     t = Table(
         title=f"demo model (96 px, sampled at {float(sampling['fps']):g} fps) on {backend}: "
@@ -1063,6 +1224,22 @@ def targets(out: dict[str, Any]) -> list[dict[str, str]]:
                 "met": mix_verdict(mix["held"], mix["failed"], base, base_failed),
             }
         )
+    rtsp = out.get("rtsp")
+    if rtsp and rtsp.get("mix") and rtsp.get("all_active"):
+        mix, base = rtsp["mix"], rtsp["all_active"]
+        share = [r["reuse_share"] for r in mix["rows"] if r["n"] == mix["held"]]
+        floor = " (every N tried: a floor)"
+        rows.append(
+            {
+                "target": f"RTSP monitoring mix held >= {MIX_TARGET:g}x all-active held (640x360 H.264, "
+                f"{rtsp['precision']}, gate on)",
+                "figure": f"mix {mix['held'] or 'none'}{'' if mix['failed'] else floor} vs all-active "
+                f"{base['held'] or 'none'}{'' if base['failed'] else floor}"
+                + (f": {mix['held'] / base['held']:.1f}x" if base["held"] else "")
+                + (f"; reused {share[0]:.0%} of the frames at N = {mix['held']}" if share else ""),
+                "met": mix_verdict(mix["held"], mix["failed"], base["held"], base["failed"]),
+            }
+        )
     demo = out.get("demo")
     if demo:
         tried = ", ".join(str(r["n"]) for r in demo["rows"])
@@ -1123,6 +1300,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--mix", type=int_list, help="monitoring-mix cameras, a quarter active, gate on (default 4,8,12,16)"
     )
     p.add_argument("--no-mix", action="store_true", help="skip the monitoring mix")
+    p.add_argument("--rtsp-cameras", type=int_list, default=(),
+                   help="all-active RTSP cameras (640x360 H.264), e.g. 2,3,4 (default: none)")  # fmt: skip
+    p.add_argument("--rtsp-mix", type=int_list, default=(),
+                   help="RTSP monitoring-mix cameras, a quarter active, gate on, e.g. 8,12,16")  # fmt: skip
     p.add_argument(
         "--encode-seconds",
         type=float,
@@ -1161,6 +1342,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.separate_list = args.separate or quick.get("separate", SEPARATE)
     args.demo_list = args.demo_cameras or quick.get("demo_cameras", DEMO_CAMERAS)
     args.mix_list = () if args.no_mix else args.mix or quick.get("mix", MIX)
+    args.rtsp_camera_list, args.rtsp_mix_list = args.rtsp_cameras, args.rtsp_mix
+    if bool(args.rtsp_cameras) != bool(args.rtsp_mix):
+        p.error("--rtsp-cameras and --rtsp-mix go together (the mix is compared with the all-active figure)")
     args.calib_frames = args.calib_frames or quick.get("calib_frames", 300)
     args.precision_list = [x.strip() for x in args.precisions.split(",") if x.strip()]
     if any(x not in ("fp32", "bf16", "int8") for x in args.precision_list) or not args.precision_list:
@@ -1192,6 +1376,8 @@ def run(args: argparse.Namespace, work: Path, out: dict[str, Any]) -> None:
     out["paper"] = part_paper(export_dir, cache, video, args, logs)
     if args.mix_list:
         out["mix"] = part_mix(export_dir, cache, video, work, args)
+    if args.rtsp_mix_list:
+        out["rtsp"] = part_rtsp(export_dir, cache, work, args)
     if args.demo_list:
         out["demo"] = part_demo(cache, work, args)
     out["targets"] = targets(out)
