@@ -3,7 +3,7 @@ processes, on OpenVINO int8 / bf16, and how many demo-model cameras one process 
 
     python benchmarks/multicam.py [--quick] [--seconds 20] [--precisions int8,bf16] [--cameras 1,2,4,6,8]
         [--separate 2,4] [--mix 4,8,12,16] [--demo-cameras 8,16,24,32] [--encode-seconds 3] [--json OUT]
-        [--work DIR]
+        [--work DIR] [--rtsp-cameras 2,3,4 --rtsp-mix 8,12,16]
 
 Model: the paper's GLANet (ResNet-34, 224 px, W=30, S=15, clips sampled at 25 fps: every frame of a 25 fps
     source is a model frame), random weights with BN calibrated on SynthActions frames (benchmarks/common.py),
@@ -30,8 +30,9 @@ torch's own. `--quick`: N = 1, 2, separate N = 2, demo N = 8, mix N = 4, 5 s, th
 calibration frames (a smoke run).
 The all-active runs above encode every frame (`RecognizerConfig(static_gate=0)`); each camera's `encoded`
 and `reused` counts are in the JSON.
-Efficiency (each batched paper run): right after the run, the engine's `encode` alone on a prepared
-(B, 3, 224, 224) batch, B = the run's mean cameras per round rounded, for `--encode-seconds` (3): encode-only
+Efficiency (each batched paper run): right after the run, the engine's encode alone as the pipeline calls
+it (`encode_images`: B uint8 224 px crops, normalised in OpenVINO's graph), B = the run's mean cameras per
+round rounded, for `--encode-seconds` (3): encode-only
 frames/s; the pipeline's model frames/s (its total predictions/s: at the 25 fps model rate every source frame
 is one); efficiency = pipeline / encode-only (target >= 0.90; it only says something where the cameras fell
 behind, "capacity"-bound). Beside it: the model thread's wall time in encode / temporal_step / the rest, an
@@ -43,6 +44,12 @@ frame, written lossless (HuffYUV; the consecutive decoded frames' difference is 
 same scene, which smooths the noise away); the static-scene gate on at its default share; N until one fails
 (held as above). Reported: cameras held, the share of frames reused, and mix held over all-active held
 (target >= 3x).
+RTSP cameras (`--rtsp-cameras 2,3,4 --rtsp-mix 8,12,16`, off by default): 640x360 H.264 (x264 CRF 18, a key
+frame a second, no B-frames) served live by GStreamer's RTSP server on 127.0.0.1 (benchmarks/rtsp_files.py
+on the system python3; packets from the files, no re-encoding): all-active (every camera on the action
+video, gate off) and the monitoring mix (a quarter on it, the rest on a still scene with sensor noise, gate
+on), each N until one fails; the capture threads' CPU per frame and per camera (receive, decode, BGR, the
+gate's small copy) is the cost of the decoding.
 """
 
 # ruff: noqa: E402  (the project's imports come after the sys.path fix below)
