@@ -4,9 +4,10 @@ A checkpoint is a plain dict saved with `torch.save` and read with `torch.load(w
 so loading one can never run code. It is written atomically (temp file, fsync, rename) and its
 weights carry a sha256 digest that is checked on every load. A second digest, `meta_sha256`, covers the
 metadata that says what the weights mean (class names, preprocessing, sampling, model config): a file
-whose class names were swapped is refused too. Checkpoints written before it existed (the committed demo
-model) have none and load as before. Class names come back through `glanet.text.safe_label`, so a name
-with a terminal escape sequence in it is shown, never obeyed.
+whose class names were swapped is refused too. Checkpoints written before it existed have none and load
+as before (the committed demo models carry it). The digests detect accidents, not a deliberate edit: a
+file's digests live in the file, so whoever edits it on purpose can recompute them. Class names come
+back through `glanet.text.safe_label`, so a name with a terminal escape sequence in it is shown, never obeyed.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import logging
 import pickle
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -382,12 +383,19 @@ def test_a_checkpoint_without_meta_digest_loads_as_before(
     assert any("no meta_sha256" in r.getMessage() and r.levelno == logging.DEBUG for r in caplog.records)
 
 
-def test_the_committed_demo_model_still_loads(caplog: pytest.LogCaptureFixture) -> None:
-    assert "meta_sha256" not in read_checkpoint(DEMO)  # written before the metadata digest existed
-    with caplog.at_level(logging.DEBUG, logger="glanet.checkpoint"):
-        ck = load_checkpoint(DEMO)
+@pytest.mark.parametrize("name", ["glanet_synthactions_demo.pt", "smnet_synthactions_demo.pt"])
+def test_the_committed_demo_models_are_sealed(name: str, tmp_path: Path) -> None:
+    """Both demo checkpoints carry meta_sha256: one with its class names swapped is refused."""
+    demo = DEMO.parent / name
+    raw = read_checkpoint(demo)
+    assert raw["meta_sha256"] == meta_digest(raw)
+    ck = load_checkpoint(demo)
     assert len(ck.class_names) == 12 and ck.class_names[0] == "walk"
-    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    copy = tmp_path / name
+    shutil.copyfile(demo, copy)
+    rewrite(copy, lambda r: r["class_names"].reverse(), reseal=False)
+    with pytest.raises(CheckpointError, match=r"meta_sha256"):
+        load_checkpoint(copy)
 
 
 def test_class_names_with_terminal_escapes_come_back_inert(tmp_path: Path, model: GLANet) -> None:

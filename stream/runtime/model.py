@@ -51,7 +51,7 @@ class ModelChoice:
     --threads of the command line. Frozen and small, so a cluster shard receives it as it is."""
 
     checkpoint: Path | None = None  # None: the committed demo model (unless `engine` alone is enough)
-    engine: Path | None = None  # an export folder (python -m engines.export)
+    engine: Path | None = None  # an export folder (glanet export)
     backend: str = "auto"  # auto, torch, openvino, tensorrt, torch_tensorrt
     precision: str | None = None  # None: the backend's own (the best an export folder was built with)
     device: str | None = None  # cpu, cuda, cuda:N; None: the backend's
