@@ -197,8 +197,6 @@ def cluster_address(args: argparse.Namespace) -> ClusterAddress | None:
         address = parse_cluster_address(args.cluster)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    if args.save is not None:
-        raise UsageError("--save with --cluster: videos are not written by a cluster run (use --events)")
     return address
 
 
@@ -293,7 +291,7 @@ def check_outputs(
         inputs.append((f"the default checkpoint {DEFAULT_CHECKPOINT}", DEFAULT_CHECKPOINT))
     if args.engine is not None:
         inputs.append((f"--engine {args.engine}", args.engine))
-    several = len(cameras) > 1
+    several = len(cameras) > 1 or args.cluster is not None  # a cluster's --save: a folder, parts in it
     outputs: list[tuple[str, Path]] = []
     if args.save is not None:
         outputs.append((f"--save {args.save}", args.save))
@@ -326,7 +324,9 @@ def check_outputs(
                 raise SinkError(f"cannot write video {save}: {why}")
         else:
             if save.suffix.lower() in VIDEO_SUFFIXES:
-                raise SinkError(f"--save {save}: with several cameras give a folder (one <camera>.mp4 each)")
+                raise SinkError(
+                    f"--save {save}: with several cameras or --cluster give a folder (one <camera>.mp4 each)"
+                )
             if save.exists() and not save.is_dir():
                 raise SinkError(
                     f"--save {save} is a file: with several cameras give a folder (one <camera>.mp4 each)"
