@@ -11,7 +11,9 @@ shards instead of in this process:
   open events are closed (at their last time seen, as a reconnect closes them) and the cameras start on
   the survivors, their state fresh as after a reconnect. A shard cut off rather than dead stops its cameras
   itself once its lease (`lease_s` without a poll) runs out, before the driver moves them;
-- the records become Outputs for the same sinks as in one process (events file, dashboard, web view, MQTT).
+- the records become Outputs for the same sinks as in one process (events file, dashboard, web view, MQTT);
+- with --save each shard records its cameras on its node, a new part each time a camera is placed
+  (stream/cluster/parts.py); --summary-json lists every part, its node and how it ended.
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from stream.cluster.address import ClusterAddress, ClusterError
 from stream.cluster.auth import HOW_TO_TURN_ON, TokenEnv, has_token
 from stream.cluster.local import LOCAL_RESOURCE, LocalCluster
+from stream.cluster.parts import ClusterSummary, Part, PartState, part_file
 from stream.cluster.probe import CLIENT_CALL, GCS_CALL, wants_token
 from stream.cluster.shard import CameraState, Poll, Shard, ShardConfig
 from stream.cluster.wire import Rebuilder
@@ -89,6 +93,7 @@ class RemoteCamera:
     open_event: Event | None = None  # a start not yet ended: closed here when its shard is lost
     done_seen_at: float | None = None  # when its shard first said it was done
     settled: bool = False  # its shard's numbers were taken after it finished (they are its last)
+    parts: list[Part] = field(default_factory=list)  # --save: its recording, a part a placement
 
     @property
     def name(self) -> str:
@@ -117,6 +122,7 @@ class ShardHandle:
     node: str
     actor: Any
     cpus: int
+    address: str = ""  # the node's IP address
     cameras: set[str] = field(default_factory=set)
     alive: bool = True
     inflight: Any = None  # the poll call under way
@@ -176,6 +182,7 @@ class ClusterApp(RunLoop):
         self._token = TokenEnv()  # auto / ray://: token mode on for a cluster that wants the user's token
         self._rebuild: Rebuilder | None = None
         self._fresh: Callable[[Prediction], None] | None = None
+        self._parts_used: dict[str, int] = {}  # --save: a camera name's (any case) last part number
 
     # -- connecting ---------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -210,7 +217,7 @@ class ClusterApp(RunLoop):
                 .options(num_cpus=cpus, max_restarts=0, max_task_retries=0, scheduling_strategy=pinned)
                 .remote(config)
             )
-            handle = ShardHandle(name, node_id, actor, cpus)
+            handle = ShardHandle(name, node_id, actor, cpus, node.get("NodeManagerAddress", ""))
             pending.append((handle, actor.describe.remote()))
         for handle, ref in pending:
             try:
@@ -245,7 +252,8 @@ class ClusterApp(RunLoop):
                         import grpc  # noqa: F401  (Ray Client's transport)
                     except ImportError:
                         raise ClusterError(
-                            f"--cluster {self.address} is Ray Client: pip install 'ray[client]==2.60.0'"
+                            f"--cluster {self.address} is Ray Client, which needs grpcio: pip install "
+                            "'glanet[cluster]' (or 'ray[client]==2.60.0')"
                         ) from None
                 self._check_auth(self._bootstrap(ray))
                 ray.init(address="auto" if kind == "auto" else self.address.url, **opts)
@@ -370,8 +378,14 @@ class ClusterApp(RunLoop):
         assert target is not None
         cam.shard = target.name
         target.cameras.add(cam.name)
+        part = self._parts_used.get(cam.name.lower(), 0) + 1
+        save = self.options.save
+        if save is not None:  # a new part for each placement, even a failed one: a part is never reused
+            self._parts_used[cam.name.lower()] = part
+            path = str(Path(save).absolute() / part_file(cam.name, part))  # the shard says its own
+            cam.parts.append(Part(cam.name, part, target.name, target.address, target.node, path))
         try:
-            ray.get(target.actor.add.remote(cam.spec), timeout=30)
+            ray.get(target.actor.add.remote(cam.spec, part), timeout=30)
         except Exception as e:
             if isinstance(e, ray.exceptions.RayActorError | ray.exceptions.GetTimeoutError):
                 self._lost(target, _cause(e))  # moves it again, to another shard
@@ -394,6 +408,10 @@ class ClusterApp(RunLoop):
             + (f"moving {len(moving)} cameras to {', '.join(survivors)}" if survivors else "no shard left")
         )
         shard.cameras.clear()
+        for cam in self.cameras:  # its parts play up to about a second before it was lost
+            for part in cam.parts:
+                if part.shard == shard.name:
+                    part.lost()
         for cam in moving:
             self._moved(cam, f"its shard {shard.name} was lost")
             if cam.now is not None:
@@ -554,12 +572,26 @@ class ClusterApp(RunLoop):
             if out.fresh and out.prediction is not None and self._fresh is not None:
                 self._fresh(out.prediction)
             self._emit(out)
+        for said in answer.parts:
+            self._part_said(shard, said)
         now = time.monotonic()
         for name, state in answer.cameras.items():
             cam = next((c for c in self.cameras if c.name == name and c.shard == shard.name), None)
             if cam is None:
                 continue
             self._state(cam, state, now)
+
+    def _part_said(self, shard: ShardHandle, said: PartState) -> None:
+        """What a shard says of a part it writes (the part numbers of a name are never reused)."""
+        for cam in self.cameras:
+            if cam.name != said.camera:
+                continue
+            for part in cam.parts:
+                if part.part == said.part and part.shard == shard.name:
+                    if said.error is not None and not part.state.startswith("failed"):
+                        self.say(f"camera {cam.name}: its recording stopped on {shard.name}: {said.error}")
+                    part.update(said)
+                    return
 
     def _state(self, cam: RemoteCamera, state: CameraState, now: float) -> None:
         cam.now = state.summary
@@ -584,6 +616,8 @@ class ClusterApp(RunLoop):
                 s.reason = "removed"
             elif not s.reason or (not cam.done and s.reason in ("stopped", "lease expired")):
                 s.reason = self.stop_reason or "stopped"
+            if self.options.save is not None:
+                s = ClusterSummary.of(s, cam.parts)
             summaries.append((cam.name, s))
         return self._run_summary(summaries, dropped)
 

@@ -4,6 +4,9 @@ The driver calls `poll` every few tens of milliseconds; each call renews the sha
 not been polled for `lease_s` stops every camera by itself (fenced), so that when the driver gives up on it
 (after the lease and a margin) and moves its cameras, no camera is ever served by two shards at once, even
 when the shard was only cut off rather than dead.
+
+With --save the shard records its cameras on its node (stream/cluster/parts.py): a part a placement, named
+by the driver, reported at every poll.
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from stream.cluster.parts import PartRecorder, PartState
 from stream.cluster.wire import Record, to_record
 from stream.output import Output
 from stream.runtime.app import StreamApp
-from stream.runtime.model import ModelChoice, open_model
+from stream.runtime.model import ModelChoice, model_fps, open_model
 from stream.runtime.spec import CameraSpec, StreamOptions
 from stream.runtime.summary import Summary
 from stream.types import StatsSnapshot
@@ -59,6 +64,7 @@ class Poll:
     fenced: bool = False
     error: str | None = None  # the shard's runtime failed (the engine raised): its cameras must move
     dropped: int = 0  # records dropped because the driver collected too slowly (never with block)
+    parts: list[PartState] = field(default_factory=list)  # --save: the parts written here (parts.py)
 
 
 class Outbox:
@@ -130,6 +136,9 @@ class Shard:
             os.sched_setaffinity(0, config.cpus)
         if config.cwd and os.path.isdir(config.cwd):
             os.chdir(config.cwd)
+        save = config.options.save  # --save: a folder, that path on every node (relative: from cwd)
+        if save is not None:
+            PartRecorder.prepare(Path(save))  # before the model loads: a folder it cannot write fails now
         # the engine's threads are the node's CPUs: torch's too
         choice = dataclasses.replace(config.model, threads=config.threads)
         model = open_model(choice, max_batch=config.max_batch, threads=config.threads)
@@ -142,6 +151,11 @@ class Shard:
         )  # fmt: skip
         self.outbox = Outbox(config, block=fast)
         self.app = StreamApp([], self.info, self.backend, options, sinks=[self.outbox])
+        self.recorder: PartRecorder | None = None
+        if save is not None:
+            self.recorder = PartRecorder(Path(save), lambda: self.app.view, self._fps)
+            # before the outbox: a camera's part is finalised by the time its last record can be taken
+            self.app.sinks.insert(0, self.recorder)
         self.error: str | None = None
         self.fenced = False
         self._renewed = time.monotonic()
@@ -188,11 +202,19 @@ class Shard:
             "cpus": sorted(os.sched_getaffinity(0)),
         }
 
-    def add(self, spec: CameraSpec) -> None:
+    def add(self, spec: CameraSpec, part: int = 1) -> None:
+        """Start the camera here; with --save its frames go to its part `part` (parts.part_file)."""
         self._renewed = time.monotonic()
         if self.fenced or self.error:
             raise RuntimeError(f"shard {self.config.name} is stopping")
-        self.app.add_camera(spec)
+        if self.recorder is not None:
+            self.recorder.begin(spec.name, part)
+        try:
+            self.app.add_camera(spec)
+        except BaseException:
+            if self.recorder is not None:
+                self.recorder.forget(spec.name)
+            raise
 
     def remove(self, name: str) -> bool:
         self._renewed = time.monotonic()
@@ -204,14 +226,24 @@ class Shard:
             self._renewed = time.monotonic()
         cameras = self._states()  # before taking the records: a camera done here has its records there
         self.app.forget_removed()  # told so: the driver keeps their numbers
-        return Poll(self.outbox.take(), cameras, self.fenced, self.error, self.outbox.dropped)
+        return Poll(self.outbox.take(), cameras, self.fenced, self.error, self.outbox.dropped, self._parts())
 
     def stop(self) -> Poll:
         """Stops every camera (their open events close) and answers the last poll."""
         self.app.request_stop("stopped")
         self.outbox.close()
-        self._thread.join(timeout=30)
-        return Poll(self.outbox.take(), self._states(), self.fenced, self.error, self.outbox.dropped)
+        self._thread.join(timeout=30)  # the sinks closed as the run ended: every part is finalised
+        return Poll(
+            self.outbox.take(), self._states(), self.fenced, self.error, self.outbox.dropped, self._parts()
+        )
+
+    def _fps(self, camera: str) -> float:
+        """A recording's frame rate: its source's (known once it opened), else the model's."""
+        status = self.app.status(camera)
+        return (status.nominal_fps if status is not None else None) or model_fps(self.info)
+
+    def _parts(self) -> list[PartState]:
+        return self.recorder.report() if self.recorder is not None else []
 
     def _states(self) -> dict[str, CameraState]:
         wall = time.monotonic() - (self.app.started_at or time.monotonic())
@@ -220,6 +252,8 @@ class Shard:
         for cam in list(self.app.cameras):
             summary = self.app.camera_summary(cam, wall, backend)
             summary.shard = self.config.name
+            if self.recorder is not None:
+                summary.saved_frames = self.recorder.frames(cam.name)
             stats = self.app.camera_status(cam, max_age_s=0.0).stats
             out[cam.name] = CameraState(summary, stats, cam.done or cam.removed)
         return out

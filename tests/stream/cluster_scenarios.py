@@ -3,16 +3,21 @@ loopback up: Ray advertises the machine's address, so nothing may run outside on
 
     unshare --net --pid --fork --mount-proc bash -c 'ip link set lo up && python cluster_scenarios.py WORK'
 
-Starts the cluster as a user would (`ray start --head`, then `ray start --address` for a second node, one
-CPU each), runs every scenario, writes WORK/results.json (each scenario's findings, or its error) and
-stops. test_cluster.py asserts on the findings. The scenarios:
+Starts the cluster as a user would (`ray start --head` with Ray Client's server, then `ray start --address`
+for a second node, one CPU each), runs every scenario, writes WORK/results.json (each scenario's findings,
+or its error) and stops. test_cluster.py asserts on the findings. The scenarios:
 - same: 4 file cameras --fast over the 2 nodes (Python API) against the single-process runtime: every
-  prediction, and the events; then run_camera.py --cluster auto on them writes the same events;
+  prediction, and the events; then run_camera.py --cluster auto on them writes the same events; then 2 of
+  them over Ray Client (ray://, token auth on) give the predictions they had over auto, and a run_camera.py
+  --cluster ray:// without the token is refused in one line;
+- save: run_camera.py --cluster auto --save over 3 file cameras --fast: every frame in its camera's file,
+  each file where --summary-json says (its node, its frames, finalised);
 - web: run_camera.py --cluster auto --serve: the API, a picture, a camera added and one removed;
 - archive: 12 generated videos through `stream.cli.archive --cluster auto` against one by one in one process;
   then a run killed (SIGKILL) after 3 videos and run again: it finishes without redoing them;
-- failover: 4 real-time demo cameras; the worker node's processes killed by their PIDs at 8 s; where each
-  camera runs, when its predictions come, and the events, over 26 s.
+- failover: 4 real-time demo cameras, recorded (--save); the worker node's processes killed by their PIDs at
+  6 s; where each camera runs, when its predictions come, the events, and each part of each recording
+  (the killed node's cut at the kill, the survivor's finalised), over 20 s.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ if TYPE_CHECKING:
 
 RAY = str(Path(sys.executable).with_name("ray"))
 PORT = 6390
+CLIENT_PORT = 10001  # Ray Client's server on the head (ray://127.0.0.1:CLIENT_PORT)
 # token auth on, as docs/security.md tells users to start a cluster: every node and every glanet run gets it
 AUTH = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
 
@@ -62,7 +68,10 @@ def ray_start(*args: str) -> None:
 
 def start_cluster() -> None:
     common = ("--node-ip-address", "127.0.0.1", "--num-cpus", "1")
-    ray_start("--head", "--port", str(PORT), "--include-dashboard", "false", *common)
+    ray_start(
+        "--head", "--port", str(PORT), "--include-dashboard", "false",
+        "--ray-client-server-port", str(CLIENT_PORT), *common,
+    )  # fmt: skip
     ray_start("--address", f"127.0.0.1:{PORT}", *common)
 
 
@@ -111,6 +120,18 @@ def collect(store: dict):
     return on_prediction
 
 
+def frames_in(path: Path) -> int:
+    """How many frames of a video decode (a part cut short by a kill: up to its last whole fragment)."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    n = 0
+    while capture.read()[0]:
+        n += 1
+    capture.release()
+    return n
+
+
 def no_time(path: Path) -> list[dict]:
     lines = path.read_text().splitlines() if path.exists() else []
     return [{k: v for k, v in json.loads(x).items() if k != "time"} for x in lines]
@@ -143,6 +164,7 @@ def scenario_same(work: Path) -> dict:
     finally:
         app.close()
     shards = {name: s.shard for name, s in summary.cameras.items()}
+    client = client_run(videos[:2], cluster, options)
     ck = load_checkpoint(DEMO_CHECKPOINT, map_location="cpu")
     backend = make_backend("openvino", ck, precision="fp32", max_batch=4)
     single: dict = {}
@@ -205,6 +227,90 @@ def scenario_same(work: Path) -> dict:
         == sorted(map(json.dumps, no_time(single_events))),
         "cli_events": len(no_time(single_events)),
         "cli_shards": sorted({c.get("shard") for c in cli_summary.get("cameras", {}).values()}),
+        "client": client,
+    }
+
+
+def client_run(videos: list[Path], over_auto: dict, options) -> dict:
+    """The first cameras over Ray Client (ray://, the user's token) against their predictions over auto;
+    then run_camera.py --cluster ray:// without a token."""
+    import dataclasses
+
+    from stream.cluster.address import parse_cluster_address
+    from stream.cluster.controller import ClusterApp
+
+    url = f"ray://127.0.0.1:{CLIENT_PORT}"
+    got: dict = {}
+    said: list[str] = []
+    t = time.monotonic()
+    app = ClusterApp(
+        file_specs(videos), parse_cluster_address(url), model(),
+        dataclasses.replace(options, on_prediction=collect(got)), say=said.append,
+    )  # fmt: skip
+    try:
+        app.start()
+        summary = app.run()
+    finally:
+        app.close()
+    wall = time.monotonic() - t
+    worst, counts = 0.0, {}
+    for cam, preds in got.items():
+        want = over_auto.get(cam, [])
+        counts[cam] = (len(want), len(preds))
+        if len(want) != len(preds) or [p[:2] for p in want] != [p[:2] for p in preds]:
+            worst = float("inf")
+            continue
+        worst = max([worst, *(float(np.abs(a[2] - b[2]).max()) for a, b in zip(want, preds, strict=True))])
+    no_token = {k: v for k, v in env().items() if k not in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")}
+    no_token["HOME"] = str(Path(sys.argv[1]) / "home-without-token")  # not ~/.ray/auth_token either
+    refused = subprocess.run(
+        [sys.executable, str(ROOT / "run_camera.py"), "--source", "demo", "--cluster", url, "--no-dashboard"],
+        capture_output=True, text=True, env=no_token, cwd=ROOT, timeout=120,
+    )  # fmt: skip
+    return {
+        "worst_abs_diff": worst,
+        "counts": counts,
+        "shards": {name: s.shard for name, s in summary.cameras.items()},
+        "said": said,
+        "wall_s": round(wall, 1),
+        "no_token_rc": refused.returncode,
+        "no_token_stderr": refused.stderr[-2000:],
+    }
+
+
+def scenario_save(work: Path) -> dict:
+    """run_camera.py --cluster auto --save DIR over 3 file cameras --fast: the files and the summary."""
+    videos = [write_demo_video(work / f"save{i}.mp4", 4, seed=90 + i, fps=7.5, size=128) for i in range(3)]
+    toml = work / "cams.toml"
+    toml.write_text("".join(f'[[camera]]\nname = "cam{i}"\nsource = "{v}"\n' for i, v in enumerate(videos)))
+    out, summary_path = work / "videos", work / "summary.json"
+    proc = subprocess.run(
+        [
+            sys.executable, str(ROOT / "run_camera.py"), "--sources", str(toml), "--fast", "--headless",
+            "--no-dashboard", "--backend", "openvino", "--precision", "fp32", "--cluster", "auto",
+            "--save", str(out), "--summary-json", str(summary_path),
+        ],
+        capture_output=True, text=True, env=env(), cwd=ROOT, timeout=300,
+    )  # fmt: skip
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {"cameras": {}}
+    cameras = {}
+    for i, video in enumerate(videos):
+        s = summary["cameras"].get(f"cam{i}", {})
+        cameras[f"cam{i}"] = {
+            "source_frames": frames_in(video),
+            "frames": s.get("frames"),
+            "saved_frames": s.get("saved_frames"),
+            "shard": s.get("shard"),
+            "recordings": [
+                {**r, "decoded": frames_in(Path(r["path"])) if Path(r["path"]).exists() else None}
+                for r in s.get("recordings", [])
+            ],
+        }
+    return {
+        "rc": proc.returncode,
+        "stderr": proc.stderr[-3000:],
+        "cameras": cameras,
+        "files": sorted(p.name for p in out.iterdir()) if out.is_dir() else [],
     }
 
 
@@ -390,16 +496,20 @@ def scenario_failover(work: Path) -> dict:
     ]
     seen: list[tuple[float, str, int]] = []  # (time, camera, step) of every prediction
     events_path = work / "failover.jsonl"
+    videos = work / "videos"
     options = StreamOptions(
         headless=True,
         dashboard=False,
         quiet=True,
         events=events_path,
+        save=videos,
         on_prediction=lambda p: seen.append((time.monotonic(), p.frame.camera, p.step)),
     )
     app = ClusterApp(specs, parse_cluster_address("auto"), model(), options, lease_s=2.0, say=lambda _: None)
     placements: list[tuple[float, dict]] = []
     kill: dict = {}
+    # each camera's first part: the frames the driver last heard were written, and when it first heard so
+    heard: dict[str, tuple[int, float]] = {}
     try:
         app.start()
         head = ray.get_runtime_context().get_node_id()
@@ -409,6 +519,10 @@ def scenario_failover(work: Path) -> dict:
         def watch() -> None:
             while not app.stopping:
                 placements.append((time.monotonic(), {c.name: c.shard for c in app.live_cameras()}))
+                if "at" not in kill:
+                    for c in app.live_cameras():
+                        if c.parts and (c.name not in heard or heard[c.name][0] != c.parts[0].frames):
+                            heard[c.name] = (c.parts[0].frames, time.monotonic())
                 if "at" not in kill and time.monotonic() - t0 > 6.0:
                     raylet = parent(victim.info["pid"])
                     pids = descendants(raylet)
@@ -419,12 +533,13 @@ def scenario_failover(work: Path) -> dict:
                         on_it=sorted(c.name for c in app.live_cameras() if c.shard == victim.name),
                     )
                     kill["at"] = time.monotonic()
+                    kill["heard"] = {c: (n, round(kill["at"] - t, 3)) for c, (n, t) in heard.items()}
                     for pid in pids:
                         with contextlib.suppress(ProcessLookupError):
                             os.kill(pid, signal.SIGKILL)
                 if time.monotonic() - t0 > 20.0:
                     app.request_stop("scenario over")
-                time.sleep(0.1)
+                time.sleep(0.05)
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
@@ -465,7 +580,29 @@ def scenario_failover(work: Path) -> dict:
         "shard_events": {
             c.name: [p.events for p in c.past] + ([c.now.events] if c.now else []) for c in app.cameras
         },
+        "recordings": {
+            name: [
+                {
+                    **r,
+                    "decoded": frames_in(Path(r["path"])) if Path(r["path"]).exists() else None,
+                    "fps": video_fps(Path(r["path"])),
+                }
+                for r in getattr(s, "recordings", [])
+            ]
+            for name, s in summary.cameras.items()
+        },
     }
+
+
+def video_fps(path: Path) -> float | None:
+    import cv2
+
+    if not path.exists():
+        return None
+    capture = cv2.VideoCapture(str(path))
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    capture.release()
+    return fps or None
 
 
 def run_each(work: Path, scenarios: dict, results: dict) -> None:
@@ -489,7 +626,12 @@ def main() -> None:
     try:
         start_cluster()
         results["cluster_start_s"] = round(time.monotonic() - t, 1)
-        scenarios = {"same": scenario_same, "web": scenario_web, "archive": scenario_archive}
+        scenarios = {
+            "same": scenario_same,
+            "save": scenario_save,
+            "web": scenario_web,
+            "archive": scenario_archive,
+        }
         run_each(work, {**scenarios, "failover": scenario_failover}, results)
     except Exception:
         results["error"] = traceback.format_exc()[-4000:]

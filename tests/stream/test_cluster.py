@@ -1,9 +1,10 @@
 """The cluster on a real 2-node Ray cluster (`ray start` twice, one CPU a node), inside a private network
 namespace with only the loopback up (cluster_scenarios.py runs there and reports; the tests here judge):
-predictions equal to the single-process runtime, the command line's events equal, the web view over it,
-the archive mode equal to one-by-one and resumable after a kill, and a killed node's cameras moved within
-10 s with no event duplicated or lost outside the outage. Plus what needs no cluster: the address, the
-hashing, the flags."""
+predictions equal to the single-process runtime, the command line's events equal, Ray Client (ray://) equal
+to auto, --save writing every frame on the nodes, the web view over it, the archive mode equal to one-by-one
+and resumable after a kill, and a killed node's cameras moved within 10 s with no event duplicated or lost
+outside the outage, their recordings cut at the kill and going on in a second part. Plus what needs no
+cluster: the address, the hashing, the flags."""
 
 from __future__ import annotations
 
@@ -82,6 +83,62 @@ def test_run_camera_cluster_auto_writes_the_same_events(results):
     assert "Traceback" not in same["cli_stderr"]
     assert same["cli_events"] > 0 and same["cli_events_equal"], same["cli_stderr"]
     assert len(same["cli_shards"]) == 2, same["cli_shards"]
+
+
+@pytest.mark.timeout(900)
+def test_ray_client_gives_the_predictions_of_auto_and_wants_the_token(results):
+    client = scenario(results, "same")["client"]
+    assert len(client["counts"]) == 2, client
+    assert all(a == b and a > 0 for a, b in client["counts"].values()), client["counts"]
+    assert client["worst_abs_diff"] <= 1e-5, client
+    assert len(set(client["shards"].values())) == 2, f"both nodes should serve cameras: {client['shards']}"
+    assert not any("authentication off" in line for line in client["said"]), client["said"]
+    assert client["no_token_rc"] != 0, client["no_token_stderr"]
+    stderr = client["no_token_stderr"]
+    assert "wants a token" in stderr and "Traceback" not in stderr, stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr
+
+
+@pytest.mark.timeout(900)
+def test_save_over_two_nodes_writes_every_frame_where_the_summary_says(results):
+    save = scenario(results, "save")
+    assert save["rc"] == 0 and "Traceback" not in save["stderr"], save["stderr"]
+    assert save["files"] == ["cam0.mp4", "cam1.mp4", "cam2.mp4"], save["files"]
+    shards = set()
+    for cam, c in save["cameras"].items():
+        assert c["source_frames"] > 0 and c["frames"] == c["saved_frames"] == c["source_frames"], (cam, c)
+        (part,) = c["recordings"]
+        assert part["part"] == 1 and part["path"].endswith(f"/{cam}.mp4"), part
+        assert part["state"] == "finalised" and part["shard"] == c["shard"], part
+        assert part["node"] == "127.0.0.1" and part["node_id"], part
+        assert part["frames"] == part["decoded"] == c["source_frames"], (cam, part)
+        shards.add(part["shard"])
+    assert len(shards) == 2, f"both nodes should record cameras: {save['cameras']}"
+
+
+@pytest.mark.timeout(900)
+def test_a_killed_nodes_recordings_play_to_the_kill_and_go_on_in_a_second_part(results):
+    f = scenario(results, "failover")
+    killed, recordings = f["kill"]["shard"], f["recordings"]
+    assert f["moved"], "the killed node had no camera"
+    for cam, parts in recordings.items():
+        if cam not in f["moved"]:
+            (part,) = parts
+            assert part["state"] == "finalised" and part["shard"] != killed, part
+            assert part["decoded"] == part["frames"] > 0, part
+            continue
+        first, second = parts
+        assert (first["part"], second["part"]) == (1, 2), parts
+        assert first["path"].endswith(f"/{cam}.mp4") and second["path"].endswith(f"/{cam}.part2.mp4"), parts
+        assert first["shard"] == killed and first["state"] == "node lost", first
+        assert second["shard"] != killed and second["node_id"] != first["node_id"], parts
+        assert second["state"] == "finalised" and second["decoded"] == second["frames"] > 0, second
+        # the first part plays up to within a second of the kill: what the driver had heard was written by
+        # then, less what decodes, plus how long before the kill it heard so
+        heard, age = f["kill"]["heard"][cam]
+        assert first["decoded"] is not None and first["decoded"] > 0 and first["fps"], first
+        missing_s = (heard - first["decoded"]) / first["fps"] + age
+        assert missing_s <= 1.2, (cam, heard, age, first)
 
 
 @pytest.mark.timeout(900)
@@ -177,7 +234,6 @@ def test_cluster_flag_errors_are_one_line(tmp_path):
     for args, says in (
         (["--cluster", "local:0"], "local:N wants 1 to 64 nodes"),
         (["--cluster", "nowhere"], "give auto"),
-        (["--cluster", "local:2", "--save", str(tmp_path / "x.mp4")], "--save with --cluster"),
         (["--cluster", "local:2", "--cluster-lease", "0.1"], "--cluster-lease 0.1"),
     ):
         proc = subprocess.run(
@@ -187,3 +243,14 @@ def test_cluster_flag_errors_are_one_line(tmp_path):
         assert proc.returncode == 2, (args, proc.stderr)
         assert says in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_save_with_cluster_wants_a_folder(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "run_camera.py"),
+         "--cluster", "local:2", "--save", str(tmp_path / "a.mp4")],
+        capture_output=True, text=True, cwd=ROOT, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "with several cameras or --cluster give a folder" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
