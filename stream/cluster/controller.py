@@ -13,7 +13,11 @@ shards instead of in this process:
   itself once its lease (`lease_s` without a poll) runs out, before the driver moves them;
 - the records become Outputs for the same sinks as in one process (events file, dashboard, web view, MQTT);
 - with --save each shard records its cameras on its node, a new part each time a camera is placed
-  (stream/cluster/parts.py); --summary-json lists every part, its node and how it ended.
+  (stream/cluster/parts.py); --summary-json lists every part, its node and how it ended;
+- every `join_check_s` the driver looks for nodes that joined the cluster: each gets a shard (loading its
+  model does not hold up the others), new cameras go to it as to any shard, and the live cameras that rank
+  it highest move there, up to its share by CPUs (cameras read --fast, files and archives, are not moved:
+  moving would start them over).
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from stream.types import CameraStatus, Event, Prediction, SourceStatus, StatsSna
 log = logging.getLogger(__name__)
 
 PROBE_S = 8.0  # what an address may take to answer one gRPC call before it is called not Ray
+JOIN_CHECK_S = 2.0  # how often the driver asks Ray for nodes that joined
 
 
 def rendezvous(camera: str, shards: Sequence[str]) -> list[str]:
@@ -61,6 +66,14 @@ def rendezvous(camera: str, shards: Sequence[str]) -> list[str]:
         return hashlib.blake2b(f"{shard}\x00{camera}".encode(), digest_size=8).digest()
 
     return sorted(shards, key=score, reverse=True)
+
+
+def to_move(cameras: Sequence[str], shards: Sequence[str], new: str, count: int) -> list[str]:
+    """The `count` cameras that move to a shard that joined: those that rank it highest of `shards` (which
+    include it), in name order among equals. The nodes even out, and a camera that ranks the new shard first
+    is the first to go, as it would have been placed there had the shard been up from the start."""
+    ranked = sorted(cameras, key=lambda c: (rendezvous(c, shards).index(new), c))
+    return sorted(ranked[: max(0, count)])
 
 
 def choose_shard(camera: str, load: dict[str, int], cpus: dict[str, int]) -> str:
@@ -155,6 +168,7 @@ class ClusterApp(RunLoop):
         lease_s: float = 3.0,
         grace_s: float = 1.0,
         poll_s: float = 0.05,
+        join_check_s: float = JOIN_CHECK_S,
         picture_fps: float = 0.0,
         jpeg_quality: int = 80,
         say: Callable[[str], None] | None = None,
@@ -171,6 +185,7 @@ class ClusterApp(RunLoop):
         self.specs = list(cameras)
         self.max_batch = max_batch or max(4, len(cameras))
         self.lease_s, self.grace_s, self.poll_s = lease_s, grace_s, poll_s
+        self.join_check_s = join_check_s
         self.picture_fps, self.jpeg_quality = picture_fps, jpeg_quality
         self.say = say or (lambda line: print(f"glanet: {line}", file=sys.stderr, flush=True))
         self.cameras: list[RemoteCamera] = []
@@ -183,6 +198,11 @@ class ClusterApp(RunLoop):
         self._rebuild: Rebuilder | None = None
         self._fresh: Callable[[Prediction], None] | None = None
         self._parts_used: dict[str, int] = {}  # --save: a camera name's (any case) last part number
+        self._joining: list[
+            tuple[ShardHandle, Any]
+        ] = []  # shards starting on nodes that joined: (it, describe)
+        self._nodes_seen: set[str] = set()  # node ids given a shard (or that failed to start one)
+        self._nodes_checked = 0.0
 
     # -- connecting ---------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -193,32 +213,12 @@ class ClusterApp(RunLoop):
             raise ClusterError(
                 "--cluster needs Ray: pip install 'glanet[cluster]' (ray 2.60.0, the same on every node)"
             ) from None
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
         self._connect(ray)
-        nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) >= 1]
+        nodes = _usable_nodes(ray)
         if not nodes:
             raise ClusterError(f"the Ray cluster at {self.address} has no node with a CPU to run shards on")
-        base = self._shard_config()
-        total_cpus = os.cpu_count() or 1
-        local_nodes = self.address.nodes if self.address.kind == "local" else 0
-        pending = []
-        for node in nodes:
-            node_id, cpus = node["NodeID"], int(node["Resources"]["CPU"])
-            index = _local_index(node["Resources"])
-            pin = None
-            if index is not None and local_nodes * cpus <= total_cpus:  # local:N: a node's own cores
-                pin = tuple(range(index * cpus, (index + 1) * cpus))
-            name = f"node-{node_id[:8]}" if index is None else f"local-{index}"
-            config = replace(base, name=name, threads=cpus, cpus=pin)
-            pinned = NodeAffinitySchedulingStrategy(node_id, soft=False)
-            actor = (
-                ray.remote(Shard)
-                .options(num_cpus=cpus, max_restarts=0, max_task_retries=0, scheduling_strategy=pinned)
-                .remote(config)
-            )
-            handle = ShardHandle(name, node_id, actor, cpus, node.get("NodeManagerAddress", ""))
-            pending.append((handle, actor.describe.remote()))
+        pending = [self._start_shard(ray, node) for node in nodes]
+        self._nodes_checked = time.monotonic()
         for handle, ref in pending:
             try:
                 handle.info = ray.get(ref, timeout=600)
@@ -237,6 +237,28 @@ class ClusterApp(RunLoop):
         self._rebuild = Rebuilder(self.class_names, tuple(info["spec"].branch_names))
         where = ", ".join(f"{s.name} ({s.cpus} CPU{'s' if s.cpus != 1 else ''})" for s in self.shards)
         self.say(f"cluster {self.address}: {len(self.shards)} shards: {where}; {info['backend']}")
+
+    def _start_shard(self, ray: Any, node: dict[str, Any]) -> tuple[ShardHandle, Any]:
+        """A shard actor on `node` (pinned to it, holding its CPUs) and its `describe` call, under way."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        node_id, cpus = node["NodeID"], int(node["Resources"]["CPU"])
+        self._nodes_seen.add(node_id)
+        index = _local_index(node["Resources"])
+        local_nodes = self.address.nodes if self.address.kind == "local" else 0
+        pin = None
+        if index is not None and local_nodes * cpus <= (os.cpu_count() or 1):  # local:N: a node's own cores
+            pin = tuple(range(index * cpus, (index + 1) * cpus))
+        name = f"node-{node_id[:8]}" if index is None else f"local-{index}"
+        config = replace(self._shard_config(), name=name, threads=cpus, cpus=pin)
+        pinned = NodeAffinitySchedulingStrategy(node_id, soft=False)
+        actor = (
+            ray.remote(Shard)
+            .options(num_cpus=cpus, max_restarts=0, max_task_retries=0, scheduling_strategy=pinned)
+            .remote(config)
+        )
+        handle = ShardHandle(name, node_id, actor, cpus, node.get("NodeManagerAddress", ""))
+        return handle, actor.describe.remote()
 
     def _connect(self, ray: Any) -> None:
         kind = self.address.kind
@@ -308,10 +330,11 @@ class ClusterApp(RunLoop):
         """Stop the shards, disconnect, and stop local:N's nodes."""
         import ray
 
-        for shard in self.shards:
+        for shard in [*self.shards, *(handle for handle, _ in self._joining)]:
             if shard.alive:
                 with contextlib.suppress(Exception):
                     ray.kill(shard.actor, no_restart=True)
+        self._joining = []
         try:
             if ray.is_initialized():
                 ray.shutdown()
@@ -368,13 +391,16 @@ class ClusterApp(RunLoop):
     def _shard(self, name: str) -> ShardHandle | None:
         return next((s for s in self.shards if s.name == name), None)
 
-    def _place(self, cam: RemoteCamera) -> None:
-        """Start the camera on its shard by rendezvous over the live shards (under the lock)."""
+    def _place(self, cam: RemoteCamera, on: ShardHandle | None = None) -> None:
+        """Start the camera on shard `on`, else on its shard by rendezvous over the live shards (under the
+        lock)."""
         import ray
 
-        alive = [s for s in self.shards if s.alive]
-        load = {s.name: len(s.cameras) for s in alive}
-        target = self._shard(choose_shard(cam.name, load, {s.name: s.cpus for s in alive}))
+        target = on
+        if target is None:
+            alive = [s for s in self.shards if s.alive]
+            load = {s.name: len(s.cameras) for s in alive}
+            target = self._shard(choose_shard(cam.name, load, {s.name: s.cpus for s in alive}))
         assert target is not None
         cam.shard = target.name
         target.cameras.add(cam.name)
@@ -413,14 +439,7 @@ class ClusterApp(RunLoop):
                 if part.shard == shard.name:
                     part.lost()
         for cam in moving:
-            self._moved(cam, f"its shard {shard.name} was lost")
-            if cam.now is not None:
-                cam.past.append(cam.now)
-                cam.now = None
-            cam.shard, cam.moves, cam.settled = "", cam.moves + 1, False
-            if self._rebuild is not None:
-                self._rebuild.forget(cam.name)
-            cam.last_prediction = None
+            self._leave(cam, f"its shard {shard.name} was lost")
         if not survivors:
             for cam in moving:
                 cam.done = True
@@ -429,6 +448,100 @@ class ClusterApp(RunLoop):
         for cam in moving:
             try:
                 self._place(cam)
+            except (ValueError, ClusterError) as e:
+                self.say(str(e))
+                cam.done = True
+
+    def _leave(self, cam: RemoteCamera, why: str) -> None:
+        """The camera leaves its shard: the sinks hear so (`_moved`), its numbers there become its past."""
+        self._moved(cam, why)
+        if cam.now is not None:
+            cam.past.append(cam.now)
+            cam.now = None
+        cam.shard, cam.moves, cam.settled = "", cam.moves + 1, False
+        if self._rebuild is not None:
+            self._rebuild.forget(cam.name)
+        cam.last_prediction = None
+
+    # -- nodes that join ------------------------------------------------------------------------------------
+    def _watch_nodes(self) -> None:
+        """Start a shard on each node that joined; take in those whose model has loaded (not under the lock:
+        asking Ray for its nodes is a call to its GCS)."""
+        import ray
+
+        now = time.monotonic()
+        if now - self._nodes_checked >= self.join_check_s:
+            self._nodes_checked = now
+            try:
+                nodes = _usable_nodes(ray)
+            except Exception as e:
+                log.warning("cannot list the cluster's nodes: %s", _cause(e))
+                nodes = []
+            for node in nodes:
+                if node["NodeID"] not in self._nodes_seen:
+                    self._joining.append(self._start_shard(ray, node))
+                    self.say(f"node {node['NodeID'][:8]} ({node.get('NodeManagerAddress', '')}) joined: "
+                             "starting a shard there")  # fmt: skip
+        if not self._joining:
+            return
+        ready, _ = ray.wait([ref for _, ref in self._joining], num_returns=len(self._joining), timeout=0)
+        ready_ids = {r.hex() for r in ready}
+        for handle, ref in [j for j in self._joining if j[1].hex() in ready_ids]:
+            self._joining = [j for j in self._joining if j[0] is not handle]
+            try:
+                handle.info = ray.get(ref)
+            except Exception as e:
+                self.say(f"shard {handle.name} could not start: {_cause(e)}; its node is not used")
+                with contextlib.suppress(Exception):
+                    ray.kill(handle.actor, no_restart=True)
+                continue
+            if tuple(handle.info["class_names"]) != self.class_names:
+                self.say(
+                    f"shard {handle.name} loaded another model (its classes differ): its node is not used"
+                )
+                with contextlib.suppress(Exception):
+                    ray.kill(handle.actor, no_restart=True)
+                continue
+            with self._changes:
+                if self._stop.is_set():
+                    with contextlib.suppress(Exception):
+                        ray.kill(handle.actor, no_restart=True)
+                    return
+                handle.last_ok = time.monotonic()
+                self.shards.append(handle)
+                self.shards.sort(key=lambda s: s.name)
+                if self.backend is not None:
+                    self.backend = RemoteBackend(self.shards[0].info, sum(s.alive for s in self.shards))
+                self._rebalance(handle)
+
+    def _rebalance(self, new: ShardHandle) -> None:
+        """A shard joined: the live cameras that rank it highest move to it, up to its share by CPUs (under
+        the lock). A camera read --fast (a file, an archive's video) stays: moving it would start it over."""
+        import ray
+
+        alive = [s for s in self.shards if s.alive]
+        names = [s.name for s in alive]
+        running = [c for c in self.cameras if c.shard and not c.removed and not c.done]
+        share = len(running) * new.cpus // sum(s.cpus for s in alive)
+        fast = {c.name for c in running if (c.spec.fast if c.spec.fast is not None else self.options.fast)}
+        chosen = set(to_move([c.name for c in running if c.name not in fast], names, new.name, share))
+        movable = [c for c in running if c.name in chosen]
+        self.say(
+            f"shard {new.name} joined ({new.cpus} CPU{'s' if new.cpus != 1 else ''})"
+            + (f": moving {', '.join(c.name for c in movable)} to it" if movable else "")
+        )
+        for cam in movable:
+            old = self._shard(cam.shard)
+            if old is not None:
+                old.cameras.discard(cam.name)
+                if old.alive:  # stopped there first: a camera is never on two shards at once
+                    try:
+                        ray.get(old.actor.remove.remote(cam.name), timeout=10)
+                    except Exception as e:
+                        log.warning("camera %s: its shard did not answer the move: %s", cam.name, _cause(e))
+            self._leave(cam, f"shard {new.name} joined")
+            try:
+                self._place(cam, new)
             except (ValueError, ClusterError) as e:
                 self.say(str(e))
                 cam.done = True
@@ -503,6 +616,7 @@ class ClusterApp(RunLoop):
 
         while not self._stop.is_set():
             t0 = time.monotonic()
+            self._watch_nodes()
             with self._changes:
                 live = [s for s in self.shards if s.alive]
                 for s in live:
@@ -622,6 +736,11 @@ class ClusterApp(RunLoop):
         return self._run_summary(summaries, dropped)
 
 
+def _usable_nodes(ray: Any) -> list[dict[str, Any]]:
+    """The cluster's live nodes with a CPU to run a shard on."""
+    return [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) >= 1]
+
+
 def _local_index(resources: dict[str, float]) -> int | None:
     """A local:N node's index (its glanet_local_node_<i> resource), None for any other node."""
     return next((int(k[len(LOCAL_RESOURCE) :]) for k in resources if k.startswith(LOCAL_RESOURCE)), None)
@@ -637,4 +756,4 @@ def _cause(error: BaseException) -> str:
     return line[:300]
 
 
-__all__ = ["ClusterApp", "RemoteCamera", "rendezvous"]
+__all__ = ["ClusterApp", "RemoteCamera", "rendezvous", "to_move"]

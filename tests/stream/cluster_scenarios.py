@@ -17,7 +17,10 @@ or its error) and stops. test_cluster.py asserts on the findings. The scenarios:
   then a run killed (SIGKILL) after 3 videos and run again: it finishes without redoing them;
 - failover: 4 real-time demo cameras, recorded (--save); the worker node's processes killed by their PIDs at
   6 s; where each camera runs, when its predictions come, the events, and each part of each recording
-  (the killed node's cut at the kill, the survivor's finalised), over 20 s.
+  (the killed node's cut at the kill, the survivor's finalised), over 20 s;
+- join (after failover: the head alone is left): 4 real-time demo cameras, recorded, on the head; a node
+  started with `ray start --address` at 3 s joins: its shard, the cameras that moved to it, when they
+  predicted there, their parts and events, over 30 s.
 """
 
 from __future__ import annotations
@@ -605,6 +608,104 @@ def video_fps(path: Path) -> float | None:
     return fps or None
 
 
+def alive_nodes() -> int:
+    """Nodes the cluster says are alive (the driver connects, asks and leaves)."""
+    import ray
+
+    ray.init(address="auto", logging_level="ERROR", log_to_driver=False)
+    try:
+        return sum(1 for n in ray.nodes() if n.get("Alive"))
+    finally:
+        ray.shutdown()
+
+
+def scenario_join(work: Path) -> dict:
+    from stream.cluster.address import parse_cluster_address
+    from stream.cluster.controller import ClusterApp
+    from stream.runtime.spec import CameraSpec, StreamOptions
+    from stream.sources.readers import parse_source
+
+    deadline = time.monotonic() + 90  # the node killed in failover: gone from the cluster's list first
+    while alive_nodes() > 1 and time.monotonic() < deadline:
+        time.sleep(1.0)
+    specs = [
+        CameraSpec(f"join{i}", parse_source("demo", demo_seed=80 + i, demo_size=128, demo_fps=15.0))
+        for i in range(4)
+    ]
+    seen: list[tuple[float, str]] = []
+    events_path = work / "join.jsonl"
+    options = StreamOptions(
+        headless=True, dashboard=False, quiet=True, events=events_path, save=work / "videos",
+        on_prediction=lambda p: seen.append((time.monotonic(), p.frame.camera)),
+    )  # fmt: skip
+    said: list[str] = []
+    app = ClusterApp(specs, parse_cluster_address("auto"), model(), options, lease_s=2.0, say=said.append)
+    placements: list[tuple[float, dict]] = []
+    joined: dict = {}
+    try:
+        app.start()
+        first = [s.name for s in app.shards]
+        t0 = time.monotonic()
+
+        def watch() -> None:
+            while not app.stopping:
+                now = time.monotonic()
+                placements.append((now, {c.name: c.shard for c in app.live_cameras()}))
+                if "started" not in joined and now - t0 > 3.0:
+                    joined["started"] = now
+                    try:
+                        ray_start("--address", f"127.0.0.1:{PORT}", "--node-ip-address", "127.0.0.1",
+                                  "--num-cpus", "1")  # fmt: skip
+                    except RuntimeError as e:
+                        joined["error"] = str(e)
+                    joined["up"] = time.monotonic()
+                if "shard_at" not in joined and len(app.shards) > len(first):
+                    joined["shard_at"] = now
+                if now - t0 > 30.0:
+                    app.request_stop("scenario over")
+                time.sleep(0.05)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        summary = app.run()
+        watcher.join()
+    finally:
+        app.close()
+    new = [s.name for s in app.shards if s.name not in first]
+    moved = sorted(c.name for c in app.cameras if new and c.shard == new[0])
+    up = joined.get("up", float("inf"))
+    back = {}  # camera -> seconds from the node's `ray start` returning to its first prediction on it
+    for cam in moved:
+        placed = next((t for t, p in placements if p.get(cam) == new[0]), None)
+        at = next((t for t, c in seen if c == cam and placed is not None and t >= placed), None)
+        back[cam] = None if at is None else round(at - up, 2)
+    gaps = {}
+    for cam in (s.name for s in specs if s.name not in moved):
+        times = [t for t, c in seen if c == cam]
+        gaps[cam] = round(float(max(np.diff(times))), 3) if len(times) > 1 else None
+    lines = events_path.read_text().splitlines() if events_path.exists() else []
+    events = [json.loads(x) for x in lines]
+    return {
+        "first": first,
+        "new": new,
+        "joined": {k: (round(v - t0, 2) if isinstance(v, float) else v) for k, v in joined.items()},
+        "moved": moved,
+        "back_s": back,
+        "stayed_max_gap_s": gaps,
+        "said": said,
+        "duplicate_lines": len(lines) - len(set(lines)),
+        "per_camera": {c.name: [e["event"] for e in events if e["camera"] == c.name] for c in specs},
+        "summary": {n: {"shard": s.shard, "moves": s.moves} for n, s in summary.cameras.items()},
+        "recordings": {
+            name: [
+                {**r, "decoded": frames_in(Path(r["path"])) if Path(r["path"]).exists() else None}
+                for r in getattr(s, "recordings", [])
+            ]
+            for name, s in summary.cameras.items()
+        },
+    }
+
+
 def run_each(work: Path, scenarios: dict, results: dict) -> None:
     """Each scenario on a folder of its own under `work`: its findings, or its error, and its wall time."""
     for name, scenario in scenarios.items():
@@ -632,7 +733,7 @@ def main() -> None:
             "web": scenario_web,
             "archive": scenario_archive,
         }
-        run_each(work, {**scenarios, "failover": scenario_failover}, results)
+        run_each(work, {**scenarios, "failover": scenario_failover, "join": scenario_join}, results)
     except Exception:
         results["error"] = traceback.format_exc()[-4000:]
     finally:
