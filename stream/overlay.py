@@ -115,6 +115,7 @@ def draw_overlay(
     paused: bool = False,
     note: str = "",
     label_camera: bool = True,
+    text: bool = True,
 ) -> np.ndarray:
     """The frame with the attention heat map, crop box, a panel (top-5, per-branch top class, FPS,
     latency, warm-up), a banner when the source is not live, and "PAUSED".
@@ -123,8 +124,10 @@ def draw_overlay(
     `image` if their sizes differ. attention: the name of one of the model's maps ("sa", "la") or "none".
     note: a line for the panel about the model (e.g. what it was trained on). label_camera: the frame's
     camera name as the panel's first row (off for a lone camera's run). The source status comes from
-    `status`, or from `stats` when `status` is None. Returns a new (h, w, 3) uint8 image with
-    (w, h) = overlay_size(W, H).
+    `status`, or from `stats` when `status` is None. text: False draws the heat map and the crop box only
+    (no panel, banner or "PAUSED": a web page says those in its own text), on the enlarged frame itself.
+    Returns a new (h, w, 3) uint8 image with (w, h) = overlay_size(W, H) (the enlarged frame's size when
+    `text` is False).
     """
     _check_image(image)
     if prediction is not None and attention != "none" and attention not in prediction.maps:
@@ -134,7 +137,7 @@ def draw_overlay(
     if lay.scale > 1:
         base = cv2.resize(image, (lay.width, lay.height), interpolation=cv2.INTER_NEAREST)
 
-    if lay.inside:
+    if lay.inside or not text:
         out = base.copy()
         video = out
     else:
@@ -151,6 +154,8 @@ def draw_overlay(
         p1 = (round(box[2]) - 1, round(box[3]) - 1)
         cv2.rectangle(video, p0, p1, _BOX, lay.thick, cv2.LINE_AA)
 
+    if not text:
+        return out
     _draw_panel(out, lay, prediction, attention, stats, note, label_camera)
     banner = _status_lines(status, stats)
     if banner:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import enum
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,6 +40,7 @@ class StatusUpdate:
     message: str = ""  # one line for people; never holds credentials
     attempt: int = 0  # reconnect attempt (1-based) while RECONNECTING
     retry_in_s: float = 0.0  # wait before the next attempt
+    since: float = field(default_factory=time.time, compare=False)  # time.time() when the status began
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,12 @@ class Event:
     frame_index: int  # source frame index of the step that fired the event
     camera: str = ""  # the camera's name
     wall_time: float | None = None  # time.time() when the event fired (written as ISO 8601 UTC)
+    # the prediction at the peak so far (its frame: the web view's thumbnail); kept in this process only
+    peak_prediction: Prediction | None = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, object]:
+        # a cluster's events cross the wire without the peak's picture (a frame is large, events are not)
+        return {k: v for k, v in self.__dict__.items() if k != "peak_prediction"}
 
     def to_dict(self) -> dict[str, object]:
         stamp = None
@@ -125,6 +133,8 @@ class StatsSnapshot:
     status_message: str = ""
     elapsed_s: float = 0.0
     last_event: str = ""  # e.g. "wave_one_hand start at 12.4 s"
+    attempt: int = 0  # reconnect attempt (1-based) while reconnecting
+    retry_at: float | None = None  # time.time() of the next attempt, while reconnecting with a wait
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stream.types import Event
+from stream.types import Event, Prediction
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ class EventDetector:
         self._start = 0.0
         self._peak = 0.0
         self._peak_ts = 0.0
+        self._peak_prediction: Prediction | None = None
         self._last_ts = 0.0
         self._last_index = 0
 
@@ -62,10 +63,13 @@ class EventDetector:
         self.events_fired += 1
         return Event(
             kind, self.class_names[self._active], self._active, self.source, self._start, end,
-            self._peak, self._peak_ts, frame_index, self.camera, self._clock(),
+            self._peak, self._peak_ts, frame_index, self.camera, self._clock(), self._peak_prediction,
         )  # fmt: skip
 
-    def update(self, probs: np.ndarray, ts: float, frame_index: int) -> list[Event]:
+    def update(
+        self, probs: np.ndarray, ts: float, frame_index: int, prediction: Prediction | None = None
+    ) -> list[Event]:
+        """`prediction`: the one these probabilities are from; the event carries the one at its peak."""
         cfg = self.config
         self._last_ts, self._last_index = ts, frame_index
         events: list[Event] = []
@@ -76,7 +80,7 @@ class EventDetector:
                 self._active = None
             else:
                 if p > self._peak:
-                    self._peak, self._peak_ts = p, ts
+                    self._peak, self._peak_ts, self._peak_prediction = p, ts, prediction
                 return events
         top = int(np.argmax(probs))
         p = float(probs[top])
@@ -85,9 +89,9 @@ class EventDetector:
             return events
         if self._candidate != top:
             self._candidate, self._candidate_since = top, ts
-            self._peak, self._peak_ts = p, ts
+            self._peak, self._peak_ts, self._peak_prediction = p, ts, prediction
         elif p > self._peak:
-            self._peak, self._peak_ts = p, ts
+            self._peak, self._peak_ts, self._peak_prediction = p, ts, prediction
         if ts - self._candidate_since >= cfg.min_duration_s - 1e-9:
             self._active, self._start = top, self._candidate_since
             self._candidate = None
@@ -98,6 +102,7 @@ class EventDetector:
         """Close the active event (at the last time seen): a gap in the stream, or its end."""
         events = [self._event("end", self._last_ts, self._last_index)] if self._active is not None else []
         self._active = self._candidate = None
+        self._peak_prediction = None
         return events
 
     finish = reset

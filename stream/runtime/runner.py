@@ -100,6 +100,8 @@ class Camera:
             model_reused=s.reused,
             status=status.status,
             status_message=status.message,
+            attempt=status.attempt,
+            retry_at=status.since + status.retry_in_s if status.retry_in_s > 0 else None,
             elapsed_s=now - self.started,
             last_event=self.last_event,
         )

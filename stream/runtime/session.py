@@ -205,5 +205,7 @@ class Session:
         self.predictions += 1
         self.latency.add(latency)
         self.last_prediction = prediction
-        events = self.detector.update(probs, frame.source_ts, frame.index) if prediction.warm else []
+        events: list[Event] = []
+        if prediction.warm:
+            events = self.detector.update(probs, frame.source_ts, frame.index, prediction)
         return prediction, events

@@ -1,6 +1,7 @@
 """The web view's side of the runtime: a sink that keeps each camera's newest output, encodes it to JPEG
 at most once per frame and map (whatever the number of viewers, and only when someone looks), keeps the
-recent events for the API and Server-Sent Events, and counts what /metrics reports.
+recent events for the API and Server-Sent Events with a small JPEG of each one's peak frame, and counts
+what /metrics reports. The pictures carry the heat map and the crop box only: the page writes the text.
 
 The sink runs on the dispatcher's thread; the server on its own event loop. Viewers never queue frames:
 each asks for the newest one when it is ready for the next, so a slow viewer skips frames and never holds
@@ -21,11 +22,17 @@ from typing import Any
 import cv2
 
 from stream.output import Output, View
+from stream.overlay import draw_overlay
+from stream.types import Event
 
 # prediction latency histogram buckets, seconds (capture -> prediction)
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
 EVENTS_KEPT = 1000  # recent events kept for /api/events and for SSE clients that resume
 SUBSCRIBER_QUEUE = 256  # events waiting for one SSE client; beyond, that client misses some (counted)
+THUMBNAIL_SIZE = (192, 144)  # an event's peak frame fits in this (width, height)
+THUMBNAIL_QUALITY = 70
+THUMBNAIL_MAX = 48 * 1024  # one JPEG over this is not kept (a 192 x 144 one is ~5-10 kB)
+THUMBNAILS_BYTES = 8 * 1024 * 1024  # the kept thumbnails' JPEGs together; the oldest go first
 
 
 @dataclass
@@ -63,17 +70,23 @@ class Tile:
 class WebHub:
     """A sink (write / idle / close) for the web view; `attach(loop)` once the server's loop runs."""
 
-    def __init__(self, maps: Sequence[str], view: View, jpeg_quality: int = 80) -> None:
-        self.modes = (*maps, "none")
-        # one View per map, sharing the run's pause: tiles may each show another map than the window
-        self.views: dict[str, View] = {}
-        for mode in self.modes:
-            v = View(maps, mode, view.note)
-            v.paused = view.paused
-            self.views[mode] = v
+    def __init__(
+        self,
+        maps: Sequence[str],
+        view: View,
+        jpeg_quality: int = 80,
+        thumbnails_bytes: int = THUMBNAILS_BYTES,
+    ) -> None:
+        self.modes = (*maps, "none")  # tiles may each show another map than the window
+        self.paused = view.paused  # the run's pause (the page says so; the picture does not)
         self.quality = jpeg_quality
         self.tiles: dict[str, Tile] = {}
         self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=EVENTS_KEPT)
+        # event id -> JPEG of its peak frame, oldest first: at most EVENTS_KEPT, at most thumbnails_bytes
+        self.thumbnails: collections.OrderedDict[int, bytes] = collections.OrderedDict()
+        self.thumbnails_bytes = thumbnails_bytes
+        self._thumbnail_total = 0
+        self._started: dict[tuple[str, int], dict[str, Any]] = {}  # (camera, class) -> its start's record
         self.last_event_id = 0
         self.events_missed = 0  # events an SSE client was too slow to take
         self.closed = False
@@ -92,10 +105,7 @@ class WebHub:
             tile = self.tiles.setdefault(output.camera, Tile())
             if output.fresh and output.prediction is not None:
                 tile.latency.observe(output.prediction.latency_s)
-            records = []
-            for event in output.events:
-                self.last_event_id += 1
-                records.append({"id": self.last_event_id, **event.to_dict()})
+            records = [self._record(event) for event in output.events]
             self.events.extend(records)
         if output.display:
             with tile.lock:
@@ -108,6 +118,54 @@ class WebHub:
             self._call(self._wake, output.camera)
         for record in records:
             self._call(self._publish, record)
+
+    def _record(self, event: Event) -> dict[str, Any]:
+        """The event as the API and SSE give it: an id, its fields, `thumbnail` (whether its peak frame is
+        kept), and its pair: a start's `end_id` (None while it goes on), an end's `start_id` and
+        `start_time` (the start's wall-clock time; None where its start was not seen)."""
+        self.last_event_id += 1
+        record: dict[str, Any] = {"id": self.last_event_id, **event.to_dict()}
+        key = (event.camera, event.class_index)
+        if event.kind == "start":
+            record["end_id"] = None
+            self._started[key] = record
+        else:
+            start = self._started.pop(key, None)
+            record["start_id"] = start["id"] if start is not None else None
+            record["start_time"] = start["time"] if start is not None else None
+            if start is not None:
+                start["end_id"] = record["id"]  # a key it has: the dict never changes size once kept
+        record["thumbnail"] = self._keep_thumbnail(self.last_event_id, event)
+        return record
+
+    def _keep_thumbnail(self, event_id: int, event: Event) -> bool:
+        """A small JPEG of the event's peak frame with the model's crop box, kept under the bounds."""
+        peak = event.peak_prediction
+        if peak is None or peak.frame is None:
+            return False
+        image = draw_overlay(peak.frame.image, peak, attention="none", text=False)
+        h, w = image.shape[:2]
+        scale = min(THUMBNAIL_SIZE[0] / w, THUMBNAIL_SIZE[1] / h, 1.0)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        ok, buf = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, THUMBNAIL_QUALITY])
+        if not ok or buf.size > min(THUMBNAIL_MAX, self.thumbnails_bytes):
+            return False
+        self.thumbnails[event_id] = data = buf.tobytes()
+        self._thumbnail_total += len(data)
+        while len(self.thumbnails) > EVENTS_KEPT or self._thumbnail_total > self.thumbnails_bytes:
+            _, old = self.thumbnails.popitem(last=False)
+            self._thumbnail_total -= len(old)
+        return True
+
+    def thumbnail(self, event_id: int) -> bytes | None:
+        """The JPEG of event `event_id`'s peak frame; None where it is unknown or no longer kept."""
+        with self._lock:
+            return self.thumbnails.get(event_id)
+
+    @property
+    def thumbnail_total(self) -> int:
+        return self._thumbnail_total
 
     def idle(self) -> None:
         pass
@@ -188,7 +246,7 @@ class WebHub:
             hit = tile.jpegs.get(attention)
             if hit is not None and hit[0] == seq:
                 return hit
-            image = output.overlay(self.views[attention])
+            image = draw_overlay(output.frame.image, output.prediction, attention=attention, text=False)
             ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
             if not ok:
                 return None
@@ -204,10 +262,17 @@ class WebHub:
     def unsubscribe(self, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
         self._subscribers.discard(queue)
 
-    def events_since(self, since: int, limit: int = EVENTS_KEPT) -> list[dict[str, Any]]:
-        """The kept events with an id above `since`, oldest first, at most `limit` (the newest)."""
+    def events_since(
+        self, since: int, limit: int = EVENTS_KEPT, before: int | None = None, camera: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The kept events with an id above `since` (and under `before`; of `camera` only), oldest first,
+        at most `limit` (the newest of them)."""
         with self._lock:
-            out = [e for e in self.events if e["id"] > since]
+            out = [
+                e for e in self.events
+                if e["id"] > since and (before is None or e["id"] < before)
+                and (camera is None or e["camera"] == camera)
+            ]  # fmt: skip
         return out[-limit:] if limit else []
 
 

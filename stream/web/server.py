@@ -6,7 +6,9 @@ thread of the same process.
     /cameras/<name>/snapshot.jpg      the newest picture (?after=N&wait=S: once it is newer than N)
     /api/cameras                      GET the cameras; POST {"name", "source", ...} adds one
     /api/cameras/<name>               GET one; DELETE removes it
-    /api/events?since=ID&limit=N      recent events, oldest first, each with its id
+    /api/events?since=ID&limit=N      recent events, oldest first, each with its id (&before=ID: those
+                                      under it, a page further back; &camera=NAME: that camera's)
+    /api/events/<id>/snapshot.jpg     a small picture of the event's peak frame (the last 1000 events')
     /api/events/stream                Server-Sent Events, one per event as it fires (resumes on Last-Event-ID)
     /api/info                         the model, its maps, the limits of this server
     /healthz                          200 while the server runs (no token needed)
@@ -37,6 +39,7 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+import numpy as np
 import uvicorn
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -52,7 +55,7 @@ from stream.errors import StreamError
 from stream.runtime.loop import Run
 from stream.runtime.spec import CameraSpec
 from stream.sources.cameras import CameraConfig, camera_from_table, source_kind
-from stream.types import CameraStatus, SourceStatus
+from stream.types import CameraStatus, Prediction, SourceStatus
 from stream.web.connections import (
     ACCEPT_BURST,
     IDLE_TIMEOUT_S,
@@ -199,6 +202,7 @@ class WebServer:
             Route("/api/cameras/{name}", self.remove_camera, methods=["DELETE"]),
             Route("/api/events", self.events),
             Route("/api/events/stream", self.event_stream),
+            Route("/api/events/{event_id:int}/snapshot.jpg", self.event_snapshot),
             Route("/cameras/{name}/stream.mjpg", self.mjpeg),
             Route("/cameras/{name}/snapshot.jpg", self.snapshot),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
@@ -264,10 +268,16 @@ class WebServer:
             "predictions": cam.predictions,
             "reused": cam.reused,  # predictions on a still scene: the last encoded features reused
             "reconnects": snap.reconnects,
+            "attempt": snap.attempt,  # while reconnecting
+            "retry_at": snap.retry_at,  # time.time() of the next attempt, while reconnecting with a wait
             "top1": {"label": top[0], "confidence": round(top[1], 4)} if top else None,
             "warm": prediction.warm if prediction is not None else False,
             "last_event": last,
             "has_picture": tile is not None and tile.output is not None,
+            "paused": self.hub.paused.is_set(),
+            **_prediction_json(prediction),
+            "fps_stages": {k: _finite(v) for k, v in snap.fps.items()},
+            "latency_p50_ms": _finite(snap.latency_p50_ms),
         }
 
     def _find(self, name: str) -> CameraStatus:
@@ -322,7 +332,18 @@ class WebServer:
     async def events(self, request: Request) -> Response:
         since = _int_param(request, "since", 0, 0)
         limit = _int_param(request, "limit", 100, 1, 1000)
-        return JSONResponse(self.hub.events_since(since, limit))
+        before = _int_param(request, "before", -1, 1)
+        camera = request.query_params.get("camera") or None
+        events = self.hub.events_since(since, limit, None if before < 0 else before, camera)
+        return JSONResponse(events)
+
+    async def event_snapshot(self, request: Request) -> Response:
+        event_id = request.path_params["event_id"]
+        data = self.hub.thumbnail(event_id)
+        if data is None:
+            raise HTTPException(404, f"no picture of event {event_id}: unknown, or no longer kept")
+        # not cached: ids start again at 1 in the next run
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
     # -- viewers: MJPEG streams, SSE clients and waiting snapshots hold a connection each, so at most
     # max_viewers of them at once (half the connection cap at most: there is room for other requests)
@@ -542,6 +563,27 @@ class _Metrics:
                 family = CounterMetricFamily(name, doc)
                 family.add_metric([], value)
                 yield family
+
+
+def _prediction_json(prediction: Prediction | None) -> dict[str, Any]:
+    """What the page writes beside a camera's picture: the top five, each branch's top class, the warm-up,
+    the demo's truth (empty values before the first prediction)."""
+    if prediction is None:
+        return {"top5": [], "branches": [], "history": 0, "window": 0, "truth": None}
+    branches = []
+    probs = np.asarray(prediction.branch_probs)
+    for s, name in enumerate(prediction.branch_names[: probs.shape[0]]):
+        i = int(np.argmax(probs[s]))
+        branches.append(
+            {"name": name, "label": prediction.class_names[i], "confidence": round(float(probs[s, i]), 4)}
+        )
+    return {
+        "top5": [{"label": label, "confidence": round(p, 4)} for label, p in prediction.top(5)],
+        "branches": branches,
+        "history": prediction.history,
+        "window": prediction.window,
+        "truth": prediction.frame.truth,
+    }
 
 
 def _tile_value(hub: WebHub, cam: CameraStatus, field: str) -> float:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import queue
 import re
 import signal
+import socketserver
 import subprocess
 import sys
 import threading
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 
 from stream.sources.readers import parse_source
 
@@ -152,3 +155,45 @@ def write_demo_video(path: Path, seconds: float, seed: int, fps: float = 15.0, s
     out.release()
     source.close()
     return path
+
+
+class MjpegCamera:
+    """A network camera on 127.0.0.1: an endless MJPEG stream at `url` until `stop()`, then gone (its
+    connections closed, new ones refused), as when a camera loses power."""
+
+    def __init__(self, fps: float = 15.0) -> None:
+        stopping = self._stopping = threading.Event()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                i = 0
+                while not stopping.is_set():
+                    image = np.full((120, 160, 3), 70, np.uint8)
+                    cv2.circle(image, (20 + (4 * i) % 120, 60), 15, (0, 200, 255), -1)
+                    jpeg = cv2.imencode(".jpg", image)[1].tobytes()
+                    head = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg)
+                    try:
+                        self.wfile.write(head + jpeg + b"\r\n")
+                    except OSError:
+                        return
+                    i += 1
+                    time.sleep(1 / fps)
+
+        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+
+        self._server = Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/live.mjpg"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if not self._stopping.is_set():
+            self._stopping.set()
+            self._server.shutdown()
+            self._server.server_close()
