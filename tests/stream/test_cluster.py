@@ -89,6 +89,9 @@ def test_run_camera_cluster_auto_writes_the_same_events(results):
 @pytest.mark.timeout(900)
 def test_ray_client_gives_the_predictions_of_auto_and_wants_the_token(results):
     client = scenario(results, "same")["client"]
+    if "skipped" in client:
+        pytest.skip(client["skipped"])
+    assert "error" not in client, client["error"]
     assert len(client["counts"]) == 2, client
     assert all(a == b and a > 0 for a, b in client["counts"].values()), client["counts"]
     assert client["worst_abs_diff"] <= 1e-5, client
