@@ -17,6 +17,7 @@ FUSIONS = ("early", "late")
 FEATURE_FUSIONS = ("concat", "max", "multiply", "average")
 SA_MAPS = ("sum_sq", "mean_sq", "mean_sq_affine")
 SRU_VARIANTS = ("v2", "paper")
+SRU_DROPOUT_SITES = ("gated", "gc")
 SCORE_FUSIONS = ("probs", "logits")
 ARCHS = ("glanet", "smnet")
 SMNET_MODULES = ("se+me", "se", "me", "none")  # none: a plain TSN ResNet (the ablation's baseline)
@@ -66,6 +67,7 @@ class ModelConfig:
     sru_layers: int = 3
     sru_dropout: float = 0.6
     sru_variant: str = "v2"  # v2: the `sru` package recurrence; paper: eqs. 11-15
+    sru_dropout_on: str = "gated"  # gated: sru 2.6's mask on r*(g(c)-x'); gc: sru 2.1.x's on g(c) only
     sru_rescale: bool = True
     sru_use_tanh: bool = False
     head_dropout: float = 0.0  # reference: Dropout(0.5) before each per-step classifier
@@ -81,6 +83,7 @@ class ModelConfig:
         check_choice("model.feature_fusion", self.feature_fusion, FEATURE_FUSIONS)
         check_choice("model.sa_map", self.sa_map, SA_MAPS)
         check_choice("model.sru_variant", self.sru_variant, SRU_VARIANTS)
+        check_choice("model.sru_dropout_on", self.sru_dropout_on, SRU_DROPOUT_SITES)
         check_choice("model.score_fusion", self.score_fusion, SCORE_FUSIONS)
         for name in ("num_classes", "la_hidden", "sru_hidden", "sru_layers"):
             if getattr(self, name) < 1:
@@ -110,6 +113,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "la_out_bias": True,
         "la_out_tanh": True,
         "sru_dropout": 0.5,
+        "sru_dropout_on": "gc",  # the authors trained with sru 2.1.x
         "head_dropout": 0.5,
         "score_fusion": "logits",
     },

@@ -60,6 +60,7 @@ class BranchHead(nn.Module):
             rescale=cfg.sru_rescale,
             use_tanh=cfg.sru_use_tanh,
             variant=cfg.sru_variant,
+            dropout_on=cfg.sru_dropout_on,
         )
         self.dropout = nn.Dropout(cfg.head_dropout)
         self.fc = nn.Linear(cfg.sru_hidden, cfg.num_classes)

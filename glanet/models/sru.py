@@ -12,6 +12,10 @@ import torch
 from torch import Tensor, nn
 
 VARIANTS = ("v2", "paper")
+# Where training dropout's mask goes in h_t (nowhere at inference):
+#   gated: h = x' + (g(c) - x')*mask*r   sru >= 2.3.4 (2.6.0 included): the whole gated term
+#   gc:    h = x' + (g(c)*mask - x')*r   sru 2.0.0 to 2.3.2 (the authors' 2.1.x): g(c) only
+DROPOUT_SITES = ("gated", "gc")
 
 
 class SRUCell(nn.Module):
@@ -33,10 +37,13 @@ class SRUCell(nn.Module):
         highway_bias: float = 0.0,
         use_tanh: bool = False,
         variant: str = "v2",
+        dropout_on: str = "gated",
     ) -> None:
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"variant {variant!r} is not one of {', '.join(VARIANTS)}")
+        if dropout_on not in DROPOUT_SITES:
+            raise ValueError(f"dropout_on {dropout_on!r} is not one of {', '.join(DROPOUT_SITES)}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout ({dropout}) must be in [0, 1)")
         self.input_size = input_size
@@ -46,6 +53,7 @@ class SRUCell(nn.Module):
         self.highway_bias = highway_bias
         self.use_tanh = use_tanh
         self.variant = variant
+        self.dropout_on = dropout_on
         self.num_matrices = 4 if input_size != hidden_size else 3
         self.weight = nn.Parameter(torch.empty(input_size, hidden_size * self.num_matrices))
         self.weight_c = nn.Parameter(torch.empty(2 * hidden_size))
@@ -104,8 +112,11 @@ class SRUCell(nn.Module):
             r = torch.sigmoid(u2)
         c = u0 + (c - u0) * f  # eq. 14: f*c + (1-f)*x~
         g = torch.tanh(c) if self.use_tanh else c
-        if mask is not None:
-            r = r * mask
+        if mask is not None:  # training only; the c carried to the next step is never masked
+            if self.dropout_on == "gated":
+                r = r * mask  # h = x' + (g - x')*mask*r
+            else:
+                g = g * mask  # h = x' + (g*mask - x')*r
         h = highway + (g - highway) * r  # eq. 15: r*g(c) + (1-r)*x
         return h, c
 
@@ -130,8 +141,9 @@ class SRUCell(nn.Module):
         return self._recur(u0, u1, u2, highway, c, None)
 
     def extra_repr(self) -> str:
+        site = f", dropout_on={self.dropout_on!r}" if self.dropout_on != "gated" else ""
         return (
-            f"{self.input_size}, {self.hidden_size}, dropout={self.dropout}, rescale={self.rescale}, "
+            f"{self.input_size}, {self.hidden_size}, dropout={self.dropout}{site}, rescale={self.rescale}, "
             f"variant={self.variant!r}"
         )
 
@@ -139,7 +151,8 @@ class SRUCell(nn.Module):
 class SRU(nn.Module):
     """Stacked SRU. `forward(x (T,B,D), c0 (L,B,H) | None) -> (h (T,B,H), c (L,B,H))`, like `sru.SRU`.
 
-    Dropout (training only) masks every layer's output but the last, as `sru` 2.6.0 does.
+    Dropout (training only) masks every layer but the last, as the `sru` package does: the gated term
+    r*(g(c) - x') with `dropout_on="gated"` (sru 2.6.0), g(c) alone with "gc" (sru 2.1.x).
     """
 
     def __init__(
@@ -152,6 +165,7 @@ class SRU(nn.Module):
         highway_bias: float = 0.0,
         use_tanh: bool = False,
         variant: str = "v2",
+        dropout_on: str = "gated",
     ) -> None:
         super().__init__()
         self.input_size = input_size
@@ -166,6 +180,7 @@ class SRU(nn.Module):
                 highway_bias=highway_bias,
                 use_tanh=use_tanh,
                 variant=variant,
+                dropout_on=dropout_on,
             )
             for i in range(num_layers)
         )

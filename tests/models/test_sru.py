@@ -3,6 +3,7 @@ paper's eqs. 11-15, and itself run step by step."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -226,3 +227,176 @@ def test_step_exports_to_onnx_and_runs_in_openvino(tmp_path):
         h_ref, c_ref = model.step(x3, c3)
     np.testing.assert_allclose(result[0], h_ref.numpy(), atol=1e-5)
     np.testing.assert_allclose(result[1], c_ref.numpy(), atol=1e-5)
+
+
+# -- where training dropout goes: sru 2.6.0 ("gated") vs the authors' sru 2.1.x ("gc") -------------
+
+
+def hand_sru(x, c0, model: SRU, masks, dropout_on):
+    """The recurrence with dropout written out from the package's Python path, in torch (so autograd
+    gives its gradients): sru 2.1.9 `sru_functional.py`, `h_t = xp[t] + (g_c_t * mask_c_ - xp[t]) *
+    reset_t`; sru 2.6.0 `ops.py`, `h_t = xp[t] + (g_c_t - xp[t]) * mask_c_ * reset_t`. `masks[i]` is
+    layer i's (B, H) mask, None for the last layer."""
+    out_c = []
+    for i, cell in enumerate(model.rnn_lst):
+        hidden, k = cell.hidden_size, cell.num_matrices
+        u = (x.reshape(-1, x.shape[-1]) @ cell.weight).view(x.shape[0], x.shape[1], hidden, k)
+        fw, rw = cell.weight_c[:hidden], cell.weight_c[hidden:]
+        fb, rb = cell.bias[:hidden], cell.bias[hidden:]
+        xp = u[..., 3] if k == 4 else x * cell.scale_x
+        m = 1.0 if masks[i] is None else masks[i]
+        c_prev = c0[i]
+        hs = []
+        for t in range(x.shape[0]):
+            forget_t = torch.sigmoid(u[t, ..., 1] + fb + c_prev * fw)
+            reset_t = torch.sigmoid(u[t, ..., 2] + rb + c_prev * rw)
+            c_t = u[t, ..., 0] + (c_prev - u[t, ..., 0]) * forget_t
+            g_c_t = c_t
+            if dropout_on == "gc":
+                hs.append(xp[t] + (g_c_t * m - xp[t]) * reset_t)
+            else:
+                hs.append(xp[t] + (g_c_t - xp[t]) * m * reset_t)
+            c_prev = c_t
+        x = torch.stack(hs)
+        out_c.append(c_prev)
+    return x, torch.stack(out_c)
+
+
+def fixed_masks(model: SRU, batch: int, seed: int, dtype=torch.float64):
+    """A mask per layer (None on the last, which has no dropout), as dropout_mask draws them."""
+    g = torch.Generator().manual_seed(seed)
+    masks = []
+    for cell in model.rnn_lst:
+        if cell.dropout == 0:
+            masks.append(None)
+            continue
+        keep = 1.0 - cell.dropout
+        masks.append(
+            torch.bernoulli(torch.full((batch, cell.hidden_size), keep), generator=g).to(dtype) / keep
+        )
+    return masks
+
+
+def use_masks(monkeypatch, model: SRU, masks) -> None:
+    for cell, m in zip(model.rnn_lst, masks, strict=True):
+        if m is not None:
+            monkeypatch.setattr(cell, "dropout_mask", lambda batch, like, m=m: m)
+
+
+@pytest.mark.parametrize("dropout_on", ["gc", "gated"])
+@pytest.mark.parametrize("n_in", [24, 16])  # 24: projected highway (k = 4); 16: identity highway (k = 3)
+def test_train_mode_matches_the_hand_written_recurrence(monkeypatch, dropout_on, n_in):
+    torch.manual_seed(4)
+    model = SRU(n_in, 16, num_layers=3, dropout=0.5, dropout_on=dropout_on).double().train()
+    randomise(model, seed=4)
+    masks = fixed_masks(model, batch=5, seed=9)
+    assert masks[-1] is None and all((m == 0).any() for m in masks[:-1])  # some units really dropped
+    use_masks(monkeypatch, model, masks)
+    x = torch.randn(11, 5, n_in, dtype=torch.float64)
+    c0 = torch.randn(3, 5, 16, dtype=torch.float64)
+    x_ours, x_hand = x.clone().requires_grad_(), x.clone().requires_grad_()
+    h, c = model(x_ours, c0)
+    h_hand, c_hand = hand_sru(x_hand, c0, model, masks, dropout_on)
+    torch.testing.assert_close(h, h_hand, atol=1e-12, rtol=0)
+    torch.testing.assert_close(c, c_hand, atol=1e-12, rtol=0)
+    # The gradients training follows: one backward through ours, one through the hand-written loop.
+    weights = [p for cell in model.rnn_lst for p in (cell.weight, cell.weight_c, cell.bias)]
+    upstream = torch.randn_like(h)
+    ours = torch.autograd.grad((h * upstream).sum(), [x_ours, *weights])
+    hand = torch.autograd.grad((h_hand * upstream).sum(), [x_hand, *weights])
+    for a, b in zip(ours, hand, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+    # The two placements differ under the same mask, so the comparison above can fail.
+    other = "gated" if dropout_on == "gc" else "gc"
+    h_other, _ = hand_sru(x, c0, model, masks, other)
+    assert (h_other - h_hand).abs().max() > 1e-3
+
+
+def test_gated_dropout_matches_the_sru_package_in_training(monkeypatch, sru_package):
+    """sru 2.6.0's own Python recurrence (with grad, CPU), same weights and mask: "gated" is its placement."""
+    ref = sru_package.SRU(16, 16, num_layers=2, dropout=0.5, rescale=True).double().train()
+    randomise(ref, seed=6)
+    ours = SRU(16, 16, num_layers=2, dropout=0.5).double().train()
+    ours.load_state_dict(ref.state_dict())
+    masks = fixed_masks(ours, batch=3, seed=2)
+    use_masks(monkeypatch, ours, masks)
+    monkeypatch.setattr(ref.rnn_lst[0], "get_dropout_mask_", lambda size, p: masks[0])
+    x = torch.randn(8, 3, 16, dtype=torch.float64)
+    h_ref, c_ref = ref(x)
+    h, c = ours(x)
+    torch.testing.assert_close(h, h_ref, atol=1e-10, rtol=0)
+    torch.testing.assert_close(c, c_ref, atol=1e-10, rtol=0)
+
+
+def test_default_dropout_is_unchanged_bit_for_bit(monkeypatch):
+    """The default places the mask as before this option (r = r * mask, then eq. 15), op for op, in fp32:
+    torch.equal, not a tolerance, against the old arithmetic transcribed and against dropout_on="gated"."""
+    torch.manual_seed(7)
+    default = SRU(24, 16, num_layers=3, dropout=0.6).train()
+    explicit = SRU(24, 16, num_layers=3, dropout=0.6, dropout_on="gated").train()
+    explicit.load_state_dict(default.state_dict())
+    assert [cell.dropout_on for cell in default.rnn_lst] == ["gated"] * 3
+    x = torch.randn(9, 4, 24)
+    torch.manual_seed(8)
+    h, c = default(x)
+    torch.manual_seed(8)
+    h_explicit, c_explicit = explicit(x)
+    assert torch.equal(h, h_explicit) and torch.equal(c, c_explicit)
+    masks = fixed_masks(default, batch=4, seed=3, dtype=torch.float32)
+    use_masks(monkeypatch, default, masks)
+    h, c = default(x)
+    for i, cell in enumerate(default.rnn_lst):  # the old _recur, as it was written
+        u0, u1, u2, highway = cell._project(x)
+        v_f, v_r = cell.weight_c.view(2, cell.hidden_size)
+        state = torch.zeros(4, 16)
+        hs = []
+        for t in range(x.shape[0]):
+            f = torch.sigmoid(u1[t] + v_f * state)
+            r = torch.sigmoid(u2[t] + v_r * state)
+            state = u0[t] + (state - u0[t]) * f
+            if masks[i] is not None:
+                r = r * masks[i]
+            hs.append(highway[t] + (state - highway[t]) * r)
+        x = torch.stack(hs)
+        assert torch.equal(state, c[i])
+    assert torch.equal(x, h)
+
+
+def test_dropout_site_changes_nothing_outside_training():
+    """Eval, step-by-step and export see no dropout: "gc" and "gated" with the same weights agree exactly."""
+    gated = SRU(24, 16, num_layers=3, dropout=0.5).eval()
+    gc = SRU(24, 16, num_layers=3, dropout=0.5, dropout_on="gc").eval()
+    gc.load_state_dict(gated.state_dict())
+    assert list(gc.state_dict()) == list(gated.state_dict())  # same keys: checkpoints interchange
+    x, c = torch.randn(6, 2, 24), torch.randn(3, 2, 16)
+    with torch.no_grad():
+        for a, b in zip(gated(x, c), gc(x, c), strict=True):
+            assert torch.equal(a, b)
+        for a, b in zip(gated.step(x[0], c), gc.step(x[0], c), strict=True):
+            assert torch.equal(a, b)
+    gc.train()  # step() never masks, even in train mode
+    with torch.no_grad():
+        assert torch.equal(gc.step(x[0], c)[0], gated.step(x[0], c)[0])
+    with pytest.raises(ValueError, match="dropout_on 'h' is not one of gated, gc"):
+        SRU(8, 8, dropout_on="h")
+
+
+def test_reference_preset_trains_the_sru_as_sru_2_1_did():
+    from glanet.models import GLANet
+    from glanet.models.config import PRESETS, ConfigError, ModelConfig
+
+    assert ModelConfig().sru_dropout_on == "gated" and "sru_dropout_on" not in PRESETS["paper"]
+    ref = ModelConfig.from_preset("reference", backbone="resnet18", num_classes=5, sru_hidden=16, la_hidden=8)
+    assert ref.sru_dropout_on == "gc"
+    model = GLANet(ref)
+    cells = [cell for head in model.heads.values() for cell in head.sru.rnn_lst]
+    assert {cell.dropout_on for cell in cells} == {"gc"} and cells[0].dropout == 0.5
+    paper = GLANet(dataclasses.replace(ref, sru_dropout_on="gated"))
+    paper.load_state_dict(model.state_dict())
+    model.eval()
+    paper.eval()
+    clip = torch.randn(1, 3, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(clip).fused, paper(clip).fused)  # evaluation and streaming: no difference
+    with pytest.raises(ConfigError, match=r"model\.sru_dropout_on = 'all' is not one of gated, gc"):
+        ModelConfig(sru_dropout_on="all")
