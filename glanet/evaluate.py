@@ -4,8 +4,12 @@
         --out reports/s1 [--batch-size 8 --workers 2 --device auto --examples 8 --max-videos N]
     python -m glanet.evaluate --checkpoint a.pt --list s1.txt --checkpoint b.pt --list s2.txt ... \
         --root R --out D
+    python -m glanet.evaluate ... --protocol authors [--draws 10 --seed 0]
 
-The checkpoint is the source of truth for the preprocessing and the clip sampling. Writes
+The checkpoint is the source of truth for the preprocessing and the clip sampling. The default
+protocol averages the fused probabilities of the checkpoint's test clips (evenly spaced, deterministic);
+`--protocol authors` is the published code's test: `draws` random TSN draws per video (seeded), the mean
+of the branches' logits averaged over them (glanet.data.authors_sampling). Writes
 `report.json`, `confusion.png` and `attention.png` (frame | SA | LA, as the paper's Fig. 8); with
 several pairs each goes to `<out>/<n>_<checkpoint stem>/` and `<out>/report.json` holds them all and
 their mean. On SynthActions (a `<split>_gt/` beside the frames) the SA/LA localisation is scored too.
@@ -34,6 +38,7 @@ from torch.utils.data import DataLoader
 
 from glanet.checkpoint import LoadedCheckpoint, load_checkpoint
 from glanet.cli import Parser, error_line, number
+from glanet.data.authors_sampling import DRAWS, authors_layout, authors_test_items
 from glanet.data.datasets import (
     FrameFolderDataset,
     VideoFileDataset,
@@ -55,6 +60,44 @@ from glanet.localisation import (
 log = logging.getLogger("glanet.evaluate")
 
 METRICS = ("top1", "top5", "mean_class")
+PROTOCOLS = ("default", "authors")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How a video's clips are chosen and their scores combined.
+
+    default: the checkpoint's test clips (`Sampling.test`), fused probabilities averaged per video.
+    authors: `draws` random draws per video from `seed` (the authors' test), logits averaged: the fused
+    score of a clip is the mean of its branches' logits (the authors' `output`), whatever the
+    checkpoint's `score_fusion`; a branch's, its logits.
+    """
+
+    name: str = "default"
+    draws: int = DRAWS
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.name not in PROTOCOLS:
+            raise ValueError(f"protocol {self.name!r} is not one of {', '.join(PROTOCOLS)}")
+        if self.draws < 1:
+            raise ValueError(f"draws = {self.draws} must be at least 1")
+        if self.seed < 0:
+            raise ValueError(f"seed = {self.seed} must be >= 0")
+
+    def describe(self, sampling: Sampling) -> dict[str, Any]:
+        """The report's `protocol` entry: what was sampled and averaged."""
+        if self.name == "default":
+            return {"name": "default", "sampling": sampling.mode, "averaged": "fused probabilities"}
+        segments, per_segment = authors_layout(sampling)
+        return {
+            "name": "authors",
+            "draws": self.draws,
+            "seed": self.seed,
+            "segments": segments,
+            "frames_per_segment": per_segment,
+            "averaged": "mean of the branches' logits",
+        }
 
 
 # -- the eval data, from the checkpoint's own metadata --------------------------------------------
@@ -65,12 +108,29 @@ def build_eval_dataset(
     root: str | os.PathLike[str],
     list_file: str | os.PathLike[str],
     max_videos: int | None = None,
+    protocol: Protocol | None = None,
 ) -> FrameFolderDataset | VideoFileDataset:
-    """Every test clip of every video `list_file` names, preprocessed and sampled as `ck` was trained.
+    """Every test clip of every video `list_file` names, preprocessed and sampled as `ck` was trained
+    (with `protocol` authors: its draws instead of the checkpoint's test clips).
 
     The same sources as training reads: a `path nframes label` list of frame folders under `root`, a CSV of
     video files (`path,label[,start,end]`) or a folder `<class>/<video>.mp4` (classes matched by name to
     the checkpoint's, so a folder's sorted order need not be the training order)."""
+    dataset = _build_eval_dataset(ck, root, list_file, max_videos)
+    if protocol is not None and protocol.name == "authors":  # the same videos, other frames: the draws
+        segments, per_segment = authors_layout(dataset.sampling)
+        dataset.items = authors_test_items(
+            dataset.video_frames, segments, per_segment, protocol.draws, protocol.seed
+        )
+    return dataset
+
+
+def _build_eval_dataset(
+    ck: LoadedCheckpoint,
+    root: str | os.PathLike[str],
+    list_file: str | os.PathLike[str],
+    max_videos: int | None,
+) -> FrameFolderDataset | VideoFileDataset:
     source = Path(list_file)
     k = len(ck.class_names)
     if source.is_dir() or source.suffix.lower() == ".csv":
@@ -127,15 +187,25 @@ def video_scores(clip_scores: np.ndarray, video_index: np.ndarray, num_videos: i
 
 
 def accuracy_summary(
-    clip_scores: np.ndarray, video_index: np.ndarray, clip_labels: np.ndarray, num_classes: int
+    clip_scores: np.ndarray,
+    video_index: np.ndarray,
+    clip_labels: np.ndarray,
+    num_classes: int,
+    logits: bool = False,
 ) -> dict[str, Any]:
-    """Video-level top1/top5, mean class accuracy, per-class top-1, confusion (rows true, cols predicted)."""
+    """Video-level top1/top5, mean class accuracy, per-class top-1, confusion (rows true, cols predicted).
+
+    The video's score is the mean of its clips'; `confidence` is that score at the prediction, or with
+    `logits` the softmax of the mean logits there."""
     acc = video_level_accuracy(clip_scores, video_index, clip_labels)
     num_videos = int(video_index.max()) + 1
     scores = video_scores(clip_scores, video_index, num_videos)
     labels = np.zeros(num_videos, np.int64)
     labels[video_index] = clip_labels
     pred = scores.argmax(axis=1)
+    if logits:
+        scores = np.exp(scores - scores.max(axis=1, keepdims=True))
+        scores /= scores.sum(axis=1, keepdims=True)
     confusion = np.zeros((num_classes, num_classes), np.int64)
     np.add.at(confusion, (labels, pred), 1)
     support = confusion.sum(axis=1)
@@ -163,16 +233,20 @@ def evaluate_checkpoint(
     workers: int = 2,
     device: str | torch.device = "auto",
     max_videos: int | None = None,
+    protocol: Protocol | None = None,
 ) -> dict[str, Any]:
     """Video-level accuracy of `ck` on `list_file` (clip predictions averaged per video), as plain data.
 
-    Keys: checkpoint, list, videos, clips, class_names, branches, fused {top1, top5, mean_class},
-    per_branch {name: {...}}, per_class {name: {videos, top1}} (fused; top1 None for absent classes),
+    Keys: checkpoint, list, protocol (`Protocol.describe`), videos, clips, class_names, branches, fused
+    {top1, top5, mean_class}, per_branch {name: {...}}, per_class {name: {videos, top1}} (fused; top1
+    None for absent classes),
     confusion (K x K list, rows true, columns predicted, fused), predictions (per video), and
     localisation (SA/LA against the boxes) where the root has SynthActions ground truth.
     """
+    protocol = protocol or Protocol()
+    by_logits = protocol.name == "authors"
     dev = resolve_device(device)
-    dataset = build_eval_dataset(ck, root, list_file, max_videos)
+    dataset = build_eval_dataset(ck, root, list_file, max_videos, protocol)
     model = ck.model.to(dev).eval()
     names = model.branch_names
     loader = DataLoader(
@@ -186,8 +260,12 @@ def evaluate_checkpoint(
     seen = 0
     for clips, y, v in loader:
         out = model(clips.to(dev, non_blocking=True))
-        fused.append(out.fused.float().cpu())
-        probs.append(out.probs.float().cpu())
+        if by_logits:  # the authors' test: (GP + SA + LA) / 3 of the logits, per branch its logits
+            fused.append(out.logits.float().mean(dim=1).cpu())
+            probs.append(out.logits.float().cpu())
+        else:
+            fused.append(out.fused.float().cpu())
+            probs.append(out.probs.float().cpu())
         videos.append(v)
         labels.append(y)
         if stats is not None and cache is not None:
@@ -199,11 +277,11 @@ def evaluate_checkpoint(
     video_index = torch.cat(videos).numpy()
     clip_labels = torch.cat(labels).numpy()
     k = len(ck.class_names)
-    main = accuracy_summary(torch.cat(fused).double().numpy(), video_index, clip_labels, k)
-    branch_probs = torch.cat(probs).double().numpy()  # (N, S, K)
+    main = accuracy_summary(torch.cat(fused).double().numpy(), video_index, clip_labels, k, by_logits)
+    branch_probs = torch.cat(probs).double().numpy()  # (N, S, K): probabilities, or logits (authors)
     per_branch = {}
     for s, name in enumerate(names):
-        acc = accuracy_summary(branch_probs[:, s], video_index, clip_labels, k)
+        acc = accuracy_summary(branch_probs[:, s], video_index, clip_labels, k, by_logits)
         per_branch[name] = {m: acc[m] for m in METRICS}
     support = main["confusion"].sum(axis=1)
     result: dict[str, Any] = {
@@ -212,6 +290,7 @@ def evaluate_checkpoint(
         "weights_sha256": ck.weights_sha256,
         "root": str(root),
         "list": str(list_file),
+        "protocol": protocol.describe(dataset.sampling),
         "videos": dataset.num_videos,
         "clips": len(dataset),
         "class_names": list(ck.class_names),
@@ -236,9 +315,10 @@ def evaluate_checkpoint(
     if stats is not None:
         result["localisation"] = stats.report()
     log.info(
-        "%s on %s: %d videos, %d clips, top-1 %.1f%%",
+        "%s on %s (%s protocol): %d videos, %d clips, top-1 %.1f%%",
         ck.path.name,
         Path(list_file).name,
+        protocol.name,
         dataset.num_videos,
         len(dataset),
         100 * main["top1"],
@@ -482,7 +562,13 @@ def _pct(v: float | None) -> str:
 
 def results_table(results: Sequence[Mapping[str, Any]], mean: Mapping[str, Any] | None = None) -> Table:
     branches = list(dict.fromkeys(s for r in results for s in r["branches"]))
-    table = Table(title="video-level accuracy (%)")
+    title = "video-level accuracy (%)"
+    proto = results[0].get("protocol", {}) if results else {}
+    if proto.get("name") == "authors":
+        title += (
+            f", authors' protocol: {proto['draws']} draws a video (seed {proto['seed']}), logits averaged"
+        )
+    table = Table(title=title)
     for col in (
         "checkpoint",
         "list",
@@ -564,10 +650,31 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--examples", type=number(int, 0), default=8, help="rows of attention.png (0: none)")
     p.add_argument("--max-videos", type=number(int, 1), help="only the first N videos of each list")
+    p.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="default",
+        help="default: the checkpoint's test clips, fused probabilities averaged; authors: the published "
+        "code's test, random TSN draws per video with their logits averaged",
+    )
+    p.add_argument(
+        "--draws", type=number(int, 1), help=f"--protocol authors: random draws per video (default: {DRAWS})"
+    )
+    p.add_argument("--seed", type=number(int, 0), help="--protocol authors: seed of the draws (default: 0)")
     args = p.parse_args(argv)
     if len(args.checkpoint) != len(args.list):
         p.error(f"{len(args.checkpoint)} --checkpoint but {len(args.list)} --list: give them in pairs")
+    if args.protocol != "authors" and (args.draws is not None or args.seed is not None):
+        p.error("--draws and --seed choose the authors' random draws: add --protocol authors")
     return args
+
+
+def protocol_of(args: argparse.Namespace) -> Protocol:
+    if args.protocol != "authors":
+        return Protocol(args.protocol)
+    return Protocol(
+        "authors", DRAWS if args.draws is None else args.draws, 0 if args.seed is None else args.seed
+    )
 
 
 def check_out_folder(out: Path) -> None:
@@ -593,6 +700,7 @@ def run(args: argparse.Namespace, console: Console | None = None) -> dict[str, A
     out = Path(args.out)
     check_out_folder(out)  # before minutes of evaluation, not after
     device = resolve_device(args.device)
+    protocol = protocol_of(args)
     pairs = list(zip(args.checkpoint, args.list, strict=True))
     results = []
     for n, (ckpt, list_file) in enumerate(pairs, start=1):
@@ -605,9 +713,10 @@ def run(args: argparse.Namespace, console: Console | None = None) -> dict[str, A
             workers=args.workers,
             device=device,
             max_videos=args.max_videos,
+            protocol=protocol,
         )
         folder = out if len(pairs) == 1 else out / f"{n}_{Path(ckpt).stem}"
-        dataset = build_eval_dataset(ck, args.root, list_file, args.max_videos)
+        dataset = build_eval_dataset(ck, args.root, list_file, args.max_videos, protocol)
         log.info("wrote %s", write_report(result, folder, ck, dataset, examples=args.examples))
         figures = [folder / name for name in ("confusion.png", "attention.png") if (folder / name).is_file()]
         log.info("figures: %s", ", ".join(str(f) for f in figures))

@@ -12,11 +12,13 @@ import torch
 
 from glanet.checkpoint import load_checkpoint, save_checkpoint
 from glanet.config import DataConfig
+from glanet.data.authors_sampling import authors_indices, authors_test_items
 from glanet.data.sampling import Sampling
 from glanet.data.synth import write_dataset
 from glanet.data.synth_render import CLASSES
 from glanet.data.transforms import EvalTransform, preprocessing_dict
 from glanet.evaluate import (
+    Protocol,
     attention_image,
     build_eval_dataset,
     collect_examples,
@@ -322,3 +324,141 @@ def test_evaluate_refuses_a_folder_of_unknown_classes(demo_videos, tmp_path) -> 
     (folder.parent / "odd" / "bicycle" / "1.mp4").write_bytes((folder / "walk" / "1.mp4").read_bytes())
     with pytest.raises(ValueError, match="class folder 'bicycle' is not one of"):
         build_eval_dataset(load_checkpoint(demo), "", folder.parent / "odd")
+
+
+# -- the authors' test protocol: random TSN draws per video, logits averaged ---------------------------------
+
+
+def their_get_indices(
+    num_frames: int, num_segments: int, frames: int, rng: np.random.Generator
+) -> np.ndarray:
+    """The published Dataset.get_indices line for line, `np.random.choice` given as `rng.choice`."""
+    average_duration = num_frames // num_segments
+    choices = [
+        rng.choice(average_duration, frames, replace=False) + i * average_duration
+        for i in range(num_segments)
+    ]
+    choices = np.concatenate(choices)
+    offsets = np.sort(choices)
+    return offsets
+
+
+@pytest.mark.parametrize(("num_frames", "segments", "per_segment"), [(408, 12, 1), (40, 12, 1), (100, 4, 3)])
+def test_authors_draws_are_their_get_indices(num_frames: int, segments: int, per_segment: int) -> None:
+    for seed in range(5):
+        ours = authors_indices(num_frames, segments, per_segment, np.random.default_rng(seed))
+        theirs = their_get_indices(num_frames, segments, per_segment, np.random.default_rng(seed))
+        np.testing.assert_array_equal(ours, theirs)
+    rng = np.random.default_rng(0)
+    many = np.stack([authors_indices(num_frames, segments, per_segment, rng) for _ in range(3000)])
+    d = num_frames // segments
+    assert (many // d == np.repeat(np.arange(segments), per_segment)).all()  # each in its segment
+    assert len(np.unique(many)) == segments * d  # every frame of every segment is drawn, the tail never
+
+
+def test_authors_draws_of_a_short_video_pad_and_refuse_nonsense() -> None:
+    # 5 frames, 12 segments: theirs raises; ours repeats the last frame, as glanet's clips do
+    assert authors_indices(5, 12, 1, np.random.default_rng(0)).tolist() == [0, 1, 2, 3, 4] + [4] * 7
+    with pytest.raises(ValueError, match="at least one frame"):
+        authors_indices(0, 12, 1, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="draws = 0"):
+        authors_test_items([20], 4, 1, draws=0)
+
+
+def test_authors_items_depend_on_the_seed_and_the_video_only() -> None:
+    items = authors_test_items([40, 30, 50], 4, 1, draws=10, seed=3)
+    assert [v for v, _ in items] == [0] * 10 + [1] * 10 + [2] * 10
+    again = authors_test_items([40, 30], 4, 1, draws=10, seed=3)  # a shorter list: the same first videos
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(items, again, strict=False))
+    other = authors_test_items([40, 30, 50], 4, 1, draws=10, seed=4)
+    assert not all(np.array_equal(a, b) for (_, a), (_, b) in zip(items, other, strict=True))
+    assert len({tuple(ix) for _, ix in items[:10]}) > 1  # the ten draws of a video differ
+
+
+def make_tsn_checkpoint(path: Path) -> Path:
+    """A tiny `reference` model trained on TSN 4 x 1 frame clips, as the authors' 12 x 1."""
+    torch.manual_seed(11)
+    cfg = ModelConfig.from_preset("reference", backbone="resnet18", num_classes=len(CLASSES), sru_hidden=16)
+    sampling = Sampling(mode="tsn", segments=4, frames_per_segment=1, window=4, stride=4).to_dict()
+    model = GLANet(cfg)
+    with torch.no_grad():  # logits far from uniform, so that averaging logits and probabilities differ
+        for head in model.heads.values():
+            head.fc.weight.mul_(50.0)
+            head.fc.bias.normal_(0.0, 2.0)
+    return save_checkpoint(path, model, class_names=CLASSES, preprocessing=PRE, sampling=sampling)
+
+
+def test_authors_protocol_averages_the_logits_of_seeded_draws(synth: Path, tmp_path: Path) -> None:
+    ck = load_checkpoint(make_tsn_checkpoint(tmp_path / "tsn.pt"))
+    protocol = Protocol("authors", draws=3, seed=5)
+    res = evaluate_checkpoint(
+        ck, synth, synth / "val.txt", batch_size=5, workers=0, device="cpu", protocol=protocol
+    )
+    assert res["protocol"] == {
+        "name": "authors",
+        "draws": 3,
+        "seed": 5,
+        "segments": 4,
+        "frames_per_segment": 1,
+        "averaged": "mean of the branches' logits",
+    }
+    assert res["videos"] == 8 and res["clips"] == 24
+    dataset = build_eval_dataset(ck, synth, synth / "val.txt", protocol=protocol)
+    want = authors_test_items([8] * 8, 4, 1, draws=3, seed=5)
+    assert all(np.array_equal(a[1], b[1]) and a[0] == b[0] for a, b in zip(dataset.items, want, strict=True))
+    logit_sum = np.zeros((8, 3, len(CLASSES)))  # per video, per branch
+    prob_sum = np.zeros((8, len(CLASSES)))
+    with torch.no_grad():
+        for clip, _, video in (dataset[i] for i in range(len(dataset))):
+            out = ck.model(clip[None])
+            logit_sum[video] += out.logits[0].double().numpy()
+            prob_sum[video] += out.fused[0].double().numpy()
+    fused = logit_sum.mean(axis=1) / 3  # (GS + GL + GP) / 3 of each draw, averaged over the 3 draws
+    pred = fused.argmax(axis=1)
+    soft = np.exp(fused - fused.max(axis=1, keepdims=True))
+    soft /= soft.sum(axis=1, keepdims=True)
+    assert [p["pred"] for p in res["predictions"]] == pred.tolist()
+    confidence = [p["confidence"] for p in res["predictions"]]
+    np.testing.assert_allclose(confidence, soft[np.arange(8), pred], atol=1e-5)
+    # averaging the fused probabilities instead would not give these confidences
+    assert np.abs(np.array(confidence) - (prob_sum / 3)[np.arange(8), pred]).max() > 1e-4
+    labels = np.array([r.label for r in dataset.records])
+    assert res["fused"]["top1"] == pytest.approx(np.mean(pred == labels))
+    gl = logit_sum[:, 1].argmax(axis=1)  # a branch: its own logits averaged
+    assert res["per_branch"]["GL"]["top1"] == pytest.approx(np.mean(gl == labels))
+    # the draws are fixed before loading: DataLoader workers do not change them
+    res_workers = evaluate_checkpoint(
+        ck, synth, synth / "val.txt", batch_size=5, workers=1, device="cpu", protocol=protocol
+    )
+    assert [p["pred"] for p in res_workers["predictions"]] == pred.tolist()
+    np.testing.assert_allclose([p["confidence"] for p in res_workers["predictions"]], confidence, atol=1e-5)
+
+
+def test_cli_protocol_authors_is_named_in_the_report(
+    checkpoints: list[Path], synth: Path, tmp_path: Path, capsys
+) -> None:
+    argv = ["--checkpoint", str(checkpoints[0]), "--list", str(synth / "val.txt"), "--root", str(synth)]
+    argv += ["--workers", "0", "--examples", "1"]
+    assert (
+        main([*argv, "--out", str(tmp_path / "a"), "--protocol", "authors", "--draws", "2", "--seed", "1"])
+        == 0
+    )
+    report = json.loads((tmp_path / "a" / "report.json").read_text())
+    # a model trained on 4 consecutive frames ("clips") is drawn as 4 segments of one frame
+    assert report["protocol"] == {
+        "name": "authors",
+        "draws": 2,
+        "seed": 1,
+        "segments": 4,
+        "frames_per_segment": 1,
+        "averaged": "mean of the branches' logits",
+    }
+    assert report["clips"] == 16
+    assert "authors' protocol: 2 draws a video (seed 1)" in capsys.readouterr().out
+    assert main([*argv, "--out", str(tmp_path / "d")]) == 0
+    default = json.loads((tmp_path / "d" / "report.json").read_text())
+    assert default["protocol"] == {"name": "default", "sampling": "clips", "averaged": "fused probabilities"}
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--out", str(tmp_path / "x"), "--seed", "3"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(err) == 1 and "--protocol authors" in err[0], err
