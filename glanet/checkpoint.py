@@ -469,7 +469,10 @@ def load_checkpoint(
             raise ConfigError(
                 f"model_config.arch {raw['model_config'].get('arch')!r} is not arch {raw['arch']!r}"
             )
-        cfg = build_model_config(raw["model_config"])
+        table = dict(raw["model_config"])
+        if raw["arch"] == "glanet":  # saved before the key existed: trained with the only site there was
+            table.setdefault("sru_dropout_on", "gated")
+        cfg = build_model_config(table)
     except ConfigError as e:
         raise CheckpointError(
             path, f"model_config cannot be used by this glanet {glanet.__version__} ({e})"

@@ -519,3 +519,14 @@ def test_half_precision_storage_loads_as_float32(tmp_path: Path, model: GLANet) 
     for key, value in model.state_dict().items():
         if value.is_floating_point():
             torch.testing.assert_close(ck.model.state_dict()[key], value.half().float())
+
+
+def test_a_reference_checkpoint_saved_before_the_dropout_site_existed_keeps_the_one_it_was_trained_with(
+    tmp_path: Path,
+) -> None:
+    """The reference preset now trains the SRU as sru 2.1.x did ("gc"); a checkpoint saved before the key
+    existed was trained with the only site there was ("gated") and resumes with it."""
+    path = save_checkpoint(tmp_path / "ref.pt", make_model("reference"), class_names=NAMES)
+    assert load_checkpoint(path).model.cfg.sru_dropout_on == "gc"
+    rewrite(path, lambda raw: raw["model_config"].pop("sru_dropout_on"))
+    assert load_checkpoint(path).model.cfg.sru_dropout_on == "gated"
