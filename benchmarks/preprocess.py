@@ -41,7 +41,7 @@ from glanet.checkpoint import load_checkpoint
 from glanet.data.transforms import EvalTransform
 from stream.runtime.model import DEFAULT_CHECKPOINT
 
-console = Console()
+console = Console(width=140)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
