@@ -60,7 +60,7 @@ class Tile:
 
     output: Output | None = None
     seq: int = 0  # bumped at every new picture
-    jpegs: dict[str, tuple[int, bytes]] = field(default_factory=dict)  # attention -> (seq, JPEG)
+    jpegs: dict[str, tuple[int, bytes]] = field(default_factory=dict)  # map[+text] -> (seq, JPEG)
     encoded: int = 0  # JPEG encodings made (at most one per picture and map)
     viewers: int = 0  # MJPEG streams open now (the page's tiles ask picture by picture)
     latency: Histogram = field(default_factory=Histogram)
@@ -225,17 +225,19 @@ class WebHub:
         tile = self.tiles.get(camera)
         return None if tile is None or self.closed else tile.seq
 
-    def cached_jpeg(self, camera: str, attention: str) -> tuple[int, bytes] | None:
+    def cached_jpeg(self, camera: str, attention: str, text: bool = False) -> tuple[int, bytes] | None:
         """The newest picture's JPEG for this map if it is already made (cheap: for the event loop)."""
         tile = self.tiles.get(camera)
         if tile is None:
             return None
-        hit = tile.jpegs.get(attention)
+        hit = tile.jpegs.get(_picture_key(attention, text))
         return hit if hit is not None and hit[0] == tile.seq else None
 
-    def jpeg(self, camera: str, attention: str) -> tuple[int, bytes] | None:
+    def jpeg(self, camera: str, attention: str, text: bool = False) -> tuple[int, bytes] | None:
         """The newest picture with the overlay for `attention`, as (picture number, JPEG); encoded once
-        per picture and map, whoever asks. Blocking: call it off the event loop."""
+        per picture, map and `text`, whoever asks. `text`: the overlay's text burned in as the window
+        draws it (for players of the MJPEG stream); without, the heat map and box only (the page writes
+        the text beside the picture). Blocking: call it off the event loop."""
         tile = self.tiles.get(camera)
         if tile is None:
             return None
@@ -243,16 +245,20 @@ class WebHub:
             output, seq = tile.output, tile.seq
             if output is None or output.frame is None:
                 return None
-            hit = tile.jpegs.get(attention)
+            key = _picture_key(attention, text)
+            hit = tile.jpegs.get(key)
             if hit is not None and hit[0] == seq:
                 return hit
-            image = draw_overlay(output.frame.image, output.prediction, attention=attention, text=False)
+            image = draw_overlay(  # text: as the window draws it (the panel: top-5, branches, fps, status)
+                output.frame.image, output.prediction, attention=attention, stats=output.stats,
+                status=output.status, text=text,
+            )  # fmt: skip
             ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
             if not ok:
                 return None
             tile.encoded += 1
-            tile.jpegs[attention] = (seq, buf.tobytes())
-            return tile.jpegs[attention]
+            tile.jpegs[key] = (seq, buf.tobytes())
+            return tile.jpegs[key]
 
     def subscribe(self) -> asyncio.Queue[dict[str, Any] | None]:
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(SUBSCRIBER_QUEUE)
@@ -282,3 +288,7 @@ def _restated(shown: Output, final: Output) -> Output:
     prediction = final.prediction if final.prediction is not None and final.prediction.maps else None
     return Output(shown.camera, shown.frame, prediction or shown.prediction, False, final.status,
                   final.stats, [], True)  # fmt: skip
+
+
+def _picture_key(attention: str, text: bool) -> str:
+    return f"{attention}+text" if text else attention

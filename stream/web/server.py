@@ -2,8 +2,9 @@
 thread of the same process.
 
     /                                 the page: a tile per camera, the events, cameras added and removed
-    /cameras/<name>/stream.mjpg       MJPEG (?attention=sa|la|se|none, ?fps= a cap for this viewer)
-    /cameras/<name>/snapshot.jpg      the newest picture (?after=N&wait=S: once it is newer than N)
+    /cameras/<name>/stream.mjpg       MJPEG with the overlay's text (?attention=sa|la|se|none, ?fps= a cap)
+    /cameras/<name>/snapshot.jpg      the newest picture, heat map and box (?text=1: with the text;
+                                      ?after=N&wait=S: once it is newer than N)
     /api/cameras                      GET the cameras; POST {"name", "source", ...} adds one
     /api/cameras/<name>               GET one; DELETE removes it
     /api/events?since=ID&limit=N      recent events, oldest first, each with its id (&before=ID: those
@@ -403,13 +404,13 @@ class WebServer:
         fps = _float_param(request, "fps", self.options.max_fps, 0.1, math.inf)
         return name, attention, min(fps, self.options.max_fps)
 
-    async def _picture(self, name: str, attention: str) -> tuple[int, bytes] | None:
-        hit = self.hub.cached_jpeg(name, attention)
+    async def _picture(self, name: str, attention: str, text: bool = False) -> tuple[int, bytes] | None:
+        hit = self.hub.cached_jpeg(name, attention, text)
         if hit is not None:
             return hit
         # a few threads do: encoding holds the camera's lock, so more would only wait (and each thread
         # costs memory: a one-off probe with anyio's default 40 grew ~250 MB more under 50 viewers)
-        return await anyio.to_thread.run_sync(self.hub.jpeg, name, attention, limiter=self._encoders)
+        return await anyio.to_thread.run_sync(self.hub.jpeg, name, attention, text, limiter=self._encoders)
 
     async def snapshot(self, request: Request) -> Response:
         name, attention, _ = self._view_params(request)
@@ -424,7 +425,8 @@ class WebServer:
                 self.viewers -= 1
             if seq is not None and seq <= after:
                 return Response(status_code=204, headers={"Cache-Control": "no-store"})
-        picture = await self._picture(name, attention) if tile is not None else None
+        text = request.query_params.get("text") == "1"  # the page writes the text itself; a player may not
+        picture = await self._picture(name, attention, text) if tile is not None else None
         if picture is None:
             return _error(503, f"camera {name!r} has no picture yet", {"Retry-After": "1"})
         seq, data = picture
@@ -448,7 +450,7 @@ class WebServer:
                         return
                     if seq == last:
                         continue
-                    picture = await self._picture(name, attention)
+                    picture = await self._picture(name, attention, text=True)  # players: the text burned in
                     if picture is None:
                         await asyncio.sleep(0.1)
                         continue

@@ -161,7 +161,7 @@ def test_a_camera_added_and_removed_from_the_page(page, server):
     picture_loaded(page, "porch")
     names = [c["name"] for c in get_json(server.url + "api/cameras", AUTH)]
     assert names == [*NAMES, "porch"]
-    shot = os.environ.get("GLANET_WEB_SCREENSHOT")  # the README's picture: see the README's web view section
+    shot = os.environ.get("GLANET_WEB_SCREENSHOT")  # docs/web.md's picture (see its "Tested")
     time.sleep(1.0)
     page.screenshot(path=str(server.folder / "page.png"))
     if shot:

@@ -60,6 +60,21 @@ def test_the_picture_is_the_heat_map_and_the_box_without_text():
     assert np.abs(picture.astype(int) - plain.astype(int)).mean() < 6  # the JPEG of it, no more
 
 
+def test_a_player_gets_the_picture_with_its_text_burned_in():
+    """The MJPEG stream (and snapshot.jpg?text=1) is for players that show only the picture: the window's
+    overlay, text and panel; encoded once apart from the page's picture."""
+    hub = make_hub()
+    out = output([], prediction(0, noise=False))
+    hub.write(out)
+    _, with_text = hub.jpeg("cam", "sa", text=True)
+    picture = cv2.imdecode(np.frombuffer(with_text, np.uint8), cv2.IMREAD_COLOR)
+    burned = draw_overlay(out.frame.image, out.prediction, attention="sa", stats=out.stats, status=out.status)
+    assert picture.shape == burned.shape
+    assert np.abs(picture.astype(int) - burned.astype(int)).mean() < 6
+    _, plain = hub.jpeg("cam", "sa")
+    assert plain != with_text and hub.jpeg("cam", "sa", text=True)[1] is with_text  # each cached
+
+
 def test_an_events_peak_frame_is_kept_small_and_an_end_names_its_start():
     hub = make_hub()
     peak = prediction(1)
