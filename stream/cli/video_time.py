@@ -16,6 +16,8 @@ log = logging.getLogger(__name__)
 START_TAGS = ("creation_time", "com.apple.quicktime.creationdate")
 # a container whose clock was never set writes its epoch (1904 for MP4, 1970 for others): unknown, not a date
 _EARLIEST = datetime.datetime(1971, 1, 1, tzinfo=datetime.UTC)
+# and no later than this: a recording start plus its video's length must stay a date (year 9999 overflowed)
+_LATEST = datetime.datetime(9000, 1, 1, tzinfo=datetime.UTC)
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,11 @@ def parse_start(text: str) -> datetime.datetime | None:
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=datetime.UTC)
-    return when.astimezone(datetime.UTC) if when >= _EARLIEST else None
+    try:
+        when = when.astimezone(datetime.UTC)
+    except OverflowError:  # a date at the end of datetime's range: no clock set it
+        return None
+    return when if _EARLIEST <= when <= _LATEST else None
 
 
 def recording_start(path: Path) -> RecordingStart | None:

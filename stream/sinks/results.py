@@ -84,15 +84,24 @@ def inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
+# what a results folder held before the marker existed (the timeline came after it): such a folder is ours
+# only with its done.json or failed.json, so that a user's folder of run_camera.py's events.jsonl, or of a
+# picture named timeline.png, is never taken for one
+LEGACY = ("events.jsonl", "predictions.csv", FAILED, DONE)
+
+
 def is_ours(folder: Path) -> bool:
-    """A folder the archive wrote: it has the marker, or holds nothing but the archive's own files."""
+    """A folder the archive wrote: it has the marker, or is one an older glanet wrote (only its files,
+    its done.json or failed.json among them)."""
     if folder.is_symlink() or not folder.is_dir():
         return False
     marker = folder / MARKER
     if marker.is_file() and not marker.is_symlink():
         return True
     entries = list(folder.iterdir())
-    return bool(entries) and all(e.name in OURS and e.is_file() and not e.is_symlink() for e in entries)
+    names = {e.name for e in entries}
+    plain = all(e.name in LEGACY and e.is_file() and not e.is_symlink() for e in entries)
+    return plain and bool(names & {DONE, FAILED})
 
 
 def foreign(out: Path, names: Iterable[str]) -> list[Path]:

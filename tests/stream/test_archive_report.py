@@ -182,6 +182,8 @@ def test_a_start_is_timed_where_the_action_began_not_where_its_event_fired():
         ("1904-01-01T00:00:00Z", None),  # a camera whose clock was never set: unknown, not 1904
         ("1970-01-01T00:00:00.000000Z", None),
         ("yesterday", None),
+        ("9999-12-31T23:00:00-05:00", None),  # past datetime's range in UTC: it overflowed, stopping the run
+        ("9999-12-31T23:59:59Z", None),  # in range, but not once the video's seconds are added
     ],
 )
 def test_a_recording_start_is_read_only_where_the_container_states_one(tag, expected):

@@ -76,6 +76,19 @@ def test_a_folder_of_an_older_archive_without_the_marker_is_the_archives(tmp_pat
     assert not is_ours(link)
 
 
+@pytest.mark.parametrize("files", [["timeline.png"], ["events.jsonl"], ["events.jsonl", "predictions.csv"]])
+def test_a_users_folder_of_names_the_archive_also_writes_is_not_the_archives(tmp_path, files):
+    """A picture named timeline.png, run_camera.py's events.jsonl: without the marker or a done.json /
+    failed.json the folder is the user's, and never written into."""
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    for name in files:
+        (folder / name).write_text("the user's own")
+    assert not is_ours(folder)
+    (folder / DONE).write_text("{}")
+    assert is_ours(folder) == ("timeline.png" not in files)  # the timeline came after the marker
+
+
 def test_only_the_archives_files_are_written(tmp_path):
     with pytest.raises(ValueError, match="not a file the archive writes"):
         Staged(tmp_path, "cam1").path("../../escape.txt")
