@@ -104,10 +104,14 @@ def _compile_graph(core: ov.Core, path: Path | ov.Model, config: Mapping[str, An
     try:
         return core.compile_model(_source(path), "CPU", dict(config))
     except RuntimeError as e:
-        raise EngineError(
-            f"{path}: OpenVINO cannot read this graph ({_first_line(e)}): the file is damaged; "
-            "export again with glanet export"
-        ) from None
+        raise _damaged(path, e) from None
+
+
+def _damaged(path: Path | ov.Model, e: RuntimeError) -> EngineError:
+    return EngineError(
+        f"{path}: OpenVINO cannot read this graph ({_first_line(e)}): the file is damaged; "
+        "export again with glanet export"
+    )
 
 
 def _source(path: Path | ov.Model) -> str | ov.Model:
@@ -266,8 +270,14 @@ class OpenVINOBackend:
             encode_path, encode_hint = manifest.graph_path(ENCODE), _HINT[precision]
         self.encode_path = encode_path
         self._encode_config = {**common, "INFERENCE_PRECISION_HINT": encode_hint}
-        self._encode = _compile(self.core, encode_path, self._encode_config)
+        # The streaming runtime calls encode_images: its graph (with the model's own preprocessing) is
+        # compiled now, so that the first round is not slow and a damaged graph is told at once; the
+        # float-input graph of `encode` is compiled when first called (tests, benchmarks).
+        self._float_encode: ov.CompiledModel | None = None
+        self._float_request: ov.InferRequest | None = None
         self._image_requests: dict[EvalTransform, ov.InferRequest] = {}
+        own = EvalTransform.from_preprocessing(manifest.preprocessing)
+        self._image_requests[own] = self._image_model(own).create_infer_request()
         if step_weights is None:
             step_weights = "int8" if precision == "int8" and step_int8_files(manifest) else "fp32"
         if step_weights not in ("fp32", "int8"):
@@ -286,7 +296,6 @@ class OpenVINOBackend:
             step_path = manifest.graph_path(TEMPORAL_STEP)
         self.step_weights = step_weights
         self._step = _compile(self.core, step_path, step_config)
-        self._encode_request = self._encode.create_infer_request()
         self._step_request = self._step.create_infer_request()
         self._spec = manifest.spec
         self._step_inputs = step_inputs(self._spec)
@@ -350,7 +359,16 @@ class OpenVINOBackend:
             state = init_rows(self._spec.encode_state, x.shape[0])
         for f in self._spec.encode_state:
             inputs[f.name] = _array(state[f.name])
-        return unpack_encoded(self._spec, self._encode_request.infer(inputs), _tensor)
+        if self._float_request is None:
+            self._float_request = self._encode.create_infer_request()
+        return unpack_encoded(self._spec, self._float_request.infer(inputs), _tensor)
+
+    @property
+    def _encode(self) -> ov.CompiledModel:
+        """The compiled float-input encode graph (compiled on first use)."""
+        if self._float_encode is None:
+            self._float_encode = _compile(self.core, self.encode_path, self._encode_config)
+        return self._float_encode
 
     def encode_images(
         self, images: np.ndarray, transform: EvalTransform, state: State | None = None
@@ -375,7 +393,10 @@ class OpenVINOBackend:
         return unpack_encoded(self._spec, request.infer(inputs), _tensor)
 
     def _image_model(self, transform: EvalTransform) -> ov.CompiledModel:
-        model = self.core.read_model(str(self.encode_path))  # verified with the manifest when opened
+        try:  # the file was checked against the manifest's sha256 when opened
+            model = self.core.read_model(str(self.encode_path))
+        except RuntimeError as e:
+            raise _damaged(self.encode_path, e) from None
         ppp = PrePostProcessor(model)
         frames = ppp.input(FRAMES)
         frames.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(
