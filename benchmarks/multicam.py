@@ -750,6 +750,19 @@ def all_active_held(out: dict[str, Any], precision: str) -> tuple[int, bool]:
     return held, False
 
 
+def mix_row(r: dict[str, Any], active: int) -> dict[str, Any]:
+    """A run of `active` cameras named act* and the rest still*, with the held figures and the share of
+    frames reused by each kind, and the encoded frames a second."""
+    r = {"mode": "batched", "active": active, "still": len(r["cameras"]) - active, **r,
+         **figures(r["cameras"], PAPER_TARGET)}  # fmt: skip
+    for kind in ("act", "still"):
+        cams = [c for c in r["cameras"] if c["camera"].startswith(kind)]
+        enc, reu = sum(c["encoded"] for c in cams), sum(c["reused"] for c in cams)
+        r[f"reuse_share_{kind}"] = reu / (enc + reu) if enc + reu else float("nan")
+    r["encoded_per_s"] = r["encoded"] / r["wall_s"]
+    return r
+
+
 def part_mix(
     export_dir: Path, cache: Path, action: Path, work: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -783,19 +796,7 @@ def part_mix(
             f"... mix: {n} cameras ({active} action, {n - active} still), gate {gate.static_gate:g}, "
             f"{args.seconds:g} s"
         )
-        r = stream_cameras(backend, manifest, videos, args.seconds, gate)
-        r = {
-            "mode": "batched",
-            "active": active,
-            "still": n - active,
-            **r,
-            **figures(r["cameras"], PAPER_TARGET),
-        }
-        for kind in ("act", "still"):
-            cams = [c for c in r["cameras"] if c["camera"].startswith(kind)]
-            enc, reu = sum(c["encoded"] for c in cams), sum(c["reused"] for c in cams)
-            r[f"reuse_share_{kind}"] = reu / (enc + reu) if enc + reu else float("nan")
-        r["encoded_per_s"] = r["encoded"] / r["wall_s"]
+        r = mix_row(stream_cameras(backend, manifest, videos, args.seconds, gate), active)
         rows.append(r)
         if not r["met"]:
             break
@@ -916,15 +917,8 @@ def part_rtsp(export_dir: Path, cache: Path, work: Path, args: argparse.Namespac
                 urls = {f"act{i}": server.url("act", i) for i in range(active)}
                 urls |= {f"still{i}": server.url("still", i) for i in range(n - active)}
                 say(f"... rtsp {part}: {n} cameras ({active} action), gate {gate.static_gate:g}")
-                r = stream_cameras(backend, manifest, urls, args.seconds, gate)
-                r = {"mode": "batched", "active": active, "still": n - active, **r,
-                     **figures(r["cameras"], PAPER_TARGET), "decode": decode_cost(r)}  # fmt: skip
-                for kind in ("act", "still"):
-                    cams = [c for c in r["cameras"] if c["camera"].startswith(kind)]
-                    enc, reu = sum(c["encoded"] for c in cams), sum(c["reused"] for c in cams)
-                    r[f"reuse_share_{kind}"] = reu / (enc + reu) if enc + reu else float("nan")
-                r["encoded_per_s"] = r["encoded"] / r["wall_s"]
-                rows.append(r)
+                r = mix_row(stream_cameras(backend, manifest, urls, args.seconds, gate), active)
+                rows.append({**r, "decode": decode_cost(r)})
                 if not r["met"]:
                     break
                 held = n
