@@ -282,6 +282,10 @@ class ClusterApp(RunLoop):
         except ClusterError:
             raise
         except Exception as e:
+            # a ray:// that failed leaves Ray Client's mode on in this process: a later ray.init(address=
+            # "auto") here would fail (an AssertionError) until Ray is shut down
+            with contextlib.suppress(Exception):
+                ray.shutdown()
             hint = " (start one with `ray start --head`)" if kind == "auto" else ""
             raise ClusterError(f"cannot reach the Ray cluster at {self.address}: {_cause(e)}{hint}") from None
 

@@ -15,6 +15,9 @@ or its error) and stops. test_cluster.py asserts on the findings. The scenarios:
 - web: run_camera.py --cluster auto --serve: the API, a picture, a camera added and one removed;
 - archive: 12 generated videos through `stream.cli.archive --cluster auto` against one by one in one process;
   then a run killed (SIGKILL) after 3 videos and run again: it finishes without redoing them;
+- restart: run_camera.py --cluster auto --events over 2 demo cameras, its driver killed (SIGKILL) as they
+  predict; the same command, its driver frozen (SIGSTOP) then killed; the same command to its end: when
+  each shard's process went (or went idle: its lease), the last run's cameras, the events file's lines;
 - failover: 4 real-time demo cameras, recorded (--save); the worker node's processes killed by their PIDs at
   6 s; where each camera runs, when its predictions come, the events, and each part of each recording
   (the killed node's cut at the kill, the survivor's finalised), over 20 s;
@@ -492,6 +495,132 @@ def scenario_archive(work: Path) -> dict:
     }
 
 
+def shard_processes() -> set[int]:
+    """The shard actors' processes on this machine (Ray titles an actor's worker `ray::Shard...`)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "cmdline").read_bytes().startswith(b"ray::Shard"):
+                    found.add(int(entry.name))
+    return found
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """A process's CPU time so far (user and system); None once it is gone (or a zombie)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    if fields[0] in ("Z", "X"):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def watch_stop(pids: set[int], since: float, seconds: float, idle: float = 0.05) -> dict[int, dict]:
+    """Each process watched for up to `seconds` from `since` (less once all are gone): when it was gone, or
+    went idle (under `idle` of a core in every 0.5 s from then on, for 1 s at least), in seconds from
+    `since`, None if it did neither; and its CPU use in its last second watched (None: gone)."""
+    samples: dict[int, list[tuple[float, float | None]]] = {pid: [] for pid in pids}
+    while time.monotonic() - since < seconds:
+        now = time.monotonic()
+        for pid in pids:
+            samples[pid].append((now, cpu_seconds(pid)))
+        if all(got[-1][1] is None for got in samples.values()):
+            break
+        time.sleep(0.1)
+    out = {}
+    for pid, got in samples.items():
+        gone = next((t for t, c in got if c is None), None)
+        busy = [t2 for (t, c), (t2, c2) in zip(got, got[5:], strict=False)
+                if c is not None and c2 is not None and (c2 - c) / (t2 - t) >= idle]  # fmt: skip
+        quiet = max(busy) if busy else got[0][0]
+        stopped = gone if gone is not None else (quiet if quiet <= got[-1][0] - 1.0 else None)
+        last = [(t, c) for t, c in got if c is not None and t >= got[-1][0] - 1.0]
+        use = None
+        if gone is None and len(last) >= 2:
+            use = (last[-1][1] - last[0][1]) / (last[-1][0] - last[0][0])
+        out[pid] = {
+            "stopped_s": None if stopped is None else round(stopped - since, 2),
+            "gone": gone is not None,
+            "cpu_last_s": None if use is None else round(use, 3),
+        }
+    return out
+
+
+def predicting(cmd: list[str], events: Path, stderr: Path) -> tuple[subprocess.Popen, set[int], dict]:
+    """`cmd` started, once both its shards are up and it has written an event: the driver, its shards'
+    processes, and the CPU seconds each used in the second before (their cameras at work)."""
+    before = shard_processes()
+    start = events.stat().st_size if events.exists() else 0
+    with stderr.open("wb") as err:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=err)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        written = events.read_bytes()[start:].count(b"\n") if events.exists() else 0
+        if len(shard_processes() - before) >= 2 and written >= 1:
+            break
+        time.sleep(0.05)
+    time.sleep(0.5)
+    shards = shard_processes() - before
+    cpu = {pid: cpu_seconds(pid) for pid in shards}
+    time.sleep(1.0)
+    busy = {str(pid): round((cpu_seconds(pid) or 0.0) - (c or 0.0), 2) for pid, c in cpu.items()}
+    return proc, shards, {"alive": proc.poll() is None, "busy": busy}
+
+
+def scenario_restart(work: Path) -> dict:
+    """run_camera.py --cluster auto over 2 demo cameras with --events: its driver killed (SIGKILL) while the
+    cameras predict; then the same command, its driver frozen (SIGSTOP: alive to Ray, silent to its shards)
+    and then killed; then the same command again, to its end. When each shard's process stopped (gone, or
+    idle), the last run's cameras, and the events file's lines, split by run."""
+    events, summary_path = work / "events.jsonl", work / "summary.json"
+    # 30 fps of 160 px: the shards' CPU use shows their cameras at work (about 0.25 of a core, idle 0.02)
+    cmd = [sys.executable, str(ROOT / "run_camera.py"), "--source", "r0=demo", "--source", "r1=demo",
+           "--demo-size", "160", "--demo-fps", "30", "--cluster", "auto", "--duration", "8", "--no-dashboard",
+           "--backend", "openvino", "--precision", "fp32", "--events", str(events),
+           "--summary-json", str(summary_path)]  # fmt: skip
+    found: dict = {}
+    cuts = [0]
+    for name in ("killed", "frozen"):
+        proc, shards, run = predicting(cmd, events, work / f"{name}.stderr")
+        if name == "frozen":
+            proc.send_signal(signal.SIGSTOP)
+            run["stopped"] = {str(p): w for p, w in watch_stop(shards, time.monotonic(), 5.0).items()}
+            run["alive_frozen"] = sum(cpu_seconds(pid) is not None for pid in shards)
+        proc.send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        proc.wait(timeout=30)
+        run["after_kill"] = {str(p): w for p, w in watch_stop(shards, killed_at, 5.0).items()}
+        run["stderr"] = (work / f"{name}.stderr").read_text(errors="replace")[-3000:]
+        found[name] = run
+        cuts.append(events.stat().st_size if events.exists() else 0)
+    t = time.monotonic()
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env(), cwd=ROOT, timeout=240)
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {"cameras": {}}
+    found["again"] = {
+        "wall_s": round(time.monotonic() - t, 1), "rc": again.returncode, "stderr": again.stderr[-3000:],
+        "cameras": {n: {"predictions": c.get("predictions"), "shard": c.get("shard")}
+                    for n, c in summary["cameras"].items()},
+    }  # fmt: skip
+    data = events.read_bytes() if events.exists() else b""
+    found["ends_whole"] = data.endswith(b"\n")
+    found["unparsed"], runs = [], []
+    for lo, hi in zip(cuts, [*cuts[1:], len(data)], strict=True):
+        runs.append([])
+        for line in data[lo:hi].splitlines():
+            try:
+                runs[-1].append(json.loads(line))
+            except ValueError:
+                found["unparsed"].append(line.decode(errors="replace"))
+    lines = data.splitlines()
+    found["lines"], found["duplicate_lines"] = len(lines), len(lines) - len(set(lines))
+    found["per_camera"] = [
+        {c: [e["event"] for e in run if e["camera"] == c] for c in ("r0", "r1")} for run in runs
+    ]
+    return found
+
+
 def scenario_failover(work: Path) -> dict:
     import ray
 
@@ -739,6 +868,7 @@ def main() -> None:
             "save": scenario_save,
             "web": scenario_web,
             "archive": scenario_archive,
+            "restart": scenario_restart,
         }
         run_each(work, {**scenarios, "failover": scenario_failover, "join": scenario_join}, results)
     except Exception:

@@ -1,11 +1,12 @@
 """The cluster on a real 2-node Ray cluster (`ray start` twice, one CPU a node), inside a private network
 namespace with only the loopback up (cluster_scenarios.py runs there and reports; the tests here judge):
-predictions equal to the single-process runtime, the command line's events equal, Ray Client (ray://) equal
-to auto, --save writing every frame on the nodes, the web view over it, the archive mode equal to one-by-one
-and resumable after a kill, and a killed node's cameras moved within 10 s with no event duplicated or lost
-outside the outage, their recordings cut at the kill and going on in a second part, and a node that joins
-mid-run taking its share of the live cameras. Plus what needs no cluster: the address, the hashing, the
-flags."""
+predictions equal to the single-process runtime, the command line's events equal, Ray Client (ray://) equal to
+auto, --save writing every frame on the nodes, the web view over it, the archive mode equal to one-by-one and
+resumable after a kill, a killed or frozen driver's shards stopped (by Ray, or by their lease) and the same
+command starting again with the events file whole, and a killed node's cameras moved within 10 s with no event
+duplicated or lost outside the outage, their recordings cut at the kill and going on in a second part, and a
+node that joins mid-run taking its share of the live cameras. Plus what needs no cluster: the address, the
+hashing, the flags."""
 
 from __future__ import annotations
 
@@ -229,6 +230,46 @@ def test_a_node_that_joins_takes_its_share_of_the_live_cameras(results):
             assert (s["shard"], s["moves"]) == (head, 0), (cam, s)
         for part in parts:  # the part it left was finalised as it left; the others at the end
             assert part["state"] == "finalised" and part["decoded"] == part["frames"] > 0, (cam, part)
+
+
+def busy_then_stopped(run: dict, watched: str, within: float) -> None:
+    """Both shards ran their cameras before (CPU time in the second before), and each stopped (its process
+    gone, or idle from then on) within `within` seconds."""
+    assert run["alive"], f"the run ended before it was killed or frozen: {run['stderr']}"
+    assert len(run["busy"]) == 2, f"the run should have had a shard on each node: {run['busy']}"
+    for pid, busy in run["busy"].items():
+        assert busy >= 0.1, f"shard {pid} was not running its cameras ({busy} CPU s in 1 s): {run['busy']}"
+    for pid, w in run[watched].items():
+        assert w["stopped_s"] is not None and w["stopped_s"] <= within, f"shard {pid}, {watched}: {w}"
+
+
+@pytest.mark.timeout(900)
+def test_a_killed_driver_s_shards_stop_and_the_same_command_starts_again(results):
+    r = scenario(results, "restart")
+    lease = 3.0  # --cluster-lease's default, which the command keeps
+    # killed: Ray kills the driver's actors with it (their processes: gone), long before the lease
+    busy_then_stopped(r["killed"], "after_kill", lease)
+    assert all(w["gone"] for w in r["killed"]["after_kill"].values()), r["killed"]
+    # frozen (SIGSTOP): alive to Ray, silent to its shards: each stops its cameras itself by its lease, its
+    # process still there, and before the lease and the driver's 1 s more (when a driver would move them);
+    # killed then, Ray ends them
+    busy_then_stopped(r["frozen"], "stopped", lease + 1.0)
+    assert r["frozen"]["alive_frozen"] == 2, r["frozen"]
+    assert all(w["gone"] for w in r["frozen"]["after_kill"].values()), r["frozen"]
+    again = r["again"]
+    assert again["rc"] == 0 and "Traceback" not in again["stderr"], again["stderr"]
+    assert sorted(again["cameras"]) == ["r0", "r1"], again
+    assert all(c["predictions"] > 0 for c in again["cameras"].values()), again
+    assert len({c["shard"] for c in again["cameras"].values()}) == 2, f"both nodes again: {again}"
+    assert r["unparsed"] == [] and r["ends_whole"], f"half lines: {r['unparsed']}"
+    assert r["duplicate_lines"] == 0
+    *cut_short, last = r["per_camera"]
+    for run, per_camera in zip(("killed", "frozen"), cut_short, strict=True):
+        assert sum(map(len, per_camera.values())) >= 1, f"the {run} run wrote no event"
+        for cam, kinds in per_camera.items():  # its open event, if any, never closed: its driver died
+            assert alternates(kinds), f"{cam}, the {run} run: events do not alternate start/end: {kinds}"
+    for cam, kinds in last.items():  # every event the last run opened, it closed
+        assert alternates(kinds) and len(kinds) % 2 == 0, f"{cam}, the last run: {kinds}"
 
 
 # -- no cluster needed ----------------------------------------------------------------------------------
