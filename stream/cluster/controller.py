@@ -536,13 +536,15 @@ class ClusterApp(RunLoop):
         )
         for cam in movable:
             old = self._shard(cam.shard)
+            if old is not None and old.alive:  # stopped there first: a camera is never on two shards at once
+                try:
+                    ray.get(old.actor.remove.remote(cam.name), timeout=10)
+                except Exception as e:  # it may still run there: it stays (a lost shard is failed over)
+                    log.warning("camera %s stays on shard %s: it did not answer the move (%s)",
+                                cam.name, old.name, _cause(e))  # fmt: skip
+                    continue
             if old is not None:
                 old.cameras.discard(cam.name)
-                if old.alive:  # stopped there first: a camera is never on two shards at once
-                    try:
-                        ray.get(old.actor.remove.remote(cam.name), timeout=10)
-                    except Exception as e:
-                        log.warning("camera %s: its shard did not answer the move: %s", cam.name, _cause(e))
             self._leave(cam, f"shard {new.name} joined")
             try:
                 self._place(cam, new)

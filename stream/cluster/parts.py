@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -56,6 +57,9 @@ class PartRecorder:
         self.videos: dict[str, VideoSink] = {}
         self._done: list[PartState] = []  # parts ended here and not yet reported
         self._written: dict[str, int] = {}  # frames of each camera's newest part here, ended or not
+        # begin/forget/report come on the actor's thread, write on the dispatcher's: one at a time (a part
+        # ended while reported would be lost; a video closed while written to would be cut)
+        self._lock = threading.RLock()
 
     @staticmethod
     def prepare(folder: Path) -> None:
@@ -75,36 +79,40 @@ class PartRecorder:
 
     def begin(self, camera: str, part: int) -> None:
         """The camera's frames from now on go to its part `part` (a part it had here is finalised)."""
-        self._end(camera)
-        self.parts[camera] = PartState(camera, part, str(self.folder / part_file(camera, part)))
-        self._written[camera] = 0
+        with self._lock:
+            self._end(camera)
+            self.parts[camera] = PartState(camera, part, str(self.folder / part_file(camera, part)))
+            self._written[camera] = 0
 
     def forget(self, camera: str) -> None:
         """The camera did not start here after all: no part of it."""
-        self.parts.pop(camera, None)
-        self._written.pop(camera, None)
+        with self._lock:
+            self.parts.pop(camera, None)
+            self._written.pop(camera, None)
 
     def write(self, output: Output) -> None:
-        part = self.parts.get(output.camera)
-        if part is None:
-            return
-        if output.removed or output.final:
-            self._end(output.camera)
-            return
-        if not output.display or output.frame is None or part.error is not None:
-            return
-        try:
-            video = self.videos.get(output.camera)
-            if video is None:
-                video = self.videos[output.camera] = VideoSink(part.path, self.fps(output.camera))
-            video.write(output.overlay(self.view()))
-            part.frames = self._written[output.camera] = video.frames_written
-        except SinkError as e:
-            self._failed(part, e)
+        with self._lock:
+            part = self.parts.get(output.camera)
+            if part is None:
+                return
+            if output.removed or output.final:
+                self._end(output.camera)
+                return
+            if not output.display or output.frame is None or part.error is not None:
+                return
+            try:
+                video = self.videos.get(output.camera)
+                if video is None:
+                    video = self.videos[output.camera] = VideoSink(part.path, self.fps(output.camera))
+                video.write(output.overlay(self.view()))
+                part.frames = self._written[output.camera] = video.frames_written
+            except SinkError as e:
+                self._failed(part, e)
 
     def frames(self, camera: str) -> int:
         """Frames written to the camera's newest part here (its summary's saved_frames)."""
-        return self._written.get(camera, 0)
+        with self._lock:
+            return self._written.get(camera, 0)
 
     def _failed(self, part: PartState, error: SinkError) -> None:
         part.error = str(error)
@@ -130,15 +138,17 @@ class PartRecorder:
 
     def report(self) -> list[PartState]:
         """Every part being written here now, and those ended since the last report (told once)."""
-        done, self._done = self._done, []
-        return [*done, *(PartState(**asdict(p)) for p in list(self.parts.values()))]
+        with self._lock:
+            done, self._done = self._done, []
+            return [*done, *(PartState(**asdict(p)) for p in list(self.parts.values()))]
 
     def idle(self) -> None:
         pass
 
     def close(self) -> None:
-        for camera in list(self.parts):
-            self._end(camera)
+        with self._lock:
+            for camera in list(self.parts):
+                self._end(camera)
 
 
 @dataclass

@@ -72,12 +72,20 @@ def ray_start(*args: str) -> None:
         raise RuntimeError(f"ray start {' '.join(args)} failed: {proc.stderr[-2000:]}")
 
 
+def has_ray_client() -> bool:
+    """Ray Client's transport (grpcio, the cluster extra's ray[client]) is installed: without it the head
+    refuses --ray-client-server-port and the ray:// scenario is skipped."""
+    try:
+        import grpc  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def start_cluster() -> None:
     common = ("--node-ip-address", "127.0.0.1", "--num-cpus", "1")
-    ray_start(
-        "--head", "--port", str(PORT), "--include-dashboard", "false",
-        "--ray-client-server-port", str(CLIENT_PORT), *common,
-    )  # fmt: skip
+    client = ("--ray-client-server-port", str(CLIENT_PORT)) if has_ray_client() else ()
+    ray_start("--head", "--port", str(PORT), "--include-dashboard", "false", *client, *common)
     ray_start("--address", f"127.0.0.1:{PORT}", *common)
 
 
@@ -248,9 +256,7 @@ def client_run(videos: list[Path], over_auto: dict, options) -> dict:
     from stream.cluster.address import parse_cluster_address
     from stream.cluster.controller import ClusterApp
 
-    try:
-        import grpc  # noqa: F401  (Ray Client's transport: the cluster extra's ray[client])
-    except ImportError:
+    if not has_ray_client():
         return {"skipped": "Ray Client needs grpcio, which is not installed: pip install -e '.[cluster]'"}
     url = f"ray://127.0.0.1:{CLIENT_PORT}"
     got: dict = {}
