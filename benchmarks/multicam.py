@@ -1058,6 +1058,17 @@ def noise_line(noise: dict[str, Any]) -> str:
     return f"still scene, noise sigma {noise['written_sigma']:g} written; decoded: {used}; {mp4v}"
 
 
+def mix_cells(r: dict[str, Any]) -> list[str]:
+    """The cells the mix tables share: N, action / still cameras, fps, p50, p95."""
+    return [
+        str(r["n"]),
+        f"{r['active']} / {r['still']}",
+        f"{r['fps_mean']:.1f} ({r['fps_min']:.1f})",
+        ms(r["p50_ms_median"]),
+        f"{ms(r['p95_ms_worst'])} ({ms(r['p95_ms_median'])})",
+    ]
+
+
 def table_mix(rows: list[dict[str, Any]], backend: str, seconds: float, noise: dict[str, Any]) -> Table:
     t = Table(
         title=f"monitoring mix on {backend}, one process, static-scene gate on: a quarter of the cameras on "
@@ -1080,11 +1091,7 @@ def table_mix(rows: list[dict[str, Any]], backend: str, seconds: float, noise: d
         t.add_column(col, justify="right")
     for r in rows:
         t.add_row(
-            str(r["n"]),
-            f"{r['active']} / {r['still']}",
-            f"{r['fps_mean']:.1f} ({r['fps_min']:.1f})",
-            ms(r["p50_ms_median"]),
-            f"{ms(r['p95_ms_worst'])} ({ms(r['p95_ms_median'])})",
+            *mix_cells(r),
             ms(r["max_ms_worst"]),
             f"{pct_cell(r['reuse_share'])} ({pct_cell(r['reuse_share_still'])}, "
             f"{pct_cell(r['reuse_share_act'])})",
@@ -1115,11 +1122,7 @@ def table_rtsp(part: str, rows: list[dict[str, Any]], backend: str, seconds: flo
     for r in rows:
         d = r["decode"]
         t.add_row(
-            str(r["n"]),
-            f"{r['active']} / {r['still']}",
-            f"{r['fps_mean']:.1f} ({r['fps_min']:.1f})",
-            ms(r["p50_ms_median"]),
-            f"{ms(r['p95_ms_worst'])} ({ms(r['p95_ms_median'])})",
+            *mix_cells(r),
             pct_cell(r["reuse_share"]),
             f"{d['capture_ms_per_frame']:.2f}",
             f"{d['capture_cores_per_camera']:.3f}",
