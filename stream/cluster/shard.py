@@ -3,7 +3,9 @@
 The driver calls `poll` every few tens of milliseconds; each call renews the shard's lease. A shard that has
 not been polled for `lease_s` stops every camera by itself (fenced), so that when the driver gives up on it
 (after the lease and a margin) and moves its cameras, no camera is ever served by two shards at once, even
-when the shard was only cut off rather than dead.
+when the shard was only cut off rather than dead. A fenced shard that still hears nothing for `exit_after_s`
+ends its process (its recordings finalised first): a driver that hangs, alive to Ray, would otherwise hold the
+shards' CPUs, and the next run could not start its own.
 
 With --save the shard records its cameras on its node (stream/cluster/parts.py): a part a placement, named
 by the driver, reported at every poll.
@@ -43,6 +45,7 @@ class ShardConfig:
     cpus: tuple[int, ...] | None = None  # pin the shard to these cores (local clusters: a node's share)
     cwd: str = ""  # the driver's working folder: relative paths mean the same here, where it exists
     lease_s: float = 3.0
+    exit_after_s: float = 10.0  # fenced and still not polled this long after: the shard's process ends
     picture_fps: float = 0.0  # pictures a second a camera to the driver (the web view); 0: none
     jpeg_quality: int = 80
     outbox: int = 2048  # records held for the driver; with `block` the cameras wait beyond it
@@ -158,6 +161,7 @@ class Shard:
             self.app.sinks.insert(0, self.recorder)
         self.error: str | None = None
         self.fenced = False
+        self._polled_fenced = False
         self._renewed = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="glanet-shard", daemon=True)
         self._thread.start()
@@ -181,8 +185,23 @@ class Shard:
                             self.config.lease_s)  # fmt: skip
                 self.app.request_stop("lease expired")
                 self.outbox.close()
+                self._exit_unless_polled()
                 return
             time.sleep(0.05)
+
+    def _exit_unless_polled(self) -> None:
+        """Fenced: a driver that polls again takes the last records and kills this actor itself; one that
+        stays silent (hung, or cut off for good) is not waited for: the process ends and Ray frees its CPUs."""
+        self._thread.join(timeout=30)  # the sinks closed as the run ended: every part is finalised
+        fenced_at = self._renewed + self.config.lease_s
+        while time.monotonic() - fenced_at < self.config.exit_after_s:
+            if self._polled_fenced:
+                return
+            time.sleep(0.1)
+        log.warning("shard %s: still no word from the driver %.0f s after stopping: exiting",
+                    self.config.name, self.config.exit_after_s)  # fmt: skip
+        logging.shutdown()
+        os._exit(0)
 
     # -- the driver's calls ------------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
@@ -224,6 +243,8 @@ class Shard:
         """Renews the lease; the records since the last poll and the cameras' numbers."""
         if not self.fenced:
             self._renewed = time.monotonic()
+        else:
+            self._polled_fenced = True  # the driver knows: it kills this actor (controller._lost)
         cameras = self._states()  # before taking the records: a camera done here has its records there
         self.app.forget_removed()  # told so: the driver keeps their numbers
         return Poll(self.outbox.take(), cameras, self.fenced, self.error, self.outbox.dropped, self._parts())

@@ -16,8 +16,9 @@ or its error) and stops. test_cluster.py asserts on the findings. The scenarios:
 - archive: 12 generated videos through `stream.cli.archive --cluster auto` against one by one in one process;
   then a run killed (SIGKILL) after 3 videos and run again: it finishes without redoing them;
 - restart: run_camera.py --cluster auto --events over 2 demo cameras, its driver killed (SIGKILL) as they
-  predict; the same command, its driver frozen (SIGSTOP) then killed; the same command to its end: when
-  each shard's process went (or went idle: its lease), the last run's cameras, the events file's lines;
+  predict; the same command, its driver frozen (SIGSTOP); while it is frozen, the same command to its end;
+  then the frozen one killed: when each shard went idle (its lease) and when its process went, the last
+  run's cameras, the events file's lines;
 - failover: 4 real-time demo cameras, recorded (--save); the worker node's processes killed by their PIDs at
   6 s; where each camera runs, when its predictions come, the events, and each part of each recording
   (the killed node's cut at the kill, the survivor's finalised), over 20 s;
@@ -524,9 +525,9 @@ def cpu_seconds(pid: int) -> float | None:
 
 
 def watch_stop(pids: set[int], since: float, seconds: float, idle: float = 0.05) -> dict[int, dict]:
-    """Each process watched for up to `seconds` from `since` (less once all are gone): when it was gone, or
-    went idle (under `idle` of a core in every 0.5 s from then on, for 1 s at least), in seconds from
-    `since`, None if it did neither; and its CPU use in its last second watched (None: gone)."""
+    """Each process watched for up to `seconds` from `since` (less once all are gone): when it went idle
+    (under `idle` of a core in every 0.5 s from then on, for 1 s at least, or until it was gone) and when it
+    was gone, in seconds from `since`, None if it did not; and its CPU use in its last second watched."""
     samples: dict[int, list[tuple[float, float | None]]] = {pid: [] for pid in pids}
     while time.monotonic() - since < seconds:
         now = time.monotonic()
@@ -538,16 +539,18 @@ def watch_stop(pids: set[int], since: float, seconds: float, idle: float = 0.05)
     out = {}
     for pid, got in samples.items():
         gone = next((t for t, c in got if c is None), None)
-        busy = [t2 for (t, c), (t2, c2) in zip(got, got[5:], strict=False)
-                if c is not None and c2 is not None and (c2 - c) / (t2 - t) >= idle]  # fmt: skip
+        alive = [(t, c) for t, c in got if c is not None]
+        busy = [t2 for (t, c), (t2, c2) in zip(alive, alive[5:], strict=False) if (c2 - c) / (t2 - t) >= idle]
         quiet = max(busy) if busy else got[0][0]
-        stopped = gone if gone is not None else (quiet if quiet <= got[-1][0] - 1.0 else None)
-        last = [(t, c) for t, c in got if c is not None and t >= got[-1][0] - 1.0]
+        end = gone if gone is not None else got[-1][0] - 1.0
+        went_idle = quiet if quiet <= end else None
+        last = [(t, c) for t, c in alive if t >= got[-1][0] - 1.0]
         use = None
         if gone is None and len(last) >= 2:
             use = (last[-1][1] - last[0][1]) / (last[-1][0] - last[0][0])
         out[pid] = {
-            "stopped_s": None if stopped is None else round(stopped - since, 2),
+            "stopped_s": None if went_idle is None else round(went_idle - since, 2),
+            "gone_s": None if gone is None else round(gone - since, 2),
             "gone": gone is not None,
             "cpu_last_s": None if use is None else round(use, 3),
         }
@@ -577,9 +580,9 @@ def predicting(cmd: list[str], events: Path, stderr: Path) -> tuple[subprocess.P
 
 def scenario_restart(work: Path) -> dict:
     """run_camera.py --cluster auto over 2 demo cameras with --events: its driver killed (SIGKILL) while the
-    cameras predict; then the same command, its driver frozen (SIGSTOP: alive to Ray, silent to its shards)
-    and then killed; then the same command again, to its end. When each shard's process stopped (gone, or
-    idle), the last run's cameras, and the events file's lines, split by run."""
+    cameras predict; then the same command, its driver frozen (SIGSTOP: alive to Ray, silent to its shards);
+    while that one is frozen, the same command again, to its end; then the frozen one killed. When each
+    shard went idle and when its process went, the last run's cameras, the events file's lines by run."""
     events, summary_path = work / "events.jsonl", work / "summary.json"
     # 30 fps of 160 px: the shards' CPU use shows their cameras at work (about 0.25 of a core, idle 0.02)
     cmd = [sys.executable, str(ROOT / "run_camera.py"), "--source", "r0=demo", "--source", "r1=demo",
@@ -588,21 +591,32 @@ def scenario_restart(work: Path) -> dict:
            "--summary-json", str(summary_path)]  # fmt: skip
     found: dict = {}
     cuts = [0]
-    for name in ("killed", "frozen"):
-        proc, shards, run = predicting(cmd, events, work / f"{name}.stderr")
-        if name == "frozen":
-            proc.send_signal(signal.SIGSTOP)
-            run["stopped"] = {str(p): w for p, w in watch_stop(shards, time.monotonic(), 5.0).items()}
-            run["alive_frozen"] = sum(cpu_seconds(pid) is not None for pid in shards)
-        proc.send_signal(signal.SIGKILL)
-        killed_at = time.monotonic()
-        proc.wait(timeout=30)
-        run["after_kill"] = {str(p): w for p, w in watch_stop(shards, killed_at, 5.0).items()}
-        run["stderr"] = (work / f"{name}.stderr").read_text(errors="replace")[-3000:]
-        found[name] = run
-        cuts.append(events.stat().st_size if events.exists() else 0)
-    t = time.monotonic()
-    again = subprocess.run(cmd, capture_output=True, text=True, env=env(), cwd=ROOT, timeout=240)
+
+    def size() -> int:
+        return events.stat().st_size if events.exists() else 0
+
+    proc, shards, run = predicting(cmd, events, work / "killed.stderr")
+    proc.send_signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+    proc.wait(timeout=30)
+    run["after_kill"] = {str(p): w for p, w in watch_stop(shards, killed_at, 5.0).items()}
+    run["stderr"] = (work / "killed.stderr").read_text(errors="replace")[-3000:]
+    found["killed"] = run
+    cuts.append(size())
+
+    frozen, shards, run = predicting(cmd, events, work / "frozen.stderr")
+    frozen.send_signal(signal.SIGSTOP)
+    # each shard stops its cameras by its lease (3 s), and its process ends 10 s later (exit_after_s)
+    run["stopped"] = {str(p): w for p, w in watch_stop(shards, time.monotonic(), 20.0).items()}
+    run["stderr"] = (work / "frozen.stderr").read_text(errors="replace")[-3000:]
+    found["frozen"] = run
+    cuts.append(size())
+    try:
+        t = time.monotonic()  # the frozen driver still there: its shards must have given their CPUs back
+        again = subprocess.run(cmd, capture_output=True, text=True, env=env(), cwd=ROOT, timeout=240)
+    finally:
+        frozen.send_signal(signal.SIGKILL)
+        frozen.wait(timeout=30)
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {"cameras": {}}
     found["again"] = {
         "wall_s": round(time.monotonic() - t, 1), "rc": again.returncode, "stderr": again.stderr[-3000:],
