@@ -191,7 +191,7 @@ class Shard:
 
     def _exit_unless_polled(self) -> None:
         """Fenced: a driver that polls again takes the last records and kills this actor itself; one that
-        stays silent (hung, or cut off for good) is not waited for: the process ends and Ray frees its CPUs."""
+        stays silent (hung, or cut off for good) is not waited for: the process ends, Ray frees its CPUs."""
         self._thread.join(timeout=30)  # the sinks closed as the run ended: every part is finalised
         fenced_at = self._renewed + self.config.lease_s
         while time.monotonic() - fenced_at < self.config.exit_after_s:
