@@ -360,10 +360,10 @@ class PhaseBackend(TimedBackend):
         windows: dict[int, list[float]] = {}
         for t, ms, frames in self.encodes:
             if frames:
-                windows.setdefault(int(t // window_s), [0.0, 0.0])
-                windows[int(t // window_s)][0] += ms
-                windows[int(t // window_s)][1] += frames
-        per_frame = [ms / frames for ms, frames in windows.values() if frames]
+                window = windows.setdefault(int(t // window_s), [0.0, 0.0])
+                window[0] += ms
+                window[1] += frames
+        per_frame = [ms / frames for ms, frames in windows.values()]
         if len(per_frame) < 3:
             return float("nan")
         return max(per_frame) / statistics.median(per_frame)
